@@ -1,0 +1,2 @@
+import UpgradeKit
+print("molam-upgrade \(UpgradeKitVersion.string)")
