@@ -5,6 +5,7 @@
 #include <unistd.h>
 #include <sys/syscall.h>
 #include <linux/fs.h>
+#include <spawn.h>
 #include "csupport.h"
 
 // Called through syscall(2) so the build does not depend on the glibc version exporting the
@@ -20,4 +21,12 @@ int csys_rename_exchange(int olddirfd, const char *oldpath, int newdirfd, const 
 
 int csys_rename_noreplace(int olddirfd, const char *oldpath, int newdirfd, const char *newpath) {
     return csys_renameat2(olddirfd, oldpath, newdirfd, newpath, RENAME_NOREPLACE);
+}
+
+int csys_pipe_cloexec(int fds[2]) {
+    return pipe2(fds, O_CLOEXEC);
+}
+
+int csys_spawn_add_chdir(posix_spawn_file_actions_t *actions, const char *path) {
+    return posix_spawn_file_actions_addchdir_np(actions, path);
 }

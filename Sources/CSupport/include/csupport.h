@@ -10,4 +10,14 @@ int csys_rename_exchange(int olddirfd, const char *oldpath, int newdirfd, const 
 /// Renames without replacing an existing target (renameat2 with RENAME_NOREPLACE).
 int csys_rename_noreplace(int olddirfd, const char *oldpath, int newdirfd, const char *newpath);
 
+#include <spawn.h>
+
+/// pipe2(2) with O_CLOEXEC, declared by glibc only under _GNU_SOURCE: a child spawned by another
+/// thread must not inherit the pipe, or the reader never sees end-of-file.
+int csys_pipe_cloexec(int fds[2]);
+
+/// posix_spawn_file_actions_addchdir_np (glibc >= 2.29, _GNU_SOURCE only): the child starts in
+/// `path` without the parent changing its own, process-wide, working directory.
+int csys_spawn_add_chdir(posix_spawn_file_actions_t *actions, const char *path);
+
 #endif

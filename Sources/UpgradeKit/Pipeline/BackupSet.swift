@@ -1,0 +1,99 @@
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// One backup of a plugin version: `<state-dir>/backups/<plugin>/<version>-<UTC timestamp>/` holding
+/// the file tree (`files.tar.zst`), its per-file manifest (`files.manifest.json`), the owned tables
+/// (`tables.db`) and `meta.json`. Files 0600, directories 0700.
+///
+/// A backup is written under a `.partial-` name and renamed into place only when complete and
+/// synced, so a crash never leaves something that looks like a usable backup but is not.
+public struct BackupSet: Sendable, Equatable {
+    public static let filesArchiveName = "files.tar.zst"
+    public static let filesManifestName = "files.manifest.json"
+    public static let tablesName = "tables.db"
+    public static let metaName = "meta.json"
+
+    public var directory: String
+    public var record: BackupRecord
+
+    public var filesArchive: String { directory + "/" + Self.filesArchiveName }
+    public var filesManifest: String { directory + "/" + Self.filesManifestName }
+    public var tables: String { directory + "/" + Self.tablesName }
+
+    /// Backs up the live plugin tree and the given tables.
+    static func create(
+        pluginDirectory: String, manifest: PluginManifest, tables: [String], database: SQLitePluginDatabase,
+        paths: StatePaths, runID: String?, now: Date
+    ) throws -> BackupSet {
+        let pluginBackups = paths.backups + "/" + manifest.name
+        try FileSystem.makeDirectory(pluginBackups, mode: 0o700)
+        let stamp = Self.stamp(now)
+        var name = "\(manifest.version)-\(stamp)"
+        var suffix = 2
+        while FileSystem.exists(pluginBackups + "/" + name) {
+            name = "\(manifest.version)-\(stamp)-\(suffix)"
+            suffix += 1
+        }
+        let final = pluginBackups + "/" + name
+        let partial = pluginBackups + "/.partial-" + name
+        try FileSystem.removeTree(partial)
+        try FileSystem.makeDirectory(partial, mode: 0o700)
+        do {
+            let topName = (pluginDirectory as NSString).lastPathComponent
+            let fileManifest = try TreeArchive.create(
+                from: pluginDirectory, topName: topName, archivePath: partial + "/" + filesArchiveName)
+            try fileManifest.write(to: partial + "/" + filesManifestName)
+            let summary = try database.backupTables(tables, to: partial + "/" + tablesName)
+            // Checked before it is relied on: a backup that cannot be read back is no backup.
+            _ = try SQLitePluginDatabase.verifyTableBackup(at: partial + "/" + tablesName)
+
+            let record = BackupRecord(
+                id: "\(manifest.name)/\(name)", plugin: manifest.name, version: manifest.version.description,
+                path: final, createdAt: Journal.timestamp(now), sizeBytes: 0, runID: runID,
+                fileCount: fileManifest.entries.filter { $0.kind == "file" }.count, tables: tables)
+            let meta: [String: Any] = [
+                "plugin": manifest.name,
+                "version": manifest.version.description,
+                "created_at": record.createdAt,
+                "plugin_dir": pluginDirectory,
+                "tables": tables,
+                "tables_missing": summary.missing,
+                "table_rows": summary.tables,
+                "file_count": record.fileCount,
+                "run_id": runID ?? NSNull(),
+            ]
+            let metaData = try JSONSerialization.data(withJSONObject: meta, options: [.prettyPrinted, .sortedKeys])
+            try FileSystem.writeAtomically(metaData, to: partial + "/" + metaName)
+            try FileSystem.sync(partial)
+            try FileSystem.moveNoReplace(partial, to: final)
+            var finished = record
+            finished.sizeBytes = FileSystem.diskUsage(final)
+            return BackupSet(directory: final, record: finished)
+        } catch {
+            try? FileSystem.removeTree(partial)
+            throw error
+        }
+    }
+
+    static func open(_ record: BackupRecord) -> BackupSet {
+        BackupSet(directory: record.path, record: record)
+    }
+
+    /// Checks that the backup is whole before it is used for a restore.
+    func verify() throws {
+        for file in [filesArchive, filesManifest, tables] where !FileSystem.exists(file) {
+            throw UpgradeError.failed("backup \(directory) is incomplete: \((file as NSString).lastPathComponent) is missing")
+        }
+        _ = try SQLitePluginDatabase.verifyTableBackup(at: tables)
+    }
+
+    static func stamp(_ date: Date) -> String {
+        let formatter = DateFormatter()
+        formatter.locale = Locale(identifier: "en_US_POSIX")
+        formatter.timeZone = TimeZone(identifier: "UTC")
+        formatter.dateFormat = "yyyyMMdd'T'HHmmss'Z'"
+        return formatter.string(from: date)
+    }
+}

@@ -1,0 +1,137 @@
+import Foundation
+
+/// Exit codes of DESIGN.md; the executable maps outcomes and errors to these and nothing else.
+public enum ExitCode: Int32, Sendable {
+    case ok = 0
+    case rolledBack = 1
+    case usage = 2
+    case rollbackFailed = 3
+    case refused = 4
+    case unavailable = 75
+}
+
+/// Where progress goes. The executable prints it on stderr when that is a terminal; tests record it.
+public protocol ProgressReporter: AnyObject {
+    func stepStarted(_ step: StepName, _ message: String)
+    func stepFinished(_ step: StepName, _ status: StepStatus, _ message: String?)
+    func note(_ message: String)
+}
+
+/// Progress that goes nowhere: cron runs and tests that do not look.
+public final class SilentProgress: ProgressReporter {
+    public init() {}
+    public func stepStarted(_ step: StepName, _ message: String) {}
+    public func stepFinished(_ step: StepName, _ status: StepStatus, _ message: String?) {}
+    public func note(_ message: String) {}
+}
+
+/// Everything a command needs from the outside world, injected so tests can drive it.
+public struct UpgradeContext {
+    public var site: SiteConfiguration
+    public var clock: () -> Date
+    public var progress: ProgressReporter
+    public var extractionLimits: ExtractionLimits
+    /// The largest release archive accepted, checked while copying.
+    public var maxArchiveBytes: Int64
+
+    public init(
+        site: SiteConfiguration, clock: @escaping () -> Date = Date.init, progress: ProgressReporter = SilentProgress(),
+        extractionLimits: ExtractionLimits = .default, maxArchiveBytes: Int64 = 512 << 20
+    ) {
+        self.site = site
+        self.clock = clock
+        self.progress = progress
+        self.extractionLimits = extractionLimits
+        self.maxArchiveBytes = maxArchiveBytes
+    }
+
+    public var paths: StatePaths { StatePaths(root: site.stateDirectory) }
+}
+
+/// The layout of the state directory.
+public struct StatePaths: Sendable {
+    public let root: String
+    public var lock: String { root + "/lock" }
+    public var journal: String { root + "/journal.db" }
+    public var downloads: String { root + "/downloads" }
+    public var backups: String { root + "/backups" }
+    public var work: String { root + "/work" }
+}
+
+/// A command that could not do its work, with the exit code it ends with. Its description is the one
+/// line printed on stderr.
+public enum UpgradeError: Error, CustomStringConvertible, Sendable {
+    /// Usage or configuration: nothing changed (exit 2).
+    case configuration(String)
+    /// Lock held or a needed service unreachable (exit 75).
+    case unavailable(String)
+    /// Release refused before any change (exit 4).
+    case refused(String)
+    /// The command failed and nothing was changed, or what it changed was put back (exit 1).
+    case failed(String)
+    /// A rollback failed: the site needs a human (exit 3).
+    case rollbackFailed(String)
+
+    public var exitCode: ExitCode {
+        switch self {
+        case .configuration: .usage
+        case .unavailable: .unavailable
+        case .refused: .refused
+        case .failed: .rolledBack
+        case .rollbackFailed: .rollbackFailed
+        }
+    }
+
+    public var description: String {
+        switch self {
+        case .configuration(let text), .unavailable(let text), .refused(let text), .failed(let text),
+             .rollbackFailed(let text):
+            text
+        }
+    }
+}
+
+/// What a run did, for tables and `--json`.
+public struct RunOutcome: Sendable {
+    public var runID: String?
+    public var command: String
+    public var plugin: String
+    public var fromVersion: String?
+    public var toVersion: String?
+    public var status: RunStatus
+    /// `not_required`, `success` or `failed` (DESIGN.md's rollback statuses).
+    public var rollbackStatus: String?
+    public var message: String
+    public var error: String?
+    public var exitCode: ExitCode
+    public var rollback: RollbackSummary?
+    public var recovered: [RunOutcome]
+
+    public init(
+        runID: String?, command: String, plugin: String, fromVersion: String?, toVersion: String?,
+        status: RunStatus, rollbackStatus: String?, message: String, error: String? = nil, exitCode: ExitCode,
+        rollback: RollbackSummary? = nil, recovered: [RunOutcome] = []
+    ) {
+        self.runID = runID
+        self.command = command
+        self.plugin = plugin
+        self.fromVersion = fromVersion
+        self.toVersion = toVersion
+        self.status = status
+        self.rollbackStatus = rollbackStatus
+        self.message = message
+        self.error = error
+        self.exitCode = exitCode
+        self.rollback = rollback
+        self.recovered = recovered
+    }
+}
+
+public struct RollbackSummary: Sendable, Equatable {
+    public var reason: String
+    public var trigger: String
+    public var durationMilliseconds: Int
+    public var filesRestored: Bool
+    public var databaseRestored: Bool
+    public var smokePassed: Bool
+}

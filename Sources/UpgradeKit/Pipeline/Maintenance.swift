@@ -1,0 +1,169 @@
+import Foundation
+
+/// Status, cleanup and the other commands that look after the state directory.
+public enum Maintenance {
+    /// Removes work directories (staging leftovers, kept trees) of every finished run but `keeping`.
+    static func removeWorkDirectories(journal: Journal, keeping: String?) {
+        guard let runs = try? journal.recentRuns(limit: 10_000) else { return }
+        for run in runs where run.id != keeping && run.status != .running && run.status != .rollingBack {
+            if let directory = run.state.workDirectory, FileSystem.exists(directory) {
+                try? FileSystem.removeTree(directory)
+            }
+        }
+    }
+
+    /// A `.partial-` backup is one a crash interrupted; it was never recorded and is never used.
+    static func removePartialBackups(paths: StatePaths) {
+        guard let plugins = try? FileManager.default.contentsOfDirectory(atPath: paths.backups) else { return }
+        for plugin in plugins {
+            let directory = paths.backups + "/" + plugin
+            for entry in (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
+            where entry.hasPrefix(".partial-") {
+                try? FileSystem.removeTree(directory + "/" + entry)
+            }
+        }
+    }
+
+    public struct CleanupResult: Sendable {
+        public var removed: [BackupRecord]
+        public var kept: [BackupRecord]
+    }
+
+    /// Backups expire after `retentionDays`, but the newest backup of each of the two most recent
+    /// versions is always kept, so a rollback is possible however long ago the upgrade was.
+    public static func cleanup(context: UpgradeContext, retentionDays: Int = 30) throws(UpgradeError) -> CleanupResult {
+        let session = try ChangingSession(context: context, command: "cleanup")
+        _ = Recovery.recoverAll(journal: session.journal, context: context)
+        do {
+            let now = context.clock()
+            let cutoff = Journal.timestamp(now.addingTimeInterval(-Double(retentionDays) * 86_400))
+            var removed: [BackupRecord] = []
+            var kept: [BackupRecord] = []
+            let backups = try session.journal.backups()
+            for plugin in Set(backups.map(\.plugin)) {
+                let own = backups.filter { $0.plugin == plugin }     // newest first
+                let versions = Set(own.map(\.version))
+                    .sorted { (SemanticVersion($0) ?? SemanticVersion("0.0.0")!) > (SemanticVersion($1) ?? SemanticVersion("0.0.0")!) }
+                let protectedIDs = Set(versions.prefix(2).compactMap { version in
+                    own.first(where: { $0.version == version })?.id
+                })
+                for backup in own {
+                    if protectedIDs.contains(backup.id) || backup.createdAt >= cutoff {
+                        kept.append(backup)
+                        continue
+                    }
+                    try FileSystem.removeTree(backup.path)
+                    try session.journal.markBackupDeleted(id: backup.id, now: now)
+                    removed.append(backup)
+                }
+            }
+            let latest = try session.journal.recentRuns(limit: 10_000).first { $0.status == .succeeded }
+            removeWorkDirectories(journal: session.journal, keeping: latest?.id)
+            return CleanupResult(removed: removed, kept: kept)
+        } catch let error as UpgradeError {
+            throw error
+        } catch {
+            throw .failed("cleanup: \(error)")
+        }
+    }
+
+    /// The `backup` command: a journaled backup of the installed version, outside any upgrade.
+    public static func backup(context: UpgradeContext) throws(UpgradeError) -> RunOutcome {
+        let session = try ChangingSession(context: context, command: "backup")
+        return try Pipeline.guarded(session) { () throws -> RunOutcome in
+            let (run, recovered) = try session.beginRun(
+                command: "backup", trigger: "manual", plugin: Pipeline.pluginNameGuess(context), fromVersion: nil,
+                toVersion: nil, dryRun: false)
+            do {
+                let (manifest, database) = try Pipeline.openSite(context.site)
+                try session.journal.describeRun(
+                    run: run.id, plugin: manifest.name, from: manifest.version.description,
+                    to: manifest.version.description)
+                let backup = try run.step(.backup, "backing up \(manifest.name) \(manifest.version)") {
+                    let tables = Pipeline.ownedTables(manifest, manifest)
+                    let backup = try BackupSet.create(
+                        pluginDirectory: context.site.pluginDirectory, manifest: manifest, tables: tables,
+                        database: database, paths: context.paths, runID: run.id, now: context.clock())
+                    try session.journal.addBackup(backup.record)
+                    return (backup, "\(backup.directory)")
+                }
+                try run.finish(.succeeded, rollbackStatus: "not_required", error: nil, exitCode: .ok)
+                return RunOutcome(
+                    runID: run.id, command: "backup", plugin: manifest.name,
+                    fromVersion: manifest.version.description, toVersion: manifest.version.description,
+                    status: .succeeded, rollbackStatus: "not_required",
+                    message: "backed up \(manifest.name) \(manifest.version) to \(backup.directory) "
+                        + "(\(backup.record.fileCount) files, \(backup.record.sizeBytes) bytes)",
+                    exitCode: .ok, recovered: recovered)
+            } catch {
+                var outcome = try Pipeline.refuse(run, plugin: Pipeline.pluginNameGuess(context), from: nil, to: nil, error)
+                outcome.recovered = recovered
+                return outcome
+            }
+        }
+    }
+
+    /// The `verify` command: the installed version's smoke checks, changing nothing.
+    public static func verify(context: UpgradeContext) throws(UpgradeError) -> (PluginManifest, [SmokeRunner.Result]) {
+        let manifest: PluginManifest
+        do {
+            manifest = try PluginManifest.load(pluginDirectory: context.site.pluginDirectory)
+        } catch {
+            throw .configuration("installed plugin: \(error)")
+        }
+        let results = SmokeRunner(
+            pluginDirectory: context.site.pluginDirectory, database: context.site.database, version: manifest.version
+        ).run(manifest.smoke)
+        return (manifest, results)
+    }
+
+    public struct Status: Sendable {
+        public var plugin: String?
+        public var installedVersion: String?
+        public var installedError: String?
+        public var lastRun: RunRecord?
+        public var unfinishedRuns: [RunRecord]
+        public var backups: [BackupRecord]
+        public var keptTree: String?
+        public var pendingReports: Int
+        public var oldestPendingReport: String?
+    }
+
+    /// Reads, never writes: safe to run while an upgrade holds the lock.
+    public static func status(context: UpgradeContext) throws(UpgradeError) -> Status {
+        var status = Status(
+            plugin: nil, installedVersion: nil, installedError: nil, lastRun: nil, unfinishedRuns: [], backups: [],
+            keptTree: nil, pendingReports: 0, oldestPendingReport: nil)
+        do {
+            let manifest = try PluginManifest.load(pluginDirectory: context.site.pluginDirectory)
+            status.plugin = manifest.name
+            status.installedVersion = manifest.version.description
+        } catch {
+            status.installedError = "\(error)"
+        }
+        guard FileSystem.exists(context.paths.journal) else { return status }
+        do {
+            let journal = try Journal(path: context.paths.journal)
+            status.lastRun = try journal.recentRuns(limit: 1).first
+            status.unfinishedRuns = try journal.unfinishedRuns()
+            status.backups = try journal.backups(plugin: status.plugin)
+            status.keptTree = try journal.recentRuns(limit: 10_000)
+                .first { $0.status == .succeeded && $0.state.stagedTree.map(FileSystem.isDirectory) == true }?
+                .state.stagedTree
+            (status.pendingReports, status.oldestPendingReport) = try journal.pendingReports()
+        } catch {
+            throw .configuration("\(error)")
+        }
+        return status
+    }
+
+    /// Opens the journal for reading (history, stats).
+    public static func openJournal(context: UpgradeContext) throws(UpgradeError) -> Journal? {
+        guard FileSystem.exists(context.paths.journal) else { return nil }
+        do {
+            return try Journal(path: context.paths.journal)
+        } catch {
+            throw .configuration("\(error)")
+        }
+    }
+}

@@ -1,0 +1,519 @@
+import Foundation
+
+/// The upgrade pipeline of DESIGN.md, and the manual rollback that reuses its second half.
+///
+/// Step order: lock, recover, resolve, eligibility, download, stage, backup, swap, migrate, verify,
+/// commit. `stage` runs before `backup` (DESIGN.md lists it after): a bad archive is then refused before
+/// any time or disk goes into a backup, and the backup is taken as late as possible, right before the
+/// swap, so fewer rows written by live payments fall between the backup and the switch.
+public enum Pipeline {
+    public struct UpgradeOptions: Sendable {
+        public var archive: String
+        public var sha256: String
+        public var expectedVersion: SemanticVersion?
+        public var force: Bool
+        public var dryRun: Bool
+        public var trigger: String
+
+        public init(
+            archive: String, sha256: String, expectedVersion: SemanticVersion? = nil, force: Bool = false,
+            dryRun: Bool = false, trigger: String = "manual"
+        ) {
+            self.archive = archive
+            self.sha256 = sha256
+            self.expectedVersion = expectedVersion
+            self.force = force
+            self.dryRun = dryRun
+            self.trigger = trigger
+        }
+    }
+
+    public struct RollbackOptions: Sendable {
+        public var targetVersion: SemanticVersion?
+        public var reason: String?
+        public var force: Bool
+        public init(targetVersion: SemanticVersion? = nil, reason: String? = nil, force: Bool = false) {
+            self.targetVersion = targetVersion
+            self.reason = reason
+            self.force = force
+        }
+    }
+
+    // MARK: upgrade
+
+    public static func upgrade(_ options: UpgradeOptions, context: UpgradeContext) throws(UpgradeError) -> RunOutcome {
+        try validate(sha256: options.sha256)
+        let session = try ChangingSession(context: context, command: "upgrade")
+        return try guarded(session) { () throws -> RunOutcome in
+            let (run, recovered) = try session.beginRun(
+                command: "upgrade", trigger: options.trigger, plugin: pluginNameGuess(context), fromVersion: nil,
+                toVersion: options.expectedVersion?.description, dryRun: options.dryRun)
+            var outcome = try upgrade(run: run, options: options)
+            outcome.recovered = recovered
+            return outcome
+        }
+    }
+
+    private static func upgrade(run: PipelineRun, options: UpgradeOptions) throws -> RunOutcome {
+        let context = run.context
+        let site = context.site
+        var installed: PluginManifest!
+        var database: SQLitePluginDatabase!
+        do {
+            (installed, database) = try run.step(.resolve, "reading the installed plugin and the release") {
+                let (manifest, db) = try openSite(site)
+                try run.journal.describeRun(
+                    run: run.id, plugin: manifest.name, from: manifest.version.description, to: nil)
+                return ((manifest, db), "installed \(manifest.name) \(manifest.version); release \(options.archive)")
+            }
+        } catch {
+            return try refuse(run, plugin: pluginNameGuess(context), from: nil, to: nil, error)
+        }
+        let plugin = installed.name
+        let from = installed.version.description
+        try run.skip(.eligibility, "local archive: no rollout decision")
+
+        // download + stage: nothing on the site changes; any failure is a refusal.
+        var target: PluginManifest!
+        var migrations: [Migration] = []
+        do {
+            try prepareWorkDirectory(run)
+            let download = run.state.workDirectory! + "/release.archive"
+            try run.step(.download, "copying and checking \(options.archive)") {
+                let bytes = try ReleaseDownload.copy(
+                    from: options.archive, to: download, expectedSHA256: options.sha256,
+                    maxBytes: context.maxArchiveBytes)
+                return ((), "\(bytes) bytes, SHA-256 verified")
+            }
+            (target, migrations) = try run.step(.stage, "extracting the release") {
+                let stageDirectory = run.state.workDirectory! + "/stage"
+                try FileSystem.makeDirectory(stageDirectory, mode: 0o700)
+                let tree: ExtractedTree
+                do {
+                    tree = try SafeExtractor.extract(
+                        archive: download, into: stageDirectory, limits: context.extractionLimits)
+                } catch {
+                    throw UpgradeError.refused("\(error)")
+                }
+                try? FileSystem.removeTree(download)
+                let manifest: PluginManifest
+                do {
+                    manifest = try PluginManifest.load(pluginDirectory: tree.root)
+                } catch {
+                    throw UpgradeError.refused("release archive \(options.archive): \(error)")
+                }
+                try checkTarget(manifest, installed: installed, options: options)
+                let migrations = try loadMigrations(manifest, root: tree.root, refusing: true)
+                do {
+                    _ = try database.pendingMigrations(migrations)
+                } catch {
+                    throw UpgradeError.refused("release \(manifest.name) \(manifest.version): \(error)")
+                }
+                run.state.stagedTree = tree.root
+                run.state.targetManifestVersion = manifest.version.description
+                try run.save()
+                return ((manifest, migrations),
+                        "\(manifest.name) \(manifest.version): \(tree.fileCount) files, \(tree.bytesWritten) bytes")
+            }
+            try run.journal.describeRun(run: run.id, plugin: nil, from: nil, to: target.version.description)
+        } catch let error as AlreadyInstalled {
+            tidy(run)
+            try run.finish(.skipped, rollbackStatus: "not_required", error: nil, exitCode: .ok)
+            return RunOutcome(
+                runID: run.id, command: "upgrade", plugin: plugin, fromVersion: from, toVersion: from,
+                status: .skipped, rollbackStatus: "not_required", message: "skipped: \(error)", exitCode: .ok)
+        } catch {
+            tidy(run)
+            return try refuse(run, plugin: plugin, from: from, to: target?.version.description, error)
+        }
+        let to = target.version.description
+        let ownedTables = ownedTables(installed, target)
+
+        if options.dryRun {
+            return try dryRun(run, installed: installed, target: target, migrations: migrations,
+                              tables: ownedTables, database: database)
+        }
+
+        // backup: the last step that leaves the site as it is.
+        do {
+            try run.step(.backup, "backing up \(plugin) \(from)") {
+                let backup = try BackupSet.create(
+                    pluginDirectory: site.pluginDirectory, manifest: installed, tables: ownedTables,
+                    database: database, paths: context.paths, runID: run.id, now: context.clock())
+                try run.journal.addBackup(backup.record)
+                run.state.backupDirectory = backup.directory
+                run.state.backupID = backup.record.id
+                run.state.newTables = target.tables.filter { !installed.tables.contains($0) }
+                try run.save()
+                return ((), "\(backup.directory) (\(backup.record.fileCount) files, \(backup.record.sizeBytes) bytes)")
+            }
+        } catch {
+            tidy(run)
+            let message = "backup failed, nothing was changed: \(error)"
+            try run.finish(.failed, rollbackStatus: "not_required", error: message, exitCode: .rolledBack)
+            return RunOutcome(
+                runID: run.id, command: "upgrade", plugin: plugin, fromVersion: from, toVersion: to, status: .failed,
+                rollbackStatus: "not_required", message: message, error: message, exitCode: .rolledBack)
+        }
+
+        // swap, migrate, verify, commit: any failure from here on is rolled back.
+        do {
+            try swap(run)
+            try run.step(.migrate, "applying migrations") {
+                let pending = try database.pendingMigrations(migrations)
+                guard !pending.isEmpty else { return ((), "no pending migrations") }
+                try database.applyMigrations(pending, now: context.clock())
+                return ((), "applied " + pending.map { String(format: "%04d_%@", $0.version, $0.name) }
+                    .joined(separator: ", "))
+            }
+            try verify(run, expecting: target)
+            return try commit(run, plugin: plugin, from: from, to: to, message: "upgraded \(plugin) \(from) → \(to)")
+        } catch {
+            return try Rollback.automatic(
+                run: run, reason: "\(error)", trigger: "automatic", plugin: plugin, from: from, to: to,
+                command: "upgrade")
+        }
+    }
+
+    /// Dry run: the release was staged; check the migrations on a scratch copy of the owned tables.
+    private static func dryRun(
+        _ run: PipelineRun, installed: PluginManifest, target: PluginManifest, migrations: [Migration],
+        tables: [String], database: SQLitePluginDatabase
+    ) throws -> RunOutcome {
+        let from = installed.version.description, to = target.version.description
+        do {
+            try run.skip(.backup, "dry run")
+            try run.skip(.swap, "dry run")
+            let detail = try run.step(.migrate, "checking migrations on a scratch copy of the owned tables") {
+                let scratch = run.state.workDirectory! + "/scratch.db"
+                _ = try database.backupTables(tables, to: scratch)
+                let copy = try SQLitePluginDatabase(path: scratch)
+                let pending = try copy.pendingMigrations(migrations)
+                try copy.applyMigrations(pending, now: run.context.clock())
+                let text = "\(pending.count) pending migration\(pending.count == 1 ? "" : "s") apply cleanly"
+                return (text, text)
+            }
+            try run.skip(.verify, "dry run")
+            tidy(run)
+            let message = "dry run: would upgrade \(installed.name) \(from) → \(to); \(detail); nothing was changed"
+            try run.finish(.dryRun, rollbackStatus: "not_required", error: nil, exitCode: .ok)
+            return RunOutcome(
+                runID: run.id, command: "upgrade", plugin: installed.name, fromVersion: from, toVersion: to,
+                status: .dryRun, rollbackStatus: "not_required", message: message, exitCode: .ok)
+        } catch {
+            tidy(run)
+            return try refuse(run, plugin: installed.name, from: from, to: to, error, prefix: "dry run: ")
+        }
+    }
+
+    // MARK: rollback (manual)
+
+    /// Puts a previous version back from its backup: a run of its own, journaled like an upgrade,
+    /// that backs up the current version first and is itself rolled back if the old version fails.
+    public static func rollback(_ options: RollbackOptions, context: UpgradeContext) throws(UpgradeError) -> RunOutcome {
+        let session = try ChangingSession(context: context, command: "rollback")
+        return try guarded(session) { () throws -> RunOutcome in
+            let (run, recovered) = try session.beginRun(
+                command: "rollback", trigger: "manual", plugin: pluginNameGuess(context), fromVersion: nil,
+                toVersion: options.targetVersion?.description, dryRun: false)
+            var outcome = try rollback(run: run, options: options)
+            outcome.recovered = recovered
+            return outcome
+        }
+    }
+
+    private static func rollback(run: PipelineRun, options: RollbackOptions) throws -> RunOutcome {
+        let context = run.context
+        let site = context.site
+        var installed: PluginManifest!
+        var database: SQLitePluginDatabase!
+        var source: BackupSet!
+        var keptTree: String?
+        do {
+            (installed, database, source, keptTree) = try run.step(.resolve, "choosing the version to put back") {
+                let (manifest, db) = try openSite(site)
+                let backups = try run.journal.backups(plugin: manifest.name)
+                let candidates = backups.filter { backup in
+                    if let wanted = options.targetVersion { return SemanticVersion(backup.version) == wanted }
+                    return SemanticVersion(backup.version) != manifest.version
+                }
+                guard let chosen = candidates.first else {
+                    let wanted = options.targetVersion.map { "version \($0)" } ?? "a version other than \(manifest.version)"
+                    throw UpgradeError.configuration(
+                        "no backup of \(manifest.name) holds \(wanted); `molam-upgrade status` lists the backups")
+                }
+                if SemanticVersion(chosen.version) == manifest.version && !options.force {
+                    throw UpgradeError.configuration(
+                        "\(manifest.name) \(manifest.version) is already installed; pass --force to restore it anyway")
+                }
+                let backup = BackupSet.open(chosen)
+                try backup.verify()
+                let kept = try Pipeline.keptTree(for: chosen, journal: run.journal)
+                try run.journal.describeRun(run: run.id, plugin: manifest.name, from: manifest.version.description,
+                                            to: chosen.version)
+                return ((manifest, db, backup, kept),
+                        "\(manifest.name) \(manifest.version) → \(chosen.version) from \(chosen.path)"
+                            + (kept != nil ? " (kept tree available)" : ""))
+            }
+        } catch {
+            return try refuse(run, plugin: pluginNameGuess(context), from: nil, to: nil, error)
+        }
+        let plugin = installed.name
+        let from = installed.version.description
+        let to = source.record.version
+        try run.skip(.eligibility, "manual rollback")
+        try run.skip(.download, "restoring from a local backup")
+
+        var target: PluginManifest!
+        do {
+            try prepareWorkDirectory(run)
+            target = try run.step(.stage, "preparing \(plugin) \(to)") {
+                let stageDirectory = run.state.workDirectory! + "/stage"
+                try FileSystem.makeDirectory(stageDirectory, mode: 0o700)
+                let topName = (site.pluginDirectory as NSString).lastPathComponent
+                var root = stageDirectory + "/" + topName
+                var how = "restored from \(BackupSet.filesArchiveName)"
+                if let keptTree {
+                    try FileSystem.moveNoReplace(keptTree, to: root)
+                    how = "kept tree of the earlier upgrade"
+                } else {
+                    let expected = try TreeManifest.read(from: source.filesManifest)
+                    root = try TreeArchive.restore(
+                        archivePath: source.filesArchive, into: stageDirectory, expecting: expected)
+                }
+                let manifest = try PluginManifest.load(pluginDirectory: root)
+                guard manifest.name == installed.name else {
+                    throw UpgradeError.failed("backup \(source.directory) holds \(manifest.name), not \(installed.name)")
+                }
+                run.state.stagedTree = root
+                run.state.targetManifestVersion = manifest.version.description
+                try run.save()
+                return (manifest, how)
+            }
+        } catch {
+            tidy(run)
+            return try refuse(run, plugin: plugin, from: from, to: to, error)
+        }
+
+        do {
+            try run.step(.backup, "backing up \(plugin) \(from) first") {
+                let tables = ownedTables(installed, target)
+                let backup = try BackupSet.create(
+                    pluginDirectory: site.pluginDirectory, manifest: installed, tables: tables, database: database,
+                    paths: context.paths, runID: run.id, now: context.clock())
+                try run.journal.addBackup(backup.record)
+                run.state.backupDirectory = backup.directory
+                run.state.backupID = backup.record.id
+                run.state.newTables = []
+                try run.save()
+                return ((), "\(backup.directory)")
+            }
+        } catch {
+            tidy(run)
+            let message = "backup of the current version failed, nothing was changed: \(error)"
+            try run.finish(.failed, rollbackStatus: "not_required", error: message, exitCode: .rolledBack)
+            return RunOutcome(
+                runID: run.id, command: "rollback", plugin: plugin, fromVersion: from, toVersion: to, status: .failed,
+                rollbackStatus: "not_required", message: message, error: message, exitCode: .rolledBack)
+        }
+
+        do {
+            try swap(run)
+            try run.step(.migrate, "restoring the owned tables of \(to)") {
+                let alsoDrop = installed.tables.filter { !source.record.tables.contains($0) }
+                let summary = try database.restoreTables(from: source.tables, alsoDrop: alsoDrop)
+                return ((), "restored \(summary.restored.count) tables from \(source.tables)"
+                    + (summary.dropped.isEmpty ? "" : "; dropped \(summary.dropped.joined(separator: ", "))"))
+            }
+            try verify(run, expecting: target)
+            let reason = options.reason.map { " (\($0))" } ?? ""
+            return try commit(run, plugin: plugin, from: from, to: to,
+                              message: "rolled back \(plugin) \(from) → \(to)\(reason)")
+        } catch {
+            return try Rollback.automatic(
+                run: run, reason: "\(error)", trigger: "automatic", plugin: plugin, from: from, to: to,
+                command: "rollback")
+        }
+    }
+
+    // MARK: shared steps
+
+    /// Exchanges the staged tree with the live one. The identities are saved first, so recovery can
+    /// tell from the disk alone whether the exchange happened.
+    static func swap(_ run: PipelineRun) throws {
+        let live = run.context.site.pluginDirectory
+        guard let staged = run.state.stagedTree else { preconditionFailure("swap before stage") }
+        run.state.liveIdentityBefore = FileSystem.identity(of: live)
+        run.state.stagedIdentity = FileSystem.identity(of: staged)
+        try run.save()
+        try run.step(.swap, "switching to the new tree") {
+            let method = try FileSystem.exchange(live, staged, fallbackParking: run.state.workDirectory! + "/parking")
+            run.state.exchangeMethod = method.rawValue
+            try run.save()
+            return ((), method == .exchange ? "renameat2(RENAME_EXCHANGE)" : "two renames (exchange not supported)")
+        }
+    }
+
+    static func verify(_ run: PipelineRun, expecting target: PluginManifest) throws {
+        let site = run.context.site
+        try run.step(.verify, "checking \(target.name) \(target.version)") {
+            let live = try PluginManifest.load(pluginDirectory: site.pluginDirectory)
+            guard live.name == target.name, live.version == target.version else {
+                throw UpgradeError.failed(
+                    "verify: the live plugin reports \(live.name) \(live.version), expected \(target.name) \(target.version)")
+            }
+            let results = SmokeRunner(
+                pluginDirectory: site.pluginDirectory, database: site.database, version: target.version
+            ).run(target.smoke)
+            if let failure = results.failureDescription { throw UpgradeError.failed(failure) }
+            return ((), "version \(live.version); \(results.count) smoke check\(results.count == 1 ? "" : "s") passed")
+        }
+    }
+
+    static func commit(_ run: PipelineRun, plugin: String, from: String, to: String, message: String) throws -> RunOutcome {
+        try run.step(.commit, "recording success") {
+            try run.finish(.succeeded, rollbackStatus: "not_required", error: nil, exitCode: .ok)
+            return ((), "kept the previous tree at \(run.state.stagedTree ?? "?")")
+        }
+        // Tidy: keep this run's previous tree (the fast rollback path); drop older ones.
+        Maintenance.removeWorkDirectories(journal: run.journal, keeping: run.id)
+        return RunOutcome(
+            runID: run.id, command: run.command, plugin: plugin, fromVersion: from, toVersion: to, status: .succeeded,
+            rollbackStatus: "not_required", message: message, exitCode: .ok)
+    }
+
+    // MARK: helpers
+
+    struct AlreadyInstalled: Error, CustomStringConvertible {
+        let description: String
+    }
+
+    static func checkTarget(_ target: PluginManifest, installed: PluginManifest, options: UpgradeOptions) throws {
+        guard target.name == installed.name else {
+            throw UpgradeError.refused(
+                "release archive \(options.archive) holds plugin '\(target.name)', but the installed plugin is '\(installed.name)'")
+        }
+        if let expected = options.expectedVersion, expected != target.version {
+            throw UpgradeError.refused(
+                "release archive \(options.archive) holds \(target.name) \(target.version), not the requested \(expected)")
+        }
+        if target.version < installed.version && !options.force {
+            throw UpgradeError.refused(
+                "release \(target.name) \(target.version) is older than the installed \(installed.version); "
+                    + "pass --force to downgrade")
+        }
+        if target.version == installed.version && !options.force {
+            throw AlreadyInstalled(description: "\(target.name) \(target.version) is already installed")
+        }
+    }
+
+    static func loadMigrations(_ manifest: PluginManifest, root: String, refusing: Bool) throws -> [Migration] {
+        guard let folder = manifest.migrations else { return [] }
+        do {
+            return try Migration.load(from: (root as NSString).appendingPathComponent(folder))
+        } catch {
+            throw refusing ? UpgradeError.refused("release \(manifest.name) \(manifest.version): \(error)") : error
+        }
+    }
+
+    /// The tables a run backs up: both versions' owned tables and the migration ledger.
+    static func ownedTables(_ installed: PluginManifest, _ target: PluginManifest) -> [String] {
+        var tables: [String] = []
+        for table in installed.tables + target.tables + ["molam_schema_migrations"] where !tables.contains(table) {
+            tables.append(table)
+        }
+        return tables
+    }
+
+    static func openSite(_ site: SiteConfiguration) throws -> (PluginManifest, SQLitePluginDatabase) {
+        guard FileSystem.isDirectory(site.pluginDirectory) else {
+            throw UpgradeError.configuration("plugin directory \(site.pluginDirectory) does not exist")
+        }
+        let manifest: PluginManifest
+        do {
+            manifest = try PluginManifest.load(pluginDirectory: site.pluginDirectory)
+        } catch {
+            throw UpgradeError.configuration("installed plugin: \(error)")
+        }
+        guard case .sqlite(let path) = site.database else {
+            throw UpgradeError.configuration("unsupported database \(site.database)")
+        }
+        do {
+            return (manifest, try SQLitePluginDatabase(path: path))
+        } catch {
+            throw UpgradeError.configuration("plugin database: \(error)")
+        }
+    }
+
+    static func pluginNameGuess(_ context: UpgradeContext) -> String {
+        (try? PluginManifest.load(pluginDirectory: context.site.pluginDirectory).name)
+            ?? (context.site.pluginDirectory as NSString).lastPathComponent
+    }
+
+    static func validate(sha256: String) throws(UpgradeError) {
+        guard sha256.count == 64, sha256.allSatisfy(\.isHexDigit) else {
+            throw .configuration("--sha256: '\(sha256)' is not 64 hexadecimal characters")
+        }
+    }
+
+    /// The work directory of a run, on the plugin's filesystem (the swap must be a rename) and
+    /// outside the web root when possible: `<state-dir>/work/<run>` if the state directory shares the
+    /// plugin's filesystem, else a hidden 0700 folder next to the plugin directory.
+    static func prepareWorkDirectory(_ run: PipelineRun) throws {
+        let site = run.context.site
+        let pluginParent = (site.pluginDirectory as NSString).deletingLastPathComponent
+        let stateWork = run.context.paths.work
+        try FileSystem.makeDirectory(stateWork, mode: 0o700)
+        var base = stateWork
+        if FileSystem.identity(of: stateWork)?.device != FileSystem.identity(of: pluginParent)?.device {
+            base = pluginParent + "/.molam-upgrade-work"
+            try FileSystem.makeDirectory(base, mode: 0o700)
+            let denyAll = Data("Require all denied\nDeny from all\n".utf8)
+            if !FileSystem.exists(base + "/.htaccess") {
+                try FileSystem.writeAtomically(denyAll, to: base + "/.htaccess", mode: 0o644)
+            }
+        }
+        let directory = base + "/" + run.id
+        try FileSystem.makeDirectory(directory, mode: 0o700)
+        run.state.workDirectory = directory
+        try run.save()
+    }
+
+    /// The previous tree kept by the run that made `backup`, if it is still there and still that version.
+    static func keptTree(for backup: BackupRecord, journal: Journal) throws -> String? {
+        guard let runID = backup.runID, let run = try journal.run(id: runID), run.status == .succeeded,
+              let tree = run.state.stagedTree, FileSystem.isDirectory(tree),
+              let manifest = try? PluginManifest.load(pluginDirectory: tree),
+              manifest.version.description == backup.version
+        else { return nil }
+        return tree
+    }
+
+    static func tidy(_ run: PipelineRun) {
+        if let directory = run.state.workDirectory { try? FileSystem.removeTree(directory) }
+    }
+
+    /// Ends a run that stopped before changing anything, with the exit code its error calls for.
+    static func refuse(
+        _ run: PipelineRun, plugin: String, from: String?, to: String?, _ error: any Error, prefix: String = ""
+    ) throws -> RunOutcome {
+        let upgradeError = (error as? UpgradeError) ?? .failed("\(error)")
+        let status: RunStatus = upgradeError.exitCode == .refused ? .refused : .failed
+        let message = prefix + upgradeError.description
+        try run.finish(status, rollbackStatus: "not_required", error: message, exitCode: upgradeError.exitCode)
+        return RunOutcome(
+            runID: run.id, command: run.command, plugin: plugin, fromVersion: from, toVersion: to, status: status,
+            rollbackStatus: "not_required", message: message, error: message, exitCode: upgradeError.exitCode)
+    }
+
+    /// Turns unexpected errors (a journal that cannot be written, say) into a typed one.
+    static func guarded(_ session: ChangingSession, _ body: () throws -> RunOutcome) throws(UpgradeError) -> RunOutcome {
+        do {
+            return try body()
+        } catch let error as UpgradeError {
+            throw error
+        } catch {
+            throw .failed("\(error)")
+        }
+    }
+}

@@ -1,0 +1,70 @@
+import Foundation
+
+/// `recover`: finishes runs that a crash, a kill or a power cut interrupted. A run that never reached
+/// the swap changed nothing on the site and is only tidied; a run whose new version passed `verify`
+/// and is still live is committed; anything else is rolled back to exactly the old version.
+public enum Recovery {
+    static func recoverAll(journal: Journal, context: UpgradeContext, excluding current: String? = nil) -> [RunOutcome] {
+        var outcomes: [RunOutcome] = []
+        let runs = (try? journal.unfinishedRuns()) ?? []
+        for record in runs where record.id != current {
+            outcomes.append(recover(record, journal: journal, context: context))
+        }
+        Maintenance.removePartialBackups(paths: context.paths)
+        return outcomes
+    }
+
+    static func recover(_ record: RunRecord, journal: Journal, context: UpgradeContext) -> RunOutcome {
+        let run = PipelineRun(context: context, journal: journal, id: record.id, command: record.command)
+        run.state = record.state
+        do {
+            let steps = try journal.steps(run: record.id)
+            let started = Set(steps.map(\.name))
+            let done = Set(steps.filter { $0.status == .done }.map(\.name))
+            let last = steps.last(where: { $0.name != StepName.rollback.rawValue })?.name ?? "start"
+            let live = FileSystem.identity(of: context.site.pluginDirectory)
+
+            if record.status == .rollingBack || started.contains(StepName.rollback.rawValue) {
+                return try Rollback.automatic(
+                    run: run, reason: "finishing a rollback interrupted by a crash", trigger: "recovery",
+                    plugin: record.plugin, from: record.fromVersion, to: record.toVersion, command: record.command)
+            }
+            let swapped = started.contains(StepName.swap.rawValue)
+                || (record.state.stagedIdentity != nil && live == record.state.stagedIdentity)
+            if !swapped {
+                Pipeline.tidy(run)
+                let message = "interrupted during \(last) before anything on the site changed; tidied up"
+                try run.finish(.aborted, rollbackStatus: "not_required", error: message, exitCode: .rolledBack)
+                return RunOutcome(
+                    runID: record.id, command: record.command, plugin: record.plugin, fromVersion: record.fromVersion,
+                    toVersion: record.toVersion, status: .aborted, rollbackStatus: "not_required", message: message,
+                    exitCode: .ok)
+            }
+            if done.contains(StepName.verify.rawValue), live != nil, live == record.state.stagedIdentity {
+                try journal.recordStep(
+                    run: record.id, .commit, status: .done, detail: "committed by recovery after verify had passed",
+                    now: context.clock())
+                try run.finish(.succeeded, rollbackStatus: "not_required", error: nil, exitCode: .ok)
+                return RunOutcome(
+                    runID: record.id, command: record.command, plugin: record.plugin, fromVersion: record.fromVersion,
+                    toVersion: record.toVersion, status: .succeeded, rollbackStatus: "not_required",
+                    message: "interrupted after verify passed; committed \(record.toVersion ?? "")", exitCode: .ok)
+            }
+            return try Rollback.automatic(
+                run: run, reason: "interrupted during \(last)", trigger: "recovery", plugin: record.plugin,
+                from: record.fromVersion, to: record.toVersion, command: record.command)
+        } catch {
+            let message = "ALERT: cannot recover run \(record.id): \(error)"
+            return RunOutcome(
+                runID: record.id, command: record.command, plugin: record.plugin, fromVersion: record.fromVersion,
+                toVersion: record.toVersion, status: .rollbackFailed, rollbackStatus: "failed", message: message,
+                error: message, exitCode: .rollbackFailed)
+        }
+    }
+
+    /// The `recover` command: take the lock and finish whatever was interrupted.
+    public static func run(context: UpgradeContext) throws(UpgradeError) -> [RunOutcome] {
+        let session = try ChangingSession(context: context, command: "recover")
+        return recoverAll(journal: session.journal, context: context)
+    }
+}

@@ -1,0 +1,59 @@
+import Foundation
+import MolamCrypto
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The `download` step for a local archive: copies it into the run's work directory, hashing the
+/// bytes as they stream, so what is extracted later is exactly what was verified (the source file
+/// could change after a check done in place).
+enum ReleaseDownload {
+    static func copy(from source: String, to destination: String, expectedSHA256: String, maxBytes: Int64) throws -> Int64 {
+        let input = open(source, O_RDONLY | O_CLOEXEC)
+        guard input >= 0 else {
+            let error = SystemError(call: "open", path: source, errno: errno)
+            throw UpgradeError.configuration("release archive \(source): \(error.message)")
+        }
+        defer { close(input) }
+        let output = try systemCall("open", path: destination) {
+            open(destination, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0o600)
+        }
+        var closed = false
+        defer { if !closed { close(output) } }
+        let hasher = try SHA256()
+        var buffer = [UInt8](repeating: 0, count: 1 << 20)
+        var total: Int64 = 0
+        while true {
+            let count = read(input, &buffer, buffer.count)
+            if count < 0 {
+                if errno == EINTR { continue }
+                throw SystemError(call: "read", path: source, errno: errno)
+            }
+            if count == 0 { break }
+            total += Int64(count)
+            guard total <= maxBytes else {
+                throw UpgradeError.refused("release archive \(source) is larger than the \(maxBytes)-byte limit")
+            }
+            buffer.withUnsafeBytes { hasher.update(UnsafeRawBufferPointer(rebasing: $0[0..<count])) }
+            var offset = 0
+            while offset < count {
+                let written = buffer.withUnsafeBytes { write(output, $0.baseAddress! + offset, count - offset) }
+                if written < 0 {
+                    if errno == EINTR { continue }
+                    throw SystemError(call: "write", path: destination, errno: errno)
+                }
+                offset += written
+            }
+        }
+        try systemCall("fsync", path: destination) { fsync(output) }
+        close(output)
+        closed = true
+        let actual = hasher.finalizeHex()
+        guard actual == expectedSHA256.lowercased() else {
+            unlink(destination)
+            throw UpgradeError.refused(
+                "release archive \(source): SHA-256 is \(actual), expected \(expectedSHA256.lowercased())")
+        }
+        return total
+    }
+}

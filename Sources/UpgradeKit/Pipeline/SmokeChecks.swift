@@ -1,0 +1,132 @@
+import Foundation
+
+/// Runs a plugin's smoke checks against the installed tree and the plugin database.
+public struct SmokeRunner {
+    public struct Result: Sendable, Equatable {
+        public var index: Int
+        public var kind: String
+        public var summary: String
+        public var passed: Bool
+        public var detail: String
+    }
+
+    let pluginDirectory: String
+    let database: DatabaseLocation
+    let version: SemanticVersion
+
+    public init(pluginDirectory: String, database: DatabaseLocation, version: SemanticVersion) {
+        self.pluginDirectory = pluginDirectory
+        self.database = database
+        self.version = version
+    }
+
+    /// Runs every check in order and stops at the first failure.
+    public func run(_ checks: [SmokeCheck]) -> [Result] {
+        var results: [Result] = []
+        for (index, check) in checks.enumerated() {
+            let result = run(check, index: index + 1)
+            results.append(result)
+            if !result.passed { break }
+        }
+        return results
+    }
+
+    func run(_ check: SmokeCheck, index: Int) -> Result {
+        var result = Result(index: index, kind: check.kind, summary: check.summary, passed: false, detail: "")
+        switch check {
+        case .command(let arguments, let timeout):
+            var argv = arguments
+            if argv[0].contains("/") && !argv[0].hasPrefix("/") {
+                argv[0] = (pluginDirectory as NSString).appendingPathComponent(argv[0])
+            }
+            var environment = ProcessInfo.processInfo.environment
+            environment["MOLAM_PLUGIN_DIR"] = pluginDirectory
+            environment["MOLAM_PLUGIN_VERSION"] = version.description
+            environment["MOLAM_DB"] = database.description
+            do {
+                let outcome = try ChildProcess.run(
+                    argv, directory: pluginDirectory, environment: environment, timeoutSeconds: timeout)
+                let tail = Self.lastLine(outcome.outputTail)
+                if outcome.timedOut {
+                    result.detail = "timed out after \(Self.seconds(timeout))" + (tail.isEmpty ? "" : ": \(tail)")
+                } else if let signal = outcome.signal {
+                    result.detail = "killed by signal \(signal)"
+                } else if outcome.exitStatus == 0 {
+                    result.passed = true
+                    result.detail = tail.isEmpty ? "exit 0" : tail
+                } else {
+                    result.detail = "exit \(outcome.exitStatus ?? -1)" + (tail.isEmpty ? "" : ": \(tail)")
+                }
+            } catch {
+                result.detail = "cannot start: \(error)"
+            }
+        case .sql(let query, let expect, let timeout):
+            do {
+                guard case .sqlite(let path) = database else { break }
+                let value = try SQLitePluginDatabase(path: path).smokeQuery(query, timeoutSeconds: timeout)
+                if let expect, value != expect {
+                    result.detail = "returned '\(value)', expected '\(expect)'"
+                } else {
+                    result.passed = true
+                    result.detail = "returned \(value)"
+                }
+            } catch {
+                result.detail = "\(error)"
+            }
+        case .http(let url, let expectStatus, let expectBody, let timeout):
+            result = runHTTP(url: url, expectStatus: expectStatus, expectBody: expectBody, timeout: timeout, into: result)
+        }
+        return result
+    }
+
+    /// Polls until the site answers as expected or the timeout passes: right after a swap, PHP's
+    /// opcache may keep serving the old code for a few seconds.
+    private func runHTTP(
+        url: String, expectStatus: Int, expectBody: String?, timeout: Double, into result: Result
+    ) -> Result {
+        var result = result
+        let expectedText = expectBody?.replacingOccurrences(of: "{version}", with: version.description)
+        let deadline = Date().addingTimeInterval(timeout)
+        var delay = 0.1
+        while true {
+            do {
+                let client = try HTTPClient()
+                var request = HTTPRequest(url: url)
+                request.totalTimeout = max(0.5, min(10, deadline.timeIntervalSinceNow))
+                request.connectTimeout = min(5, request.totalTimeout)
+                let response = try client.send(request)
+                let body = String(decoding: response.body.prefix(65536), as: UTF8.self)
+                if response.status == expectStatus && (expectedText.map { body.contains($0) } ?? true) {
+                    result.passed = true
+                    result.detail = "HTTP \(response.status)"
+                    return result
+                }
+                result.detail = response.status == expectStatus
+                    ? "HTTP \(response.status) but the body does not contain '\(expectedText ?? "")'"
+                    : "HTTP \(response.status), expected \(expectStatus)"
+            } catch {
+                result.detail = "\(error)"
+            }
+            if Date().addingTimeInterval(delay) >= deadline { return result }
+            Thread.sleep(forTimeInterval: delay)
+            delay = min(delay * 2, 1)
+        }
+    }
+
+    static func lastLine(_ text: String) -> String {
+        let lines = text.split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }
+        return String(lines.last(where: { !$0.isEmpty })?.prefix(300) ?? "")
+    }
+
+    static func seconds(_ value: Double) -> String {
+        value == value.rounded() ? "\(Int(value)) s" : String(format: "%.1f s", value)
+    }
+}
+
+extension Array where Element == SmokeRunner.Result {
+    /// "smoke check 2 (sql SELECT …) failed: …", or nil when all passed.
+    var failureDescription: String? {
+        guard let failed = first(where: { !$0.passed }) else { return nil }
+        return "smoke check \(failed.index) (\(failed.kind) \(failed.summary)) failed: \(failed.detail)"
+    }
+}

@@ -1,0 +1,167 @@
+import CSupport
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Identity of a directory on disk. Recovery compares these instead of trusting paths: after a crash
+/// the journal may lag behind what the kernel did.
+public struct FileIdentity: Sendable, Equatable, Codable, CustomStringConvertible {
+    public let device: UInt64
+    public let inode: UInt64
+
+    public var description: String { "\(device):\(inode)" }
+}
+
+/// Filesystem operations the pipeline needs, each with the durability it promises spelled out.
+public enum FileSystem {
+    /// lstat-based identity, or nil when nothing is there.
+    public static func identity(of path: String) -> FileIdentity? {
+        var info = stat()
+        guard lstat(path, &info) == 0 else { return nil }
+        return FileIdentity(device: UInt64(info.st_dev), inode: UInt64(info.st_ino))
+    }
+
+    public static func isDirectory(_ path: String) -> Bool {
+        var info = stat()
+        return lstat(path, &info) == 0 && (info.st_mode & S_IFMT) == S_IFDIR
+    }
+
+    public static func exists(_ path: String) -> Bool {
+        var info = stat()
+        return lstat(path, &info) == 0
+    }
+
+    /// Creates a directory and its missing parents with `mode` (the umask does not widen it).
+    public static func makeDirectory(_ path: String, mode: mode_t = 0o700) throws(SystemError) {
+        if isDirectory(path) { return }
+        let parent = (path as NSString).deletingLastPathComponent
+        if !parent.isEmpty && parent != path && !isDirectory(parent) {
+            try makeDirectory(parent, mode: mode)
+        }
+        if mkdir(path, mode) != 0 {
+            let code = errno
+            if code == EEXIST && isDirectory(path) { return }
+            throw SystemError(call: "mkdir", path: path, errno: code)
+        }
+        try systemCall("chmod", path: path) { chmod(path, mode) }
+    }
+
+    /// fsync(2) on a file or directory. A directory must be synced for a rename or create inside it
+    /// to survive power loss (rename(2) is atomic, not durable).
+    public static func sync(_ path: String) throws(SystemError) {
+        let fd = try systemCall("open", path: path) { open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW) }
+        defer { close(fd) }
+        try systemCall("fsync", path: path) { fsync(fd) }
+    }
+
+    public static func syncParent(of path: String) throws(SystemError) {
+        try sync((path as NSString).deletingLastPathComponent)
+    }
+
+    /// How a swap was done: atomically, or by the two-rename fallback.
+    public enum ExchangeMethod: String, Sendable { case exchange, renames }
+
+    /// Atomically exchanges two directories on one filesystem (renameat2 RENAME_EXCHANGE), then syncs
+    /// both parents. Where the kernel or filesystem refuses the exchange (EINVAL, ENOSYS, ENOTSUP),
+    /// falls back to two renames through `fallbackParking`; only then is `first` briefly missing.
+    @discardableResult
+    public static func exchange(
+        _ first: String, _ second: String, fallbackParking: String
+    ) throws(SystemError) -> ExchangeMethod {
+        var method = ExchangeMethod.exchange
+        if csys_rename_exchange(AT_FDCWD, first, AT_FDCWD, second) != 0 {
+            let code = errno
+            guard code == EINVAL || code == ENOSYS || code == ENOTSUP || code == EOPNOTSUPP else {
+                throw SystemError(call: "renameat2(RENAME_EXCHANGE)", path: "\(first) <-> \(second)", errno: code)
+            }
+            try systemCall("rename", path: first) { rename(first, fallbackParking) }
+            try systemCall("rename", path: second) { rename(second, first) }
+            try systemCall("rename", path: fallbackParking) { rename(fallbackParking, second) }
+            method = .renames
+        }
+        try syncParent(of: first)
+        try syncParent(of: second)
+        return method
+    }
+
+    /// Renames, refusing to replace anything, and syncs the destination's parent.
+    public static func moveNoReplace(_ source: String, to destination: String) throws(SystemError) {
+        if csys_rename_noreplace(AT_FDCWD, source, AT_FDCWD, destination) != 0 {
+            let code = errno
+            guard code == EINVAL || code == ENOSYS else {
+                throw SystemError(call: "renameat2(RENAME_NOREPLACE)", path: "\(source) -> \(destination)", errno: code)
+            }
+            guard !exists(destination) else {
+                throw SystemError(call: "rename", path: destination, errno: EEXIST)
+            }
+            try systemCall("rename", path: source) { rename(source, destination) }
+        }
+        try syncParent(of: destination)
+        try syncParent(of: source)
+    }
+
+    /// Removes a tree without following symlinks (a symlink is removed, never its target).
+    public static func removeTree(_ path: String) throws(SystemError) {
+        var info = stat()
+        guard lstat(path, &info) == 0 else {
+            if errno == ENOENT { return }
+            throw SystemError(call: "lstat", path: path, errno: errno)
+        }
+        if (info.st_mode & S_IFMT) == S_IFDIR {
+            // A tree we must delete may hold directories without write or search bits.
+            _ = chmod(path, 0o700)
+            guard let dir = opendir(path) else { throw SystemError(call: "opendir", path: path, errno: errno) }
+            var names: [String] = []
+            while let entry = readdir(dir) {
+                let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+                    String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
+                }
+                if name != "." && name != ".." { names.append(name) }
+            }
+            closedir(dir)
+            for name in names { try removeTree(path + "/" + name) }
+            try systemCall("rmdir", path: path) { rmdir(path) }
+        } else {
+            try systemCall("unlink", path: path) { unlink(path) }
+        }
+    }
+
+    /// Writes a small file atomically and durably: temp file, fsync, rename, fsync of the directory.
+    public static func writeAtomically(_ data: Data, to path: String, mode: mode_t = 0o600) throws(SystemError) {
+        let temporary = path + ".tmp-\(getpid())"
+        let fd = try systemCall("open", path: temporary) {
+            open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, mode)
+        }
+        var failure: SystemError?
+        data.withUnsafeBytes { raw in
+            var offset = 0
+            while offset < raw.count {
+                let written = write(fd, raw.baseAddress! + offset, raw.count - offset)
+                if written < 0 {
+                    if errno == EINTR { continue }
+                    failure = SystemError(call: "write", path: temporary, errno: errno)
+                    return
+                }
+                offset += written
+            }
+        }
+        if failure == nil && fsync(fd) != 0 { failure = SystemError(call: "fsync", path: temporary, errno: errno) }
+        close(fd)
+        if let failure {
+            unlink(temporary)
+            throw failure
+        }
+        try systemCall("rename", path: path) { rename(temporary, path) }
+        try syncParent(of: path)
+    }
+
+    /// Total size of regular files under a path (no symlinks followed).
+    public static func diskUsage(_ path: String) -> Int64 {
+        var info = stat()
+        guard lstat(path, &info) == 0 else { return 0 }
+        if (info.st_mode & S_IFMT) != S_IFDIR { return Int64(info.st_size) }
+        guard let names = try? FileManager.default.contentsOfDirectory(atPath: path) else { return 0 }
+        return names.reduce(Int64(0)) { $0 + diskUsage(path + "/" + $1) }
+    }
+}

@@ -1,0 +1,151 @@
+/// The command-line surface: every command, its options and their help, in one place so that
+/// `--help`, parsing and the man page cannot drift apart.
+struct OptionSpec {
+    let names: [String]          // e.g. ["-q", "--quiet"]
+    let value: String?           // e.g. "PATH"; nil for a flag
+    let help: String
+}
+
+struct CommandSpec {
+    let name: String
+    let abstract: String
+    let arguments: String
+    let options: [OptionSpec]
+    let discussion: String?
+
+    var allOptions: [OptionSpec] { options + CommandLineSpec.globalOptions }
+
+    func option(named name: String) -> OptionSpec? {
+        allOptions.first { $0.names.contains(name) }
+    }
+}
+
+enum CommandLineSpec {
+    static let tool = "molam-upgrade"
+
+    static let globalOptions: [OptionSpec] = [
+        OptionSpec(names: ["--config"], value: "PATH",
+                   help: "Read the agent configuration from PATH (default: /etc/molam-upgrade/agent.json)."),
+        OptionSpec(names: ["--plugin-dir"], value: "DIR", help: "The live plugin directory."),
+        OptionSpec(names: ["--db"], value: "DSN", help: "The plugin database, as sqlite:///absolute/path.db."),
+        OptionSpec(names: ["--state-dir"], value: "DIR",
+                   help: "Where the journal, backups and work files live (default: /var/lib/molam-upgrade)."),
+        OptionSpec(names: ["--json"], value: nil, help: "Print the result as JSON on stdout."),
+        OptionSpec(names: ["-q", "--quiet"], value: nil, help: "Print nothing but errors."),
+        OptionSpec(names: ["-h", "--help"], value: nil, help: "Show help for this command."),
+    ]
+
+    static let archiveOptions: [OptionSpec] = [
+        OptionSpec(names: ["--archive"], value: "PATH", help: "A local release archive (.zip, .tar.gz, .tar.zst)."),
+        OptionSpec(names: ["--sha256"], value: "HEX", help: "The archive's expected SHA-256 (required with --archive)."),
+        OptionSpec(names: ["--to"], value: "VERSION", help: "The version the release must contain."),
+    ]
+
+    static let commands: [CommandSpec] = [
+        CommandSpec(
+            name: "upgrade", abstract: "Upgrade the plugin to a new release.",
+            arguments: "--archive PATH --sha256 HEX [options]",
+            options: archiveOptions + [
+                OptionSpec(names: ["--force"], value: nil,
+                           help: "Allow a downgrade or a reinstall; skip rollout eligibility. Never skips checksums."),
+                OptionSpec(names: ["--dry-run"], value: nil,
+                           help: "Stage the release and check its migrations on a scratch copy; change nothing."),
+                OptionSpec(names: ["--no-report"], value: nil, help: "Do not report to the central API."),
+                OptionSpec(names: ["--splay"], value: "SECONDS", help: "First sleep a random time up to SECONDS (cron)."),
+            ],
+            discussion: """
+                Steps: lock, recover, resolve, eligibility, download, stage, backup, swap, migrate, verify,
+                commit. Any failure after the backup rolls the site back to the old version (exit 1).
+                """),
+        CommandSpec(
+            name: "check", abstract: "Show what an upgrade would do and why, changing nothing.",
+            arguments: "--archive PATH --sha256 HEX [options]", options: archiveOptions + [
+                OptionSpec(names: ["--force"], value: nil, help: "Judge the release as `upgrade --force` would."),
+            ], discussion: nil),
+        CommandSpec(
+            name: "rollback", abstract: "Put a previous version back from the kept tree or a backup.",
+            arguments: "[--to VERSION] [--reason TEXT]",
+            options: [
+                OptionSpec(names: ["--to"], value: "VERSION",
+                           help: "The version to put back (default: the newest backup of another version)."),
+                OptionSpec(names: ["--reason"], value: "TEXT", help: "Why, for the journal and reports."),
+                OptionSpec(names: ["--force"], value: nil, help: "Restore even the version that is installed."),
+            ],
+            discussion: """
+                The current version is backed up first. The owned tables are restored from the backup, so
+                rows written since that backup are not kept.
+                """),
+        CommandSpec(name: "backup", abstract: "Back up the plugin's files and owned tables now.",
+                    arguments: "[options]", options: [], discussion: nil),
+        CommandSpec(name: "verify", abstract: "Run the installed version's smoke checks.",
+                    arguments: "[options]", options: [], discussion: nil),
+        CommandSpec(name: "recover", abstract: "Finish an interrupted upgrade or rollback.",
+                    arguments: "[options]", options: [],
+                    discussion: "Every command that changes something runs this first."),
+        CommandSpec(name: "status", abstract: "Show the installed version, the last run, kept trees and backups.",
+                    arguments: "[options]", options: [], discussion: nil),
+        CommandSpec(name: "history", abstract: "List past runs with their steps.", arguments: "[--limit N]",
+                    options: [OptionSpec(names: ["--limit"], value: "N", help: "Show the N newest runs (default: 20).")],
+                    discussion: nil),
+        CommandSpec(name: "stats", abstract: "Show success rates and rollback figures.",
+                    arguments: "[options]", options: [], discussion: nil),
+        CommandSpec(name: "flush", abstract: "Deliver queued reports to the central API.",
+                    arguments: "[options]", options: [], discussion: nil),
+        CommandSpec(name: "cleanup", abstract: "Remove expired backups and old kept trees.",
+                    arguments: "[options]", options: [],
+                    discussion: """
+                        Backups older than 30 days are removed, except the newest backup of each of the two most
+                        recent versions, which is always kept.
+                        """),
+        CommandSpec(name: "help", abstract: "Show help for a command.", arguments: "[COMMAND]", options: [],
+                    discussion: nil),
+    ]
+
+    static func command(named name: String) -> CommandSpec? { commands.first { $0.name == name } }
+
+    static func overview(version: String) -> String {
+        let width = (commands.map(\.name.count).max() ?? 8) + 2
+        var text = """
+            OVERVIEW: Upgrade the Molam payment plugin safely: back up, verify, swap atomically, migrate,
+            smoke-test, and roll back by itself when anything fails.
+
+            USAGE: \(tool) <command> [options]
+
+            COMMANDS:
+
+            """
+        for command in commands {
+            text += "  " + command.name.padding(toLength: width, withPad: " ", startingAt: 0) + command.abstract + "\n"
+        }
+        text += "\nOPTIONS:\n"
+        text += optionLines(globalOptions + [OptionSpec(names: ["--version"], value: nil, help: "Show the version.")])
+        text += """
+
+            EXIT STATUS: 0 done or nothing to do; 1 failed and rolled back; 2 usage or configuration error;
+              3 rollback failed, the site needs a human; 4 release refused; 75 temporarily unavailable.
+
+            See '\(tool) help <command>' for a command's options, and man \(tool) for the rest.
+            """
+        return text + "\n"
+    }
+
+    static func help(for command: CommandSpec) -> String {
+        var text = "OVERVIEW: \(command.abstract)\n\nUSAGE: \(tool) \(command.name) \(command.arguments)\n"
+        if let discussion = command.discussion { text += "\n" + discussion + "\n" }
+        if !command.options.isEmpty {
+            text += "\nOPTIONS:\n" + optionLines(command.options)
+        }
+        text += "\nGLOBAL OPTIONS:\n" + optionLines(globalOptions)
+        return text
+    }
+
+    static func optionLines(_ options: [OptionSpec]) -> String {
+        let labels = options.map { option in
+            option.names.joined(separator: ", ") + (option.value.map { " " + $0 } ?? "")
+        }
+        let width = (labels.map(\.count).max() ?? 10) + 2
+        return zip(labels, options).map { label, option in
+            "  " + label.padding(toLength: width, withPad: " ", startingAt: 0) + option.help + "\n"
+        }.joined()
+    }
+}

@@ -1,0 +1,57 @@
+import Foundation
+import UpgradeKit
+
+/// One function per command; each builds the context, calls UpgradeKit and prints.
+enum Commands {
+    static func run(_ name: String, _ arguments: ParsedArguments, output: Output) throws -> ExitCode {
+        switch name {
+        case "upgrade": return try UpgradeCommand.run(arguments, output: output)
+        case "check": return try CheckCommand.run(arguments, output: output)
+        case "rollback": return try RollbackCommand.run(arguments, output: output)
+        case "backup": return try BackupCommand.run(arguments, output: output)
+        case "verify": return try VerifyCommand.run(arguments, output: output)
+        case "recover": return try RecoverCommand.run(arguments, output: output)
+        case "status": return try StatusCommand.run(arguments, output: output)
+        case "history": return try HistoryCommand.run(arguments, output: output)
+        case "stats": return try StatsCommand.run(arguments, output: output)
+        case "flush": return try FlushCommand.run(arguments, output: output)
+        case "cleanup": return try CleanupCommand.run(arguments, output: output)
+        default: throw UsageError(description: "unknown command '\(name)'", command: nil)
+        }
+    }
+
+    static func context(_ arguments: ParsedArguments, output: Output) throws -> UpgradeContext {
+        let site = try SiteConfiguration.resolve(
+            configPath: arguments.value("--config"), pluginDirectory: arguments.value("--plugin-dir"),
+            database: arguments.value("--db"), stateDirectory: arguments.value("--state-dir"))
+        return UpgradeContext(site: site, progress: output.progress())
+    }
+
+    static func version(_ arguments: ParsedArguments, _ option: String) throws -> SemanticVersion? {
+        guard let text = arguments.value(option) else { return nil }
+        guard let version = SemanticVersion(text) else {
+            throw UsageError(description: "\(option): '\(text)' is not a semantic version (e.g. 4.0.1)",
+                             command: arguments.command.name)
+        }
+        return version
+    }
+
+    /// Prints a run's outcome: JSON with its steps, or one line (stdout on success, stderr otherwise).
+    static func report(_ outcome: RunOutcome, context: UpgradeContext, output: Output) -> ExitCode {
+        for recovered in outcome.recovered where !output.json {
+            output.line("recovered run \(recovered.runID ?? "?"): \(recovered.message)")
+        }
+        if output.json {
+            var steps: [StepRecord] = []
+            if let id = outcome.runID, let journal = try? Maintenance.openJournal(context: context) {
+                steps = (try? journal.steps(run: id)) ?? []
+            }
+            output.emitJSON(outcome.jsonObject(steps: steps))
+        } else if outcome.exitCode == .ok {
+            output.line(outcome.message)
+        } else {
+            output.error(outcome.message)
+        }
+        return outcome.exitCode
+    }
+}

@@ -1,0 +1,160 @@
+import Foundation
+import UpgradeKit
+
+enum StatusCommand {
+    static func run(_ arguments: ParsedArguments, output: Output) throws -> ExitCode {
+        let context = try Commands.context(arguments, output: output)
+        let status = try Maintenance.status(context: context)
+        if output.json {
+            output.emitJSON([
+                "plugin": status.plugin ?? NSNull(),
+                "installed_version": status.installedVersion ?? NSNull(),
+                "installed_error": status.installedError ?? NSNull(),
+                "plugin_dir": context.site.pluginDirectory,
+                "db": context.site.database.description,
+                "state_dir": context.site.stateDirectory,
+                "last_run": status.lastRun?.jsonObject ?? NSNull(),
+                "unfinished_runs": status.unfinishedRuns.map(\.jsonObject),
+                "kept_tree": status.keptTree ?? NSNull(),
+                "backups": status.backups.map(\.jsonObject),
+                "pending_reports": status.pendingReports,
+                "oldest_pending_report": status.oldestPendingReport ?? NSNull(),
+            ] as [String: Any])
+            return .ok
+        }
+        let installed = status.installedVersion.map { "\(status.plugin ?? "?") \($0)" }
+            ?? "unknown (\(status.installedError ?? ""))"
+        var rows: [[String]] = [
+            ["installed", installed],
+            ["plugin dir", context.site.pluginDirectory],
+            ["database", context.site.database.description],
+            ["state dir", context.site.stateDirectory],
+        ]
+        if let run = status.lastRun {
+            rows.append(["last run", "\(run.startedAt)  \(run.command) \(run.fromVersion ?? "?") → "
+                         + "\(run.toVersion ?? "?")  \(run.status.rawValue)"])
+        } else {
+            rows.append(["last run", "none"])
+        }
+        if !status.unfinishedRuns.isEmpty {
+            rows.append(["unfinished", status.unfinishedRuns.map(\.id).joined(separator: ", ")
+                         + " (run `molam-upgrade recover`)"])
+        }
+        rows.append(["kept tree", status.keptTree ?? "none"])
+        rows.append(["backups", "\(status.backups.count)"])
+        rows.append(["pending reports", status.pendingReports == 0
+                     ? "0" : "\(status.pendingReports) (oldest \(status.oldestPendingReport ?? "?"))"])
+        output.table(["FIELD", "VALUE"], rows)
+        if !status.backups.isEmpty {
+            output.line("")
+            output.table(["BACKUP", "VERSION", "CREATED", "FILES", "BYTES"], status.backups.map {
+                [$0.path, $0.version, $0.createdAt, "\($0.fileCount)", "\($0.sizeBytes)"]
+            })
+        }
+        return .ok
+    }
+}
+
+enum HistoryCommand {
+    static func run(_ arguments: ParsedArguments, output: Output) throws -> ExitCode {
+        var limit = 20
+        if let text = arguments.value("--limit") {
+            guard let value = Int(text), value > 0 else {
+                throw UsageError(description: "--limit: '\(text)' is not a positive number", command: "history")
+            }
+            limit = value
+        }
+        let context = try Commands.context(arguments, output: output)
+        guard let journal = try Maintenance.openJournal(context: context) else {
+            if output.json { output.emitJSON(["runs": [Any]()]) } else { output.line("no runs yet") }
+            return .ok
+        }
+        let runs = try journal.recentRuns(limit: limit)
+        if output.json {
+            var objects: [[String: Any]] = []
+            for run in runs {
+                var object = run.jsonObject
+                object["steps"] = try journal.steps(run: run.id).map(\.jsonObject)
+                objects.append(object)
+            }
+            output.emitJSON(["runs": objects])
+            return .ok
+        }
+        if runs.isEmpty { output.line("no runs yet") }
+        for (index, run) in runs.enumerated() {
+            if index > 0 { output.line("") }
+            output.line("\(run.startedAt)  \(run.command) \(run.plugin) \(run.fromVersion ?? "?") → "
+                        + "\(run.toVersion ?? "?")  \(run.status.rawValue)"
+                        + (run.rollbackStatus.map { "  rollback: \($0)" } ?? "") + "  [\(run.id)]")
+            if let error = run.error { output.line("  \(error)") }
+            output.table(["  STEP", "STATUS", "MS", "DETAIL"], try journal.steps(run: run.id).map {
+                ["  " + $0.name, $0.status.rawValue, $0.durationMilliseconds.map(String.init) ?? "",
+                 $0.error ?? $0.detail ?? ""]
+            })
+        }
+        return .ok
+    }
+}
+
+enum StatsCommand {
+    static func run(_ arguments: ParsedArguments, output: Output) throws -> ExitCode {
+        let context = try Commands.context(arguments, output: output)
+        guard let journal = try Maintenance.openJournal(context: context) else {
+            if output.json { output.emitJSON(["plugins": [Any]()]) } else { output.line("no runs yet") }
+            return .ok
+        }
+        let stats = try journal.stats(now: Date())
+        if output.json {
+            output.emitJSON([
+                "plugins": stats.plugins.map {
+                    ["plugin": $0.plugin, "upgrades": $0.upgrades, "succeeded": $0.succeeded,
+                     "rolled_back": $0.rolledBack, "rollback_failed": $0.rollbackFailed,
+                     "success_rate": $0.successRate ?? NSNull()] as [String: Any]
+                },
+                "average_rollback_ms": stats.averageRollbackMilliseconds ?? NSNull(),
+                "rollbacks_last_24h": stats.rollbacksLast24Hours,
+                "failed_rollbacks_last_7d": stats.failedRollbacksLast7Days,
+            ] as [String: Any])
+            return .ok
+        }
+        output.table(["PLUGIN", "UPGRADES", "SUCCEEDED", "ROLLED BACK", "ROLLBACK FAILED", "SUCCESS RATE"],
+                     stats.plugins.map {
+                         [$0.plugin, "\($0.upgrades)", "\($0.succeeded)", "\($0.rolledBack)", "\($0.rollbackFailed)",
+                          $0.successRate.map { String(format: "%.1f %%", $0 * 100) } ?? "-"]
+                     })
+        output.line("")
+        output.table(["FIGURE", "VALUE"], [
+            ["average rollback", stats.averageRollbackMilliseconds.map { String(format: "%.0f ms", $0) } ?? "-"],
+            ["rollbacks, last 24 h", "\(stats.rollbacksLast24Hours)"],
+            ["failed rollbacks, last 7 days", "\(stats.failedRollbacksLast7Days)"],
+        ])
+        return .ok
+    }
+}
+
+enum FlushCommand {
+    static func run(_ arguments: ParsedArguments, output: Output) throws -> ExitCode {
+        let context = try Commands.context(arguments, output: output)
+        let status = try Maintenance.status(context: context)
+        if output.json {
+            output.emitJSON(["delivered": 0, "pending": status.pendingReports])
+        } else {
+            output.line("no central API configured: \(status.pendingReports) reports queued, none delivered")
+        }
+        return .ok
+    }
+}
+
+enum CleanupCommand {
+    static func run(_ arguments: ParsedArguments, output: Output) throws -> ExitCode {
+        let context = try Commands.context(arguments, output: output)
+        let result = try Maintenance.cleanup(context: context)
+        if output.json {
+            output.emitJSON(["removed": result.removed.map(\.jsonObject), "kept": result.kept.map(\.jsonObject)])
+        } else {
+            output.line("removed \(result.removed.count) backups, kept \(result.kept.count)")
+            for backup in result.removed { output.line("  removed \(backup.path)") }
+        }
+        return .ok
+    }
+}

@@ -1,0 +1,159 @@
+import Foundation
+import UpgradeKit
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// stdout and stderr, tables and JSON. Progress goes to stderr only when it is a terminal, so cron
+/// mails stay quiet.
+final class Output {
+    let json: Bool
+    let quiet: Bool
+    let stderrIsTerminal = isatty(STDERR_FILENO) == 1
+
+    init(json: Bool, quiet: Bool) {
+        self.json = json
+        self.quiet = quiet
+    }
+
+    func line(_ text: String) {
+        guard !quiet else { return }
+        FileHandle.standardOutput.write(Data((text + "\n").utf8))
+    }
+
+    func error(_ text: String) {
+        // One line, whatever the message held.
+        let single = text.replacingOccurrences(of: "\n", with: " ")
+        FileHandle.standardError.write(Data("\(CommandLineSpec.tool): \(single)\n".utf8))
+    }
+
+    func emitJSON(_ object: Any) {
+        let options: JSONSerialization.WritingOptions = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        guard let data = try? JSONSerialization.data(withJSONObject: object, options: options) else {
+            error("internal error: result could not be encoded as JSON")
+            return
+        }
+        FileHandle.standardOutput.write(data + Data("\n".utf8))
+    }
+
+    /// A plain text table with a header row; columns padded to their widest cell.
+    func table(_ header: [String], _ rows: [[String]]) {
+        guard !quiet else { return }
+        let widths = header.indices.map { column in
+            ([header[column]] + rows.map { column < $0.count ? $0[column] : "" }).map(\.count).max() ?? 0
+        }
+        func render(_ cells: [String]) -> String {
+            cells.enumerated().map { column, cell in
+                column == cells.count - 1 ? cell : cell.padding(toLength: widths[column], withPad: " ", startingAt: 0)
+            }.joined(separator: "  ")
+        }
+        line(render(header))
+        for row in rows { line(render(row)) }
+    }
+
+    func progress() -> ProgressReporter {
+        stderrIsTerminal && !quiet && !json ? TerminalProgress() : SilentProgress()
+    }
+}
+
+/// Step-by-step progress on a terminal's stderr.
+final class TerminalProgress: ProgressReporter {
+    private var started: [StepName: Date] = [:]
+
+    func stepStarted(_ step: StepName, _ message: String) {
+        started[step] = Date()
+        write("  \(step.rawValue.padding(toLength: 11, withPad: " ", startingAt: 0)) \(message)…")
+    }
+
+    func stepFinished(_ step: StepName, _ status: StepStatus, _ message: String?) {
+        let elapsed = started[step].map { String(format: " (%.2f s)", Date().timeIntervalSince($0)) } ?? ""
+        let mark = switch status {
+        case .done: "ok"
+        case .failed: "FAILED"
+        case .skipped: "skipped"
+        case .started: "…"
+        }
+        write("  \(step.rawValue.padding(toLength: 11, withPad: " ", startingAt: 0)) \(mark)\(elapsed)"
+              + (message.map { ": \($0)" } ?? ""))
+    }
+
+    func note(_ message: String) { write("  \(message)") }
+
+    private func write(_ text: String) {
+        FileHandle.standardError.write(Data((text + "\n").utf8))
+    }
+}
+
+extension RunOutcome {
+    func jsonObject(steps: [StepRecord]) -> [String: Any] {
+        var object: [String: Any] = [
+            "run_id": runID ?? NSNull(),
+            "command": command,
+            "plugin": plugin,
+            "from_version": fromVersion ?? NSNull(),
+            "to_version": toVersion ?? NSNull(),
+            "status": status.rawValue,
+            "rollback_status": rollbackStatus ?? NSNull(),
+            "message": message,
+            "error": error ?? NSNull(),
+            "exit_code": Int(exitCode.rawValue),
+            "steps": steps.map(\.jsonObject),
+            "recovered": recovered.map { $0.jsonObject(steps: []) },
+        ]
+        if let rollback {
+            object["rollback"] = [
+                "reason": rollback.reason,
+                "trigger": rollback.trigger,
+                "duration_ms": rollback.durationMilliseconds,
+                "files_restored": rollback.filesRestored,
+                "db_restored": rollback.databaseRestored,
+                "smoke_passed": rollback.smokePassed,
+            ] as [String: Any]
+        }
+        return object
+    }
+}
+
+extension StepRecord {
+    var jsonObject: [String: Any] {
+        [
+            "name": name,
+            "status": status.rawValue,
+            "started_at": startedAt,
+            "finished_at": finishedAt ?? NSNull(),
+            "duration_ms": durationMilliseconds ?? NSNull(),
+            "detail": detail ?? NSNull(),
+            "error": error ?? NSNull(),
+        ]
+    }
+}
+
+extension RunRecord {
+    var jsonObject: [String: Any] {
+        [
+            "id": id,
+            "command": command,
+            "trigger": trigger,
+            "plugin": plugin,
+            "plugin_dir": pluginDirectory,
+            "from_version": fromVersion ?? NSNull(),
+            "to_version": toVersion ?? NSNull(),
+            "status": status.rawValue,
+            "rollback_status": rollbackStatus ?? NSNull(),
+            "error": error ?? NSNull(),
+            "exit_code": exitCode ?? NSNull(),
+            "dry_run": dryRun,
+            "started_at": startedAt,
+            "finished_at": finishedAt ?? NSNull(),
+        ]
+    }
+}
+
+extension BackupRecord {
+    var jsonObject: [String: Any] {
+        [
+            "id": id, "plugin": plugin, "version": version, "path": path, "created_at": createdAt,
+            "size_bytes": sizeBytes, "file_count": fileCount, "tables": tables,
+        ]
+    }
+}
