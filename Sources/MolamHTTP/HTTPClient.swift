@@ -120,6 +120,8 @@ public final class HTTPClient {
         // it for bodies without one.
         try options.set(CURLOPT_MAXFILESIZE_LARGE, int64: request.maxBodyBytes)
         try options.set(CURLOPT_USERAGENT, string: userAgent)
+        // CURLOPT_ACCEPT_ENCODING stays unset on purpose: a server compressing a .tar.gz on the
+        // fly would make libcurl hand us decoded bytes, and the SHA-256 would not match.
         try options.set(CURLOPT_HTTPHEADER, pointer: UnsafeMutableRawPointer(headerList))
 
         let method = request.method.uppercased()

@@ -7,7 +7,8 @@ public enum HTTPError: Error, CustomStringConvertible, Sendable {
     /// A header name or value that would break the request framing (CR, LF, NUL, or a bad name);
     /// typically a token file with a trailing newline. Carries the name only, never the value.
     case invalidHeader(name: String, url: String)
-    /// libcurl's code, with `curl_easy_strerror` and the detail from CURLOPT_ERRORBUFFER.
+    /// libcurl's code, with `curl_easy_strerror` and the detail from CURLOPT_ERRORBUFFER. An empty
+    /// `url` means libcurl itself could not be set up (no request was attempted).
     case transport(code: Int32, message: String, url: String)
     case timedOut(url: String)
     case tooLarge(url: String, limit: Int64)
@@ -22,6 +23,8 @@ public enum HTTPError: Error, CustomStringConvertible, Sendable {
             return "refusing insecure URL \(url): use https:// (plain http is allowed only to loopback)"
         case .invalidHeader(let name, let url):
             return "invalid HTTP header '\(name)' for \(url): names and values must not contain line breaks"
+        case .transport(let code, let message, let url) where url.isEmpty:
+            return "libcurl setup failed: \(message) (curl error \(code))"
         case .transport(let code, let message, let url):
             return "HTTP request to \(url) failed: \(message) (curl error \(code))"
         case .timedOut(let url):
