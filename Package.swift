@@ -22,16 +22,23 @@ let package = Package(
         .target(name: "MolamSQLite", dependencies: ["CSQLite"]),
         .target(name: "MolamArchive", dependencies: ["CArchive"]),
         .target(name: "MolamCrypto", dependencies: ["CCrypto"]),
+        .target(name: "MolamHTTP", dependencies: ["CCurl"]),
 
         // All behaviour.
-        .target(name: "UpgradeKit", dependencies: ["MolamSQLite", "MolamArchive", "MolamCrypto", "CSupport"]),
+        .target(name: "UpgradeKit", dependencies: [
+            "MolamSQLite", "MolamArchive", "MolamCrypto", "MolamHTTP", "CSupport",
+        ]),
         // Argument parsing, output and exit codes; no logic.
         .executableTarget(name: "molam-upgrade", dependencies: ["UpgradeKit"]),
+        // Pure Swift helpers shared by the test targets (loopback HTTP server); no C library.
+        .target(name: "TestSupport"),
 
         .testTarget(
             name: "UpgradeKitTests",
-            dependencies: ["UpgradeKit", "MolamSQLite", "MolamArchive", "MolamCrypto"]
+            dependencies: [
+                "UpgradeKit", "MolamSQLite", "MolamArchive", "MolamCrypto", "MolamHTTP", "TestSupport",
+            ]
         ),
-        .testTarget(name: "EndToEndTests", dependencies: ["molam-upgrade", "UpgradeKit"]),
+        .testTarget(name: "EndToEndTests", dependencies: ["molam-upgrade", "UpgradeKit", "TestSupport"]),
     ]
 )

@@ -1,0 +1,2 @@
+-- Undo 0003: the refunds table and its index.
+DROP TABLE wp_molam_refunds;
