@@ -68,11 +68,3 @@ public enum TreeArchive {
     public static func create(from directory: String, topName: String, archivePath: String) throws -> TreeManifest { fatalError() }
     public static func restore(archivePath: String, into destination: String, expecting manifest: TreeManifest) throws -> String { "" }
 }
-public struct HTTPRequest: Sendable { public var url: String; public var totalTimeout: Double = 60; public var connectTimeout: Double = 10
-    public init(url: String) { self.url = url } }
-public struct HTTPResponse: Sendable { public var status: Int; public var body: Data }
-public enum HTTPError: Error, CustomStringConvertible, Sendable { case timedOut(url: String); public var description: String { "" } }
-public final class HTTPClient {
-    public init(userAgent: String = "molam-upgrade") throws(HTTPError) {}
-    public func send(_ request: HTTPRequest, body sink: ((UnsafeRawBufferPointer) throws -> Void)? = nil) throws(HTTPError) -> HTTPResponse { fatalError() }
-}

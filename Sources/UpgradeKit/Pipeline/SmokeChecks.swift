@@ -1,4 +1,5 @@
 import Foundation
+import MolamHTTP
 
 /// Runs a plugin's smoke checks against the installed tree and the plugin database.
 public struct SmokeRunner {

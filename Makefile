@@ -1,0 +1,23 @@
+# Two entry points for a fresh Debian machine (see README.md): `make demo` and `make test`.
+# Both install the Debian packages they need first.
+SWIFT ?= swift
+
+.PHONY: deps build demo test bench clean
+
+deps:
+	@sh scripts/install-deps.sh
+
+build: deps
+	$(SWIFT) build
+
+# A real upgrade and an automatic rollback on a throw-away copy of the fixture site (./demo-site).
+demo: deps
+	@sh scripts/demo.sh
+
+# The whole test suite: unit tests and end-to-end tests that run the built binary.
+test: deps
+	$(SWIFT) build --build-tests
+	$(SWIFT) test --skip-build
+
+clean:
+	rm -rf .build demo-site
