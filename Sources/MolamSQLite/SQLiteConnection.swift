@@ -196,7 +196,8 @@ public final class SQLiteConnection {
     public func withTimeout<T, E: Error>(
         _ seconds: Double, _ body: () throws(E) -> T
     ) throws(E) -> T {
-        let deadline = Deadline(ContinuousClock.now.advanced(by: .milliseconds(Int64(max(0, seconds) * 1000))))
+        let budget = Duration.milliseconds(Int64(max(0, seconds) * 1000))
+        let deadline = Deadline(ContinuousClock.now.advanced(by: budget))
         let context = Unmanaged.passUnretained(deadline).toOpaque()
         // Checked every 1,000 virtual-machine instructions: cheap, yet well under a millisecond apart.
         sqlite3_progress_handler(db, 1000, { context in
@@ -332,12 +333,18 @@ public final class SQLiteConnection {
                 result = sqlite3_bind_double(statement.handle, index, real)
             case .text(let text):
                 guard let length = Int32(exactly: text.utf8.count) else {
-                    throw SQLiteError(code: SQLITE_TOOBIG, message: "text too big", sql: statement.sql, path: path)
+                    throw SQLiteError(
+                        code: SQLITE_TOOBIG, message: "text too big", sql: statement.sql, path: path
+                    )
                 }
-                result = text.withCString { csqlite_bind_text_transient(statement.handle, index, $0, length) }
+                result = text.withCString {
+                    csqlite_bind_text_transient(statement.handle, index, $0, length)
+                }
             case .blob(let bytes):
                 guard let length = Int32(exactly: bytes.count) else {
-                    throw SQLiteError(code: SQLITE_TOOBIG, message: "blob too big", sql: statement.sql, path: path)
+                    throw SQLiteError(
+                        code: SQLITE_TOOBIG, message: "blob too big", sql: statement.sql, path: path
+                    )
                 }
                 // A nil pointer would bind NULL, not an empty blob.
                 result = bytes.withUnsafeBytes { buffer in

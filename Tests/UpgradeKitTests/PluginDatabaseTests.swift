@@ -45,19 +45,25 @@ private struct SiteFixture {
         let db = try connection()
         let names = Self.owned.map { "'\($0)'" }.joined(separator: ", ")
         var lines = try db.query("""
-            SELECT type, name, tbl_name, sql FROM sqlite_schema WHERE tbl_name IN (\(names)) ORDER BY type, name
+            SELECT type, name, tbl_name, sql FROM sqlite_schema
+            WHERE tbl_name IN (\(names)) ORDER BY type, name
             """).map { $0.values.map(\.description).joined(separator: " | ") }
-        for table in Self.owned where try db.scalar("SELECT 1 FROM sqlite_schema WHERE name = ?", [.text(table)]) != nil {
+        let present = "SELECT 1 FROM sqlite_schema WHERE name = ?"
+        for table in Self.owned where try db.scalar(present, [.text(table)]) != nil {
             let order = table == "wp_molam_settings" ? "SELECT * FROM \(table) ORDER BY k"
                 : "SELECT rowid, * FROM \(table) ORDER BY rowid"
-            lines += try db.query(order).map { "\(table): " + $0.values.map(\.description).joined(separator: ", ") }
+            lines += try db.query(order).map {
+                "\(table): " + $0.values.map(\.description).joined(separator: ", ")
+            }
         }
         lines += try db.query("SELECT name, seq FROM sqlite_sequence WHERE name IN (\(names)) ORDER BY name")
             .map { "seq: \($0[0]) \($0[1])" }
         return lines
     }
 
-    func writeMigration(_ file: String, _ sql: String, in directory: String = "migrations") throws -> String {
+    func writeMigration(
+        _ file: String, _ sql: String, in directory: String = "migrations"
+    ) throws -> String {
         let folder = dir.file(directory)
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
         try Data(sql.utf8).write(to: URL(fileURLWithPath: folder + "/" + file))
@@ -97,11 +103,13 @@ private struct SiteFixture {
         let folder = try site.writeMigration("0002_settings_index.sql", settings)
         let migrations = try Migration.load(from: folder)
         var journaled: [Int] = []
-        try database.applyMigrations(database.pendingMigrations(migrations), now: Date(timeIntervalSince1970: 0)) {
+        let epoch = Date(timeIntervalSince1970: 0)
+        try database.applyMigrations(database.pendingMigrations(migrations), now: epoch) {
             journaled.append($0.version)
         }
         #expect(journaled == [1, 2])
-        #expect(try database.appliedMigrations().map(\.appliedAt) == ["1970-01-01T00:00:00Z", "1970-01-01T00:00:00Z"])
+        let stamps = try database.appliedMigrations().map(\.appliedAt)
+        #expect(stamps == ["1970-01-01T00:00:00Z", "1970-01-01T00:00:00Z"])
         #expect(try database.pendingMigrations(migrations).isEmpty)
         let site2 = try site.connection()
         try site2.run("INSERT INTO wp_posts(post_title) VALUES ('written during the upgrade')")
@@ -117,7 +125,8 @@ private struct SiteFixture {
         // One order inserted by the migration fired the trigger; the restore's inserts did not.
         #expect(try site2.scalar("SELECT option_value FROM wp_options WHERE option_name = 'molam_orders'")
             == .integer(5))
-        #expect(try site2.scalar("SELECT seq FROM sqlite_sequence WHERE name = 'wp_molam_orders'") == .integer(4))
+        let sequence = "SELECT seq FROM sqlite_sequence WHERE name = 'wp_molam_orders'"
+        #expect(try site2.scalar(sequence) == .integer(4))
         #expect(try site2.integrityCheck() == ["ok"])
 
         let again = try database.restoreTables(from: backupPath, alsoDrop: ["wp_molam_refunds"])
@@ -129,7 +138,7 @@ private struct SiteFixture {
         #expect(try site2.scalar("SELECT max(id) FROM wp_molam_orders") == .integer(5))
     }
 
-    @Test("a migration failing on its second statement leaves the file byte-identical and names file and line")
+    @Test("a migration failing on its second statement leaves the file unchanged and names file and line")
     func failedMigration() throws {
         let site = try SiteFixture()
         let hash = try site.sha256()
@@ -150,7 +159,8 @@ private struct SiteFixture {
         #expect(migration == "0002_broken.sql")
         #expect(line == 3)
         #expect(message.contains("no such table: wp_molam_missing"))
-        #expect(error?.description.hasPrefix("migration 0002_broken.sql failed at line 3: no such table") == true)
+        let expected = "migration 0002_broken.sql failed at line 3: no such table"
+        #expect(error?.description.hasPrefix(expected) == true)
         #expect(try site.sha256() == hash)
         #expect(try database.appliedMigrations().isEmpty)
         #expect(!FileManager.default.fileExists(atPath: site.path + "-journal"))
@@ -213,14 +223,16 @@ private struct SiteFixture {
     func smokeQueries() throws {
         let site = try SiteFixture()
         let database = try SQLitePluginDatabase(path: site.path)
-        #expect(try database.smokeQuery("SELECT status FROM wp_molam_orders WHERE ref = 'a'", timeoutSeconds: 5) == "paid")
+        let status = "SELECT status FROM wp_molam_orders WHERE ref = 'a'"
+        #expect(try database.smokeQuery(status, timeoutSeconds: 5) == "paid")
         #expect(try database.smokeQuery("SELECT NULL", timeoutSeconds: 5) == "NULL")
         #expect(try database.smokeQuery("SELECT 1 WHERE 0", timeoutSeconds: 5) == "NULL")
         #expect(throws: PluginDatabaseError.self) {
             try database.smokeQuery("DELETE FROM wp_posts", timeoutSeconds: 5)
         }
         #expect(try site.connection().scalar("SELECT count(*) FROM wp_posts") == .integer(2))
-        let endless = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM c"
+        let endless = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) "
+            + "SELECT count(*) FROM c"
         let error = #expect(throws: PluginDatabaseError.self) {
             try database.smokeQuery(endless, timeoutSeconds: 0.1)
         }
@@ -242,12 +254,16 @@ private struct SiteFixture {
             """)
         let backupPath = site.dir.file("tables.db")
         _ = try database.backupTables(SiteFixture.owned, to: backupPath)
-        #expect(throws: PluginDatabaseError.self) { try database.backupTables(["wp_molam_orders"], to: backupPath) }
+        #expect(throws: PluginDatabaseError.self) {
+            try database.backupTables(["wp_molam_orders"], to: backupPath)
+        }
 
         let bytes = try Data(contentsOf: URL(fileURLWithPath: backupPath))
         let truncated = site.dir.file("truncated.db")
         try bytes.prefix(bytes.count / 2).write(to: URL(fileURLWithPath: truncated))
-        #expect(throws: PluginDatabaseError.self) { try SQLitePluginDatabase.verifyTableBackup(at: truncated) }
+        #expect(throws: PluginDatabaseError.self) {
+            try SQLitePluginDatabase.verifyTableBackup(at: truncated)
+        }
 
         let garbage = site.dir.file("garbage.db")
         try Data(repeating: 0x5a, count: 8192).write(to: URL(fileURLWithPath: garbage))
@@ -256,8 +272,12 @@ private struct SiteFixture {
         #expect(throws: PluginDatabaseError.self) {
             try SQLitePluginDatabase.verifyTableBackup(at: site.dir.file("absent.db"))
         }
-        #expect(throws: PluginDatabaseError.self) { try SQLitePluginDatabase(path: site.dir.file("absent.db")) }
-        #expect(throws: PluginDatabaseError.self) { try database.backupTables([""], to: site.dir.file("x.db")) }
+        #expect(throws: PluginDatabaseError.self) {
+            try SQLitePluginDatabase(path: site.dir.file("absent.db"))
+        }
+        #expect(throws: PluginDatabaseError.self) {
+            try database.backupTables([""], to: site.dir.file("x.db"))
+        }
         #expect(!FileManager.default.fileExists(atPath: site.dir.file("x.db")))
     }
 }

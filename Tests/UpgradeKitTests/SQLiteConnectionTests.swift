@@ -22,7 +22,9 @@ final class SQLiteScratchDirectory {
     func openMissing() throws {
         let dir = try SQLiteScratchDirectory()
         let missing = dir.file("nope.db")
-        let error = #expect(throws: SQLiteError.self) { try SQLiteConnection(path: missing, mode: .readWrite) }
+        let error = #expect(throws: SQLiteError.self) {
+            try SQLiteConnection(path: missing, mode: .readWrite)
+        }
         #expect(error?.code == 14)
         #expect(error?.path == missing)
         #expect(error?.description.contains(missing) == true)
@@ -35,7 +37,8 @@ final class SQLiteScratchDirectory {
         let db = try SQLiteConnection(path: dir.file("v.db"))
         try db.execute("CREATE TABLE v(a, b, c, d, e, f, g);")
         let values: [SQLiteValue] = [
-            .null, .integer(Int64.min), .real(2.5), .text("héllo \"x\""), .blob([0, 1, 255]), .text(""), .blob([]),
+            .null, .integer(Int64.min), .real(2.5), .text("héllo \"x\""), .blob([0, 1, 255]),
+            .text(""), .blob([]),
         ]
         try db.run("INSERT INTO v VALUES (?, ?, ?, ?, ?, ?, ?)", values)
         #expect(db.lastInsertRowID == 1)
@@ -146,7 +149,8 @@ final class SQLiteScratchDirectory {
     func timeout() throws {
         let dir = try SQLiteScratchDirectory()
         let db = try SQLiteConnection(path: dir.file("q.db"))
-        let endless = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM c"
+        let endless = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) "
+            + "SELECT count(*) FROM c"
         let error = #expect(throws: SQLiteError.self) {
             try db.withTimeout(0.05) { () throws(SQLiteError) in _ = try db.scalar(endless) }
         }

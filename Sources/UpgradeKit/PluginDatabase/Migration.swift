@@ -15,7 +15,9 @@ public struct Migration: Sendable, Equatable {
     /// Path of the up file, for error messages.
     public let file: String
 
-    public init(version: Int, name: String, sql: String, downSQL: String? = nil, checksum: String, file: String) {
+    public init(
+        version: Int, name: String, sql: String, downSQL: String? = nil, checksum: String, file: String
+    ) {
         self.version = version
         self.name = name
         self.sql = sql

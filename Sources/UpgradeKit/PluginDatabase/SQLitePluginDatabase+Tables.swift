@@ -71,7 +71,8 @@ extension SQLitePluginDatabase {
                         SELECT name, sql, rowid FROM site.sqlite_schema
                         WHERE type = 'table' AND name = ? COLLATE NOCASE
                         """, [.text(requested)]).first
-                    guard let found, let name = found[0].stringValue, let createSQL = found[1].stringValue else {
+                    guard let found, let name = found[0].stringValue,
+                          let createSQL = found[1].stringValue else {
                         try backup.run(
                             "INSERT INTO _molam_backup(table_name, position, existed, row_count, has_rowid) "
                                 + "VALUES (?, ?, 0, 0, 0)",
@@ -81,7 +82,9 @@ extension SQLitePluginDatabase {
                         continue
                     }
                     if createSQL.uppercased().hasPrefix("CREATE VIRTUAL TABLE") {
-                        throw PluginDatabaseError.invalidTableName("\(name) (virtual tables cannot be backed up)")
+                        throw PluginDatabaseError.invalidTableName(
+                            "\(name) (virtual tables cannot be backed up)"
+                        )
                     }
                     let withoutRowID = try backup.scalar(
                         "SELECT wr FROM pragma_table_list(?) WHERE schema = 'site'", [.text(name)]
@@ -90,14 +93,19 @@ extension SQLitePluginDatabase {
                     guard let count = try TableColumns.copyRows(
                         backup, table: name, hasRowID: !withoutRowID, from: "site", to: "main"
                     ) else {
-                        throw PluginDatabaseError.invalidTableName("\(name) (its columns shadow rowid, _rowid_ and oid)")
+                        throw PluginDatabaseError.invalidTableName(
+                            "\(name) (its columns shadow rowid, _rowid_ and oid)"
+                        )
                     }
                     let sequence: SQLiteValue = hasSequence
-                        ? try backup.scalar("SELECT seq FROM site.sqlite_sequence WHERE name = ?", [.text(name)]) ?? .null
+                        ? try backup.scalar(
+                            "SELECT seq FROM site.sqlite_sequence WHERE name = ?", [.text(name)]
+                        ) ?? .null
                         : .null
                     try backup.run("""
                         INSERT INTO _molam_backup(
-                            table_name, position, existed, create_sql, schema_order, row_count, has_rowid, sequence)
+                            table_name, position, existed, create_sql, schema_order, row_count,
+                            has_rowid, sequence)
                         VALUES (?, ?, 1, ?, ?, ?, ?, ?)
                         """, [.text(name), .integer(Int64(position)), .text(createSQL), found[2],
                               .integer(Int64(count)), .integer(withoutRowID ? 0 : 1), sequence])
@@ -118,12 +126,17 @@ extension SQLitePluginDatabase {
 
     /// Checks a backup file before anything relies on it: it is one of ours, SQLite's
     /// integrity_check passes, the metadata is there and every table holds the rows it should.
-    public static func verifyTableBackup(at backupPath: String) throws(PluginDatabaseError) -> TableBackupSummary {
-        func invalid(_ reason: String) -> PluginDatabaseError { .invalidBackup(path: backupPath, reason: reason) }
+    public static func verifyTableBackup(
+        at backupPath: String
+    ) throws(PluginDatabaseError) -> TableBackupSummary {
+        func invalid(_ reason: String) -> PluginDatabaseError {
+            .invalidBackup(path: backupPath, reason: reason)
+        }
         guard DatabaseFileIO.isRegularFile(backupPath) else { throw invalid("the file does not exist") }
         do {
             let backup = try SQLiteConnection(path: backupPath, mode: .readOnly)
-            guard try backup.scalar("PRAGMA application_id")?.intValue == Int64(TableBackupFormat.applicationID),
+            let applicationID = try backup.scalar("PRAGMA application_id")?.intValue
+            guard applicationID == Int64(TableBackupFormat.applicationID),
                   try backup.userVersion == TableBackupFormat.version
             else { throw invalid("not a molam-upgrade table backup") }
             let problems = try backup.integrityCheck()
@@ -140,11 +153,14 @@ extension SQLitePluginDatabase {
                 let quoted = SQLiteConnection.quoteIdentifier(table.name)
                 let count = Int(try backup.scalar("SELECT count(*) FROM main.\(quoted)")?.intValue ?? -1)
                 guard count == table.rowCount else {
-                    throw invalid("table \(table.name) holds \(count) rows, \(table.rowCount) were backed up")
+                    throw invalid(
+                        "table \(table.name) holds \(count) rows, \(table.rowCount) were backed up"
+                    )
                 }
                 rows[table.name] = count
             }
-            return TableBackupSummary(tables: rows, missing: missing, bytes: try DatabaseFileIO.size(backupPath))
+            let bytes = try DatabaseFileIO.size(backupPath)
+            return TableBackupSummary(tables: rows, missing: missing, bytes: bytes)
         } catch let error as PluginDatabaseError {
             throw error
         } catch let error as SQLiteError {
@@ -186,7 +202,8 @@ extension SQLitePluginDatabase {
             return try connection.transaction(.immediate) {
                 try restoreInTransaction(backupPath: backupPath, extraDrops: extraDrops)
             }
-        } catch let error as SQLiteError where error.message.contains("no such table: molam_backup._molam_backup") {
+        } catch let error as SQLiteError
+                    where error.message.contains("no such table: molam_backup._molam_backup") {
             throw .invalidBackup(path: backupPath, reason: "it holds no table backup metadata")
         } catch {
             throw Self.unexpected(error, context: context)
@@ -213,7 +230,9 @@ extension SQLitePluginDatabase {
         }
         for table in backedUp where table.existed {
             let quoted = SQLiteConnection.quoteIdentifier(table.name)
-            let wanted = try TableBackupFormat.objects(in: connection, schema: "molam_backup", table: table.name)
+            let wanted = try TableBackupFormat.objects(
+                in: connection, schema: "molam_backup", table: table.name
+            )
             let currentSQL = try connection.scalar(
                 "SELECT sql FROM main.sqlite_schema WHERE type = 'table' AND name = ? COLLATE NOCASE",
                 [.text(table.name)]
@@ -247,7 +266,8 @@ extension SQLitePluginDatabase {
             if let sequence = table.sequence {
                 // UPDATE in place keeps sqlite_sequence's row order, so .dump is unchanged too.
                 try connection.run(
-                    "UPDATE main.sqlite_sequence SET seq = ? WHERE name = ?", [.integer(sequence), .text(table.name)]
+                    "UPDATE main.sqlite_sequence SET seq = ? WHERE name = ?",
+                    [.integer(sequence), .text(table.name)]
                 )
                 if connection.changes == 0 {
                     try connection.run(
@@ -268,12 +288,13 @@ extension SQLitePluginDatabase {
             SELECT type, name, sql FROM main.sqlite_schema
             WHERE type IN ('index', 'trigger') AND tbl_name = ? COLLATE NOCASE AND sql IS NOT NULL
             ORDER BY rowid
-            """, [.text(table)]).map { TableBackupFormat.Object(type: $0[0].description, name: $0[1].description, sql: $0[2].description) }
+            """, [.text(table)]).map(TableBackupFormat.Object.init(row:))
     }
 
     private func dropTableIfPresent(_ name: String) throws(SQLiteError) -> Bool {
         let exists = try connection.scalar(
-            "SELECT 1 FROM main.sqlite_schema WHERE type = 'table' AND name = ? COLLATE NOCASE", [.text(name)]
+            "SELECT 1 FROM main.sqlite_schema WHERE type = 'table' AND name = ? COLLATE NOCASE",
+            [.text(name)]
         ) != nil
         if exists { try connection.run("DROP TABLE main.\(quote(name))") }
         return exists

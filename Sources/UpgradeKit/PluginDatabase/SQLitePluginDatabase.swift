@@ -37,11 +37,13 @@ public final class SQLitePluginDatabase {
     public func appliedMigrations() throws(PluginDatabaseError) -> [AppliedMigration] {
         try sql("reading applied migrations from \(path)") { () throws(SQLiteError) in
             let present = try connection.scalar(
-                "SELECT 1 FROM main.sqlite_schema WHERE type = 'table' AND name = ?", [.text(Self.migrationsTable)]
+                "SELECT 1 FROM main.sqlite_schema WHERE type = 'table' AND name = ?",
+                [.text(Self.migrationsTable)]
             )
             guard present != nil else { return [] }
             return try connection.query(
-                "SELECT version, name, checksum, applied_at FROM main.molam_schema_migrations ORDER BY version"
+                "SELECT version, name, checksum, applied_at FROM main.molam_schema_migrations "
+                    + "ORDER BY version"
             ).map { row in
                 AppliedMigration(
                     version: Int(row[0].intValue ?? 0), name: row[1].stringValue ?? "",
@@ -54,10 +56,14 @@ public final class SQLitePluginDatabase {
     /// Which of `all` are not applied yet, in order. An applied migration whose file changed is
     /// an error: silently re-running or skipping it would leave the schema unknown.
     public func pendingMigrations(_ all: [Migration]) throws(PluginDatabaseError) -> [Migration] {
-        let applied = Dictionary(try appliedMigrations().map { ($0.version, $0) }, uniquingKeysWith: { a, _ in a })
+        let applied = Dictionary(
+            try appliedMigrations().map { ($0.version, $0) }, uniquingKeysWith: { first, _ in first }
+        )
         for migration in all {
             if let record = applied[migration.version], record.checksum != migration.checksum {
-                throw .checksumMismatch(version: migration.version, name: migration.name, file: migration.file)
+                throw .checksumMismatch(
+                    version: migration.version, name: migration.name, file: migration.file
+                )
             }
         }
         return all.filter { applied[$0.version] == nil }.sorted { $0.version < $1.version }

@@ -62,6 +62,12 @@ enum TableBackupFormat {
         var type: String
         var name: String
         var sql: String
+
+        init(row: SQLiteRow) {
+            type = row[0].description
+            name = row[1].description
+            sql = row[2].description
+        }
     }
 
     static func tables(in connection: SQLiteConnection, schema: String) throws(SQLiteError) -> [Table] {
@@ -83,7 +89,7 @@ enum TableBackupFormat {
         try connection.query("""
             SELECT type, name, sql FROM \(SQLiteConnection.quoteIdentifier(schema))._molam_backup_objects
             WHERE table_name = ? ORDER BY schema_order
-            """, [.text(table)]).map { Object(type: $0[0].description, name: $0[1].description, sql: $0[2].description) }
+            """, [.text(table)]).map(Object.init(row:))
     }
 }
 
@@ -93,7 +99,8 @@ enum TableColumns {
     static func insertable(
         _ connection: SQLiteConnection, schema: String, table: String
     ) throws(SQLiteError) -> [String] {
-        try connection.query("SELECT name, hidden FROM pragma_table_xinfo(?, ?)", [.text(table), .text(schema)])
+        let sql = "SELECT name, hidden FROM pragma_table_xinfo(?, ?)"
+        return try connection.query(sql, [.text(table), .text(schema)])
             .filter { $0[1].intValue == 0 }
             .compactMap { $0[0].stringValue }
     }
@@ -103,7 +110,8 @@ enum TableColumns {
         var list = columns.map(SQLiteConnection.quoteIdentifier)
         if hasRowID {
             let taken = Set(columns.map { $0.lowercased() })
-            guard let alias = ["rowid", "_rowid_", "oid"].first(where: { !taken.contains($0) }) else { return nil }
+            let alias = ["rowid", "_rowid_", "oid"].first { !taken.contains($0) }
+            guard let alias else { return nil }
             list.insert(alias, at: 0)
         }
         return list.joined(separator: ", ")
