@@ -1,0 +1,465 @@
+internal import CSQLite
+
+/// One SQLite database connection.
+///
+/// Not Sendable: opened with `SQLITE_OPEN_NOMUTEX`, so it must be used by one thread at a time,
+/// the one that owns it. The handle is closed in `deinit` with `sqlite3_close_v2`, which defers
+/// the close until every statement is finalized; a handle whose open failed is closed at once.
+public final class SQLiteConnection {
+    public enum OpenMode: Sendable {
+        case readOnly
+        /// The file must exist.
+        case readWrite
+        case readWriteCreate
+    }
+
+    public enum TransactionKind: String, Sendable {
+        case deferred = "DEFERRED"
+        case immediate = "IMMEDIATE"
+        case exclusive = "EXCLUSIVE"
+    }
+
+    public let path: String
+    private let db: OpaquePointer
+    /// Prepared statements by SQL text; always reset and cleared before reuse.
+    private var statementCache: [String: SQLiteStatement] = [:]
+    /// Enough for a connection's repeated queries; a connection fed ever-new SQL must not grow forever.
+    private let statementCacheLimit = 64
+
+    /// Seconds a statement waits for another connection's lock before failing with SQLITE_BUSY.
+    public var busyTimeout: Double = 5 {
+        didSet { applyBusyTimeout() }
+    }
+
+    public init(path: String, mode: OpenMode = .readWriteCreate) throws(SQLiteError) {
+        let access: Int32 = switch mode {
+        case .readOnly: SQLITE_OPEN_READONLY
+        case .readWrite: SQLITE_OPEN_READWRITE
+        case .readWriteCreate: SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE
+        }
+        var handle: OpaquePointer?
+        let result = sqlite3_open_v2(path, &handle, access | SQLITE_OPEN_NOMUTEX, nil)
+        guard result == SQLITE_OK, let handle else {
+            // sqlite3_open_v2 usually hands back a handle even on failure; it must still be closed.
+            let message = handle.map { String(cString: sqlite3_errmsg($0)) }
+                ?? String(cString: sqlite3_errstr(result))
+            let extended = handle.map { sqlite3_extended_errcode($0) } ?? result
+            sqlite3_close_v2(handle)
+            throw SQLiteError(
+                code: result & 0xff, extendedCode: extended, message: message, path: path
+            )
+        }
+        self.path = path
+        self.db = handle
+        sqlite3_extended_result_codes(handle, 1)
+        applyBusyTimeout()
+    }
+
+    deinit {
+        statementCache.removeAll()
+        sqlite3_close_v2(db)
+    }
+
+    // MARK: Running SQL
+
+    /// Runs one or more statements, discarding any rows (PRAGMAs, DDL).
+    public func execute(_ sql: String) throws(SQLiteError) {
+        try runScript(sql)
+    }
+
+    /// Runs a multi-statement script one statement at a time. A failure names the failing
+    /// statement's SQL and its 1-based line in the script, so a migration error points at a line.
+    public func executeScript(_ sql: String) throws(SQLiteError) {
+        try runScript(sql)
+    }
+
+    /// Runs exactly one statement, discarding any rows.
+    public func run(_ sql: String, _ bindings: [SQLiteValue] = []) throws(SQLiteError) {
+        try withStatement(sql, bindings) { statement throws(SQLiteError) in
+            while try step(statement) {}
+        }
+    }
+
+    /// Runs exactly one statement and returns all its rows.
+    public func query(_ sql: String, _ bindings: [SQLiteValue] = []) throws(SQLiteError) -> [SQLiteRow] {
+        try withStatement(sql, bindings) { statement throws(SQLiteError) in
+            let columns = statement.columnNames
+            var rows: [SQLiteRow] = []
+            while try step(statement) {
+                rows.append(statement.row(columns: columns))
+            }
+            return rows
+        }
+    }
+
+    /// The first column of the first row, or nil when there is no row. Steps only once, so an
+    /// expensive query is not run to the end.
+    public func scalar(_ sql: String, _ bindings: [SQLiteValue] = []) throws(SQLiteError) -> SQLiteValue? {
+        try withStatement(sql, bindings) { statement throws(SQLiteError) in
+            guard try step(statement), sqlite3_column_count(statement.handle) > 0 else { return nil }
+            return statement.value(at: 0)
+        }
+    }
+
+    // MARK: Transactions
+
+    /// Runs `body` in a transaction: COMMIT when it returns, ROLLBACK when it (or COMMIT) throws.
+    /// `.immediate` takes the write lock up front, so a busy database fails before any work.
+    public func transaction<T>(_ kind: TransactionKind = .immediate, _ body: () throws -> T) throws -> T {
+        try execute("BEGIN \(kind.rawValue)")
+        do {
+            let result = try body()
+            try execute("COMMIT")
+            return result
+        } catch {
+            rollbackIfActive()
+            throw error
+        }
+    }
+
+    /// Runs `body` inside `SAVEPOINT name`: released when it returns, rolled back to and released
+    /// when it throws, so the enclosing transaction continues without its changes.
+    public func savepoint<T>(_ name: String, _ body: () throws -> T) throws -> T {
+        let quoted = Self.quoteIdentifier(name)
+        try execute("SAVEPOINT \(quoted)")
+        do {
+            let result = try body()
+            try execute("RELEASE \(quoted)")
+            return result
+        } catch {
+            // The savepoint may already be gone if SQLite rolled the whole transaction back
+            // (SQLITE_FULL, SQLITE_IOERR); then there is nothing left to undo.
+            if !isAutocommit {
+                try? execute("ROLLBACK TO \(quoted)")
+                try? execute("RELEASE \(quoted)")
+            }
+            throw error
+        }
+    }
+
+    /// True outside any transaction.
+    public var isAutocommit: Bool { sqlite3_get_autocommit(db) != 0 }
+
+    private func rollbackIfActive() {
+        // After some errors SQLite has already rolled back; a second ROLLBACK would only fail.
+        guard !isAutocommit else { return }
+        sqlite3_exec(db, "ROLLBACK", nil, nil, nil)
+    }
+
+    // MARK: Connection state
+
+    /// `PRAGMA user_version`: the application's schema version, stored in the file header.
+    public var userVersion: Int {
+        get throws(SQLiteError) { Int(try scalar("PRAGMA user_version")?.intValue ?? 0) }
+    }
+
+    public func setUserVersion(_ version: Int) throws(SQLiteError) {
+        // PRAGMA takes no bound parameters; an Int cannot inject anything.
+        try execute("PRAGMA user_version = \(version)")
+    }
+
+    public var lastInsertRowID: Int64 { sqlite3_last_insert_rowid(db) }
+
+    /// Rows changed by the last INSERT, UPDATE or DELETE.
+    public var changes: Int { Int(sqlite3_changes(db)) }
+
+    /// `PRAGMA integrity_check` of one schema: `["ok"]` when the file is sound.
+    public func integrityCheck(schema: String = "main") throws(SQLiteError) -> [String] {
+        try query("PRAGMA \(Self.quoteIdentifier(schema)).integrity_check").map { $0[0].description }
+    }
+
+    public func attach(path: String, as schema: String) throws(SQLiteError) {
+        // The path is bound, never spliced into SQL.
+        try run("ATTACH DATABASE ? AS \(Self.quoteIdentifier(schema))", [.text(path)])
+    }
+
+    public func detach(_ schema: String) throws(SQLiteError) {
+        // Cached statements may name the schema; drop them so none is re-prepared against it.
+        statementCache.removeAll()
+        try run("DETACH DATABASE \(Self.quoteIdentifier(schema))")
+        statementCache.removeAll()
+    }
+
+    /// Turns trigger execution on or off for statements prepared from now on
+    /// (`SQLITE_DBCONFIG_ENABLE_TRIGGER`). A restore reloading rows must not fire the triggers
+    /// of the tables it fills: they could write into tables it has no right to touch.
+    public func setTriggersEnabled(_ enabled: Bool) throws(SQLiteError) {
+        var current: Int32 = 0
+        let result = csqlite_db_config_int(db, SQLITE_DBCONFIG_ENABLE_TRIGGER, enabled ? 1 : 0, &current)
+        try check(result)
+        // Triggers are compiled into prepared statements, so the cached ones are stale now.
+        statementCache.removeAll()
+    }
+
+    /// Runs `body` with a deadline: SQLite's progress handler interrupts any statement still
+    /// running after `seconds`, which then fails with `SQLITE_INTERRUPT` (`isInterrupted`).
+    public func withTimeout<T, E: Error>(
+        _ seconds: Double, _ body: () throws(E) -> T
+    ) throws(E) -> T {
+        let budget = Duration.milliseconds(Int64(max(0, seconds) * 1000))
+        let deadline = Deadline(ContinuousClock.now.advanced(by: budget))
+        let context = Unmanaged.passUnretained(deadline).toOpaque()
+        // Checked every 1,000 virtual-machine instructions: cheap, yet well under a millisecond apart.
+        sqlite3_progress_handler(db, 1000, { context in
+            guard let context else { return 0 }
+            let deadline = Unmanaged<Deadline>.fromOpaque(context).takeUnretainedValue()
+            return ContinuousClock.now >= deadline.instant ? 1 : 0
+        }, context)
+        defer { sqlite3_progress_handler(db, 0, nil, nil) }
+        return try withExtendedLifetime(deadline) { () throws(E) -> T in try body() }
+    }
+
+    /// Quotes an identifier for SQL: double quotes, embedded ones doubled.
+    public static func quoteIdentifier(_ name: String) -> String {
+        "\"" + name.replacing("\"", with: "\"\"") + "\""
+    }
+
+    // MARK: Internals
+
+    private func applyBusyTimeout() {
+        let milliseconds = Int32(clamping: Int64((max(0, busyTimeout) * 1000).rounded()))
+        sqlite3_busy_timeout(db, milliseconds)
+    }
+
+    /// The error funnel: every SQLite result code becomes `SQLiteError` here, with the
+    /// connection's message, the SQL and the file.
+    private func check(_ result: Int32, sql: String? = nil, line: Int? = nil) throws(SQLiteError) {
+        switch result & 0xff {
+        case SQLITE_OK, SQLITE_ROW, SQLITE_DONE: return
+        default: throw error(result, sql: sql, line: line)
+        }
+    }
+
+    private func error(_ result: Int32, sql: String?, line: Int? = nil) -> SQLiteError {
+        SQLiteError(
+            code: result & 0xff,
+            extendedCode: sqlite3_extended_errcode(db),
+            message: String(cString: sqlite3_errmsg(db)),
+            sql: sql, path: path, line: line
+        )
+    }
+
+    private func misuse(_ message: String, sql: String) -> SQLiteError {
+        SQLiteError(code: SQLITE_MISUSE, message: message, sql: sql, path: path)
+    }
+
+    /// Steps once: true with a row ready, false when done.
+    private func step(_ statement: SQLiteStatement) throws(SQLiteError) -> Bool {
+        let result = sqlite3_step(statement.handle)
+        switch result {
+        case SQLITE_ROW: return true
+        case SQLITE_DONE: return false
+        default: throw error(result, sql: statement.sql)
+        }
+    }
+
+    private func withStatement<T>(
+        _ sql: String, _ bindings: [SQLiteValue], _ body: (SQLiteStatement) throws(SQLiteError) -> T
+    ) throws(SQLiteError) -> T {
+        let statement = try cachedStatement(sql)
+        statement.reset()
+        // Reset at once after use: an unreset statement keeps its read transaction open.
+        defer { statement.reset() }
+        try bind(bindings, to: statement)
+        return try body(statement)
+    }
+
+    private func cachedStatement(_ sql: String) throws(SQLiteError) -> SQLiteStatement {
+        if let cached = statementCache[sql] { return cached }
+        let statement = try prepareSingle(sql)
+        if statementCache.count >= statementCacheLimit { statementCache.removeAll() }
+        statementCache[sql] = statement
+        return statement
+    }
+
+    /// Prepares exactly one statement; trailing whitespace, comments and semicolons are fine,
+    /// a second statement is refused rather than silently ignored.
+    private func prepareSingle(_ sql: String) throws(SQLiteError) -> SQLiteStatement {
+        let bytes = Array(sql.utf8)
+        guard let total = Int32(exactly: bytes.count) else {
+            throw SQLiteError(code: SQLITE_TOOBIG, message: "statement too big", path: path)
+        }
+        var handle: OpaquePointer?
+        var consumed = 0
+        let result = withPrepared(bytes, from: 0, total: total, &handle, &consumed)
+        guard result == SQLITE_OK else {
+            sqlite3_finalize(handle)
+            throw error(result, sql: sql)
+        }
+        guard let handle else { throw misuse("no SQL statement", sql: sql) }
+        let statement = SQLiteStatement(handle: handle, sql: sql)
+        guard ScriptScanner.skipTrivia(bytes, from: consumed) >= bytes.count else {
+            throw misuse("more than one statement; use execute(_:) for scripts", sql: sql)
+        }
+        return statement
+    }
+
+    /// sqlite3_prepare_v2 on `bytes[start...]`; `consumed` receives the tail's offset.
+    /// Without a NUL terminator SQLite reads exactly `nByte` bytes (sqlite3.h).
+    private func withPrepared(
+        _ bytes: [UInt8], from start: Int, total: Int32,
+        _ handle: inout OpaquePointer?, _ consumed: inout Int
+    ) -> Int32 {
+        var tailOffset = bytes.count
+        var prepared: OpaquePointer?
+        let result = bytes.withUnsafeBufferPointer { buffer -> Int32 in
+            guard let base = buffer.baseAddress else { return SQLITE_MISUSE }
+            return base.withMemoryRebound(to: CChar.self, capacity: buffer.count) { text in
+                var tail: UnsafePointer<CChar>?
+                let result = sqlite3_prepare_v2(db, text + start, total - Int32(start), &prepared, &tail)
+                if let tail { tailOffset = tail - text }
+                return result
+            }
+        }
+        handle = prepared
+        consumed = tailOffset
+        return result
+    }
+
+    private func bind(_ values: [SQLiteValue], to statement: SQLiteStatement) throws(SQLiteError) {
+        let expected = Int(sqlite3_bind_parameter_count(statement.handle))
+        guard expected == values.count else {
+            throw misuse("expected \(expected) bound values, got \(values.count)", sql: statement.sql)
+        }
+        for (offset, value) in values.enumerated() {
+            let index = Int32(offset + 1)
+            let result: Int32
+            switch value {
+            case .null:
+                result = sqlite3_bind_null(statement.handle, index)
+            case .integer(let integer):
+                result = sqlite3_bind_int64(statement.handle, index, integer)
+            case .real(let real):
+                result = sqlite3_bind_double(statement.handle, index, real)
+            case .text(let text):
+                guard let length = Int32(exactly: text.utf8.count) else {
+                    throw SQLiteError(
+                        code: SQLITE_TOOBIG, message: "text too big", sql: statement.sql, path: path
+                    )
+                }
+                result = text.withCString {
+                    csqlite_bind_text_transient(statement.handle, index, $0, length)
+                }
+            case .blob(let bytes):
+                guard let length = Int32(exactly: bytes.count) else {
+                    throw SQLiteError(
+                        code: SQLITE_TOOBIG, message: "blob too big", sql: statement.sql, path: path
+                    )
+                }
+                // A nil pointer would bind NULL, not an empty blob.
+                result = bytes.withUnsafeBytes { buffer in
+                    guard let base = buffer.baseAddress, length > 0 else {
+                        return sqlite3_bind_zeroblob(statement.handle, index, 0)
+                    }
+                    return csqlite_bind_blob_transient(statement.handle, index, base, length)
+                }
+            }
+            try check(result, sql: statement.sql)
+        }
+    }
+
+    /// Prepares and runs each statement of `sql` in turn (prepare_v2 with its tail pointer).
+    private func runScript(_ sql: String) throws(SQLiteError) {
+        let bytes = Array(sql.utf8)
+        guard let total = Int32(exactly: bytes.count) else {
+            throw SQLiteError(code: SQLITE_TOOBIG, message: "script too big", path: path)
+        }
+        var scanner = ScriptScanner(bytes: bytes)
+        var offset = 0
+        while true {
+            let (start, line) = scanner.nextStatement(from: offset)
+            guard start < bytes.count else { return }
+            var handle: OpaquePointer?
+            var consumed = 0
+            let result = withPrepared(bytes, from: start, total: total, &handle, &consumed)
+            guard result == SQLITE_OK else {
+                sqlite3_finalize(handle)
+                throw error(result, sql: scanner.text(from: start, upTo: nil), line: line)
+            }
+            let next = max(consumed, start + 1)
+            guard let handle else {
+                offset = next
+                continue
+            }
+            let statement = SQLiteStatement(handle: handle, sql: scanner.text(from: start, upTo: next))
+            while true {
+                let stepResult = sqlite3_step(statement.handle)
+                if stepResult == SQLITE_ROW { continue }
+                if stepResult == SQLITE_DONE { break }
+                throw error(stepResult, sql: statement.sql, line: line)
+            }
+            offset = next
+        }
+    }
+}
+
+/// The deadline `withTimeout` hands to SQLite's progress handler through an unmanaged pointer.
+private final class Deadline {
+    let instant: ContinuousClock.Instant
+    init(_ instant: ContinuousClock.Instant) { self.instant = instant }
+}
+
+/// Finds where statements start in a script and on which line, skipping what SQLite skips
+/// before a statement: whitespace, `--` and `/* */` comments, empty statements.
+struct ScriptScanner {
+    let bytes: [UInt8]
+    private var lineAt = (offset: 0, line: 1)
+
+    init(bytes: [UInt8]) { self.bytes = bytes }
+
+    /// Start offset of the next statement at or after `offset`, and its 1-based line.
+    mutating func nextStatement(from offset: Int) -> (start: Int, line: Int) {
+        let start = Self.skipTrivia(bytes, from: offset)
+        // Lines are counted incrementally: scripts are walked front to back.
+        var line = lineAt.line
+        var index = lineAt.offset
+        while index < min(start, bytes.count) {
+            if bytes[index] == UInt8(ascii: "\n") { line += 1 }
+            index += 1
+        }
+        lineAt = (index, line)
+        return (start, line)
+    }
+
+    /// `upTo` nil: up to the next semicolon, the best guess at a statement SQLite could not parse.
+    func text(from start: Int, upTo end: Int?) -> String {
+        let stop = end ?? (bytes[start...].firstIndex(of: UInt8(ascii: ";")).map { $0 + 1 } ?? bytes.count)
+        let slice = bytes[start..<min(max(stop, start), bytes.count)]
+        return String(decoding: slice, as: UTF8.self).trimmingSQLWhitespace()
+    }
+
+    static func skipTrivia(_ bytes: [UInt8], from offset: Int) -> Int {
+        var index = offset
+        while index < bytes.count {
+            let byte = bytes[index]
+            let next: UInt8? = index + 1 < bytes.count ? bytes[index + 1] : nil
+            switch byte {
+            case UInt8(ascii: " "), UInt8(ascii: "\t"), UInt8(ascii: "\n"), UInt8(ascii: "\r"),
+                 0x0c, UInt8(ascii: ";"):
+                index += 1
+            case UInt8(ascii: "-") where next == UInt8(ascii: "-"):
+                while index < bytes.count, bytes[index] != UInt8(ascii: "\n") { index += 1 }
+            case UInt8(ascii: "/") where next == UInt8(ascii: "*"):
+                index += 2
+                while index < bytes.count,
+                      !(bytes[index] == UInt8(ascii: "*") && index + 1 < bytes.count
+                        && bytes[index + 1] == UInt8(ascii: "/")) {
+                    index += 1
+                }
+                index = min(index + 2, bytes.count)
+            default:
+                return index
+            }
+        }
+        return index
+    }
+}
+
+extension String {
+    fileprivate func trimmingSQLWhitespace() -> String {
+        let scalars = unicodeScalars
+        guard let first = scalars.firstIndex(where: { !$0.properties.isWhitespace }),
+              let last = scalars.lastIndex(where: { !$0.properties.isWhitespace }) else { return "" }
+        return String(scalars[first...last])
+    }
+}

@@ -1,0 +1,48 @@
+import MolamSQLite
+
+/// Why a plugin database operation failed; each reads as one line naming the file, table or
+/// migration involved.
+public enum PluginDatabaseError: Error, CustomStringConvertible, Sendable {
+    case sqlite(SQLiteError, context: String)
+    case missingDatabase(path: String)
+    /// Migration files must be named `NNNN_name.sql` (or `NNNN_name.down.sql`), name in [a-z0-9_].
+    case invalidMigrationName(file: String)
+    case duplicateMigrationVersion(Int, files: [String])
+    case checksumMismatch(version: Int, name: String, file: String)
+    case migrationFailed(migration: String, line: Int?, message: String)
+    case backupExists(path: String)
+    case invalidBackup(path: String, reason: String)
+    case invalidTableName(String)
+    case timeout(query: String, seconds: Double)
+    case io(SystemError)
+
+    public var description: String {
+        switch self {
+        case .sqlite(let error, let context):
+            return "\(context): \(error)"
+        case .missingDatabase(let path):
+            return "plugin database \(path) does not exist; check the database path in the configuration"
+        case .invalidMigrationName(let file):
+            return "migration file \(file) is not named NNNN_name.sql (name: lowercase letters, digits, _)"
+        case .duplicateMigrationVersion(let version, let files):
+            return "migration version \(Migration.paddedVersion(version)) is used by several files: "
+                + files.joined(separator: ", ")
+        case .checksumMismatch(let version, let name, let file):
+            return "migration \(Migration.paddedVersion(version))_\(name) was already applied but \(file) "
+                + "has changed since; restore the original file and put changes in a new migration"
+        case .migrationFailed(let migration, let line, let message):
+            if let line { return "migration \(migration) failed at line \(line): \(message)" }
+            return "migration \(migration) failed: \(message)"
+        case .backupExists(let path):
+            return "table backup \(path) already exists; refusing to overwrite it"
+        case .invalidBackup(let path, let reason):
+            return "table backup \(path) cannot be relied on: \(reason)"
+        case .invalidTableName(let name):
+            return "invalid plugin table name \"\(name)\""
+        case .timeout(let query, let seconds):
+            return "SQL smoke check timed out after \(seconds) s: \(query)"
+        case .io(let error):
+            return error.description
+        }
+    }
+}

@@ -1,0 +1,304 @@
+import Foundation
+import MolamSQLite
+
+extension SQLitePluginDatabase {
+    /// Copies exactly `tables` into a new SQLite file at `backupPath` (refused if it exists):
+    /// each table's CREATE sql, all rows with their rowids, its indexes, triggers and
+    /// sqlite_sequence entry, plus which tables did not exist so a restore drops them.
+    ///
+    /// The backup file is the main database of its own connection and the site is ATTACHed to
+    /// it, so the stored CREATE statements run verbatim; everything is read in one transaction,
+    /// a consistent snapshot of the site. The file is 0600, journal_mode=DELETE and
+    /// synchronous=FULL, and its directory entry is fsynced before this returns.
+    public func backupTables(
+        _ tables: [String], to backupPath: String
+    ) throws(PluginDatabaseError) -> TableBackupSummary {
+        let names = try Self.validatedTableNames(tables)
+        do {
+            try DatabaseFileIO.createExclusive(backupPath)
+        } catch {
+            if error.errno == EEXIST { throw .backupExists(path: backupPath) }
+            throw .io(error)
+        }
+        var complete = false
+        defer {
+            if !complete {
+                // A half-written backup must not be mistaken for a good one later.
+                DatabaseFileIO.removeIfPresent(backupPath + "-journal")
+                DatabaseFileIO.removeIfPresent(backupPath)
+            }
+        }
+        let (rows, missing) = try copyTables(names, to: backupPath)
+        do {
+            try DatabaseFileIO.syncDirectory(of: backupPath)
+            let bytes = try DatabaseFileIO.size(backupPath)
+            complete = true
+            return TableBackupSummary(tables: rows, missing: missing, bytes: bytes)
+        } catch {
+            throw .io(error)
+        }
+    }
+
+    private func copyTables(
+        _ names: [String], to backupPath: String
+    ) throws(PluginDatabaseError) -> (rows: [String: Int], missing: [String]) {
+        let context = "backing up tables of \(path) to \(backupPath)"
+        // The connection is closed when this function returns, before the directory is synced.
+        let backup: SQLiteConnection
+        do {
+            backup = try SQLiteConnection(path: backupPath, mode: .readWrite)
+            try backup.execute("PRAGMA journal_mode = DELETE; PRAGMA synchronous = FULL;")
+            try backup.attach(path: path, as: "site")
+        } catch {
+            throw .sqlite(error, context: context)
+        }
+        do {
+            // DEFERRED, not IMMEDIATE: IMMEDIATE would take the site's write lock too, and the
+            // site only needs to be read. The first read of `site` fixes the snapshot.
+            return try backup.transaction(.deferred) { () throws -> ([String: Int], [String]) in
+                try backup.execute(TableBackupFormat.schema)
+                try backup.execute("""
+                    PRAGMA main.application_id = \(TableBackupFormat.applicationID);
+                    PRAGMA main.user_version = \(TableBackupFormat.version);
+                    """)
+                let hasSequence = try backup.scalar(
+                    "SELECT 1 FROM site.sqlite_schema WHERE type = 'table' AND name = 'sqlite_sequence'"
+                ) != nil
+                var rows: [String: Int] = [:]
+                var missing: [String] = []
+                for (position, requested) in names.enumerated() {
+                    let found = try backup.query("""
+                        SELECT name, sql, rowid FROM site.sqlite_schema
+                        WHERE type = 'table' AND name = ? COLLATE NOCASE
+                        """, [.text(requested)]).first
+                    guard let found, let name = found[0].stringValue,
+                          let createSQL = found[1].stringValue else {
+                        try backup.run(
+                            "INSERT INTO _molam_backup(table_name, position, existed, row_count, has_rowid) "
+                                + "VALUES (?, ?, 0, 0, 0)",
+                            [.text(requested), .integer(Int64(position))]
+                        )
+                        missing.append(requested)
+                        continue
+                    }
+                    if createSQL.uppercased().hasPrefix("CREATE VIRTUAL TABLE") {
+                        throw PluginDatabaseError.invalidTableName(
+                            "\(name) (virtual tables cannot be backed up)"
+                        )
+                    }
+                    let withoutRowID = try backup.scalar(
+                        "SELECT wr FROM pragma_table_list(?) WHERE schema = 'site'", [.text(name)]
+                    )?.intValue == 1
+                    try backup.execute(createSQL)
+                    guard let count = try TableColumns.copyRows(
+                        backup, table: name, hasRowID: !withoutRowID, from: "site", to: "main"
+                    ) else {
+                        throw PluginDatabaseError.invalidTableName(
+                            "\(name) (its columns shadow rowid, _rowid_ and oid)"
+                        )
+                    }
+                    let sequence: SQLiteValue = hasSequence
+                        ? try backup.scalar(
+                            "SELECT seq FROM site.sqlite_sequence WHERE name = ?", [.text(name)]
+                        ) ?? .null
+                        : .null
+                    try backup.run("""
+                        INSERT INTO _molam_backup(
+                            table_name, position, existed, create_sql, schema_order, row_count,
+                            has_rowid, sequence)
+                        VALUES (?, ?, 1, ?, ?, ?, ?, ?)
+                        """, [.text(name), .integer(Int64(position)), .text(createSQL), found[2],
+                              .integer(Int64(count)), .integer(withoutRowID ? 0 : 1), sequence])
+                    // Automatic indexes (sql IS NULL) come back with the CREATE TABLE itself.
+                    try backup.run("""
+                        INSERT INTO _molam_backup_objects(table_name, type, name, sql, schema_order)
+                        SELECT ?, type, name, sql, rowid FROM site.sqlite_schema
+                        WHERE type IN ('index', 'trigger') AND tbl_name = ? AND sql IS NOT NULL
+                        """, [.text(name), .text(name)])
+                    rows[name] = count
+                }
+                return (rows, missing)
+            }
+        } catch {
+            throw Self.unexpected(error, context: context)
+        }
+    }
+
+    /// Checks a backup file before anything relies on it: it is one of ours, SQLite's
+    /// integrity_check passes, the metadata is there and every table holds the rows it should.
+    public static func verifyTableBackup(
+        at backupPath: String
+    ) throws(PluginDatabaseError) -> TableBackupSummary {
+        func invalid(_ reason: String) -> PluginDatabaseError {
+            .invalidBackup(path: backupPath, reason: reason)
+        }
+        guard DatabaseFileIO.isRegularFile(backupPath) else { throw invalid("the file does not exist") }
+        do {
+            let backup = try SQLiteConnection(path: backupPath, mode: .readOnly)
+            let applicationID = try backup.scalar("PRAGMA application_id")?.intValue
+            guard applicationID == Int64(TableBackupFormat.applicationID),
+                  try backup.userVersion == TableBackupFormat.version
+            else { throw invalid("not a molam-upgrade table backup") }
+            let problems = try backup.integrityCheck()
+            guard problems == ["ok"] else {
+                throw invalid("integrity check failed: " + problems.prefix(3).joined(separator: "; "))
+            }
+            var rows: [String: Int] = [:]
+            var missing: [String] = []
+            for table in try TableBackupFormat.tables(in: backup, schema: "main") {
+                guard table.existed else {
+                    missing.append(table.name)
+                    continue
+                }
+                let quoted = SQLiteConnection.quoteIdentifier(table.name)
+                let count = Int(try backup.scalar("SELECT count(*) FROM main.\(quoted)")?.intValue ?? -1)
+                guard count == table.rowCount else {
+                    throw invalid(
+                        "table \(table.name) holds \(count) rows, \(table.rowCount) were backed up"
+                    )
+                }
+                rows[table.name] = count
+            }
+            let bytes = try DatabaseFileIO.size(backupPath)
+            return TableBackupSummary(tables: rows, missing: missing, bytes: bytes)
+        } catch let error as PluginDatabaseError {
+            throw error
+        } catch let error as SQLiteError {
+            throw invalid(error.description)
+        } catch {
+            throw unexpected(error, context: "verifying \(backupPath)")
+        }
+    }
+
+    /// Restores exactly the tables recorded in the backup in ONE immediate transaction (all or
+    /// nothing, and idempotent). Tables that did not exist at backup time, and `alsoDrop` tables
+    /// the backup does not hold, are dropped. A table whose CREATE sql is unchanged keeps its
+    /// place in sqlite_schema: its rows are replaced and its indexes and triggers reconciled, so
+    /// `.dump` reads as before; any other table is dropped and recreated. Foreign keys and
+    /// triggers stay off meanwhile: cascades or triggers could otherwise reach tables the plugin
+    /// does not own. Tables named nowhere are never touched.
+    public func restoreTables(
+        from backupPath: String, alsoDrop: [String] = []
+    ) throws(PluginDatabaseError) -> TableRestoreSummary {
+        let extraDrops = try Self.validatedTableNames(alsoDrop)
+        guard DatabaseFileIO.isRegularFile(backupPath) else {
+            throw .invalidBackup(path: backupPath, reason: "the file does not exist")
+        }
+        let context = "restoring tables of \(path) from \(backupPath)"
+        do {
+            // Both are per-connection settings, and foreign_keys is a no-op inside a transaction.
+            try connection.execute("PRAGMA foreign_keys = OFF")
+            try connection.setTriggersEnabled(false)
+            try connection.attach(path: backupPath, as: "molam_backup")
+        } catch {
+            try? connection.setTriggersEnabled(true)
+            throw .sqlite(error, context: context)
+        }
+        defer {
+            try? connection.detach("molam_backup")
+            try? connection.setTriggersEnabled(true)
+        }
+        do {
+            return try connection.transaction(.immediate) {
+                try restoreInTransaction(backupPath: backupPath, extraDrops: extraDrops)
+            }
+        } catch let error as SQLiteError
+                    where error.message.contains("no such table: molam_backup._molam_backup") {
+            throw .invalidBackup(path: backupPath, reason: "it holds no table backup metadata")
+        } catch {
+            throw Self.unexpected(error, context: context)
+        }
+    }
+
+    private func restoreInTransaction(
+        backupPath: String, extraDrops: [String]
+    ) throws -> TableRestoreSummary {
+        let backedUp = try TableBackupFormat.tables(in: connection, schema: "molam_backup")
+        let backedUpNames = Set(backedUp.map { $0.name.lowercased() })
+        var summary = TableRestoreSummary(restored: [], dropped: [])
+
+        for table in backedUp where !table.existed {
+            if try dropTableIfPresent(table.name) { summary.dropped.append(table.name) }
+        }
+        for name in extraDrops where !backedUpNames.contains(name.lowercased()) {
+            if try dropTableIfPresent(name) { summary.dropped.append(name) }
+        }
+        let hasSequence = { () throws(SQLiteError) -> Bool in
+            try self.connection.scalar(
+                "SELECT 1 FROM main.sqlite_schema WHERE type = 'table' AND name = 'sqlite_sequence'"
+            ) != nil
+        }
+        for table in backedUp where table.existed {
+            let quoted = SQLiteConnection.quoteIdentifier(table.name)
+            let wanted = try TableBackupFormat.objects(
+                in: connection, schema: "molam_backup", table: table.name
+            )
+            let currentSQL = try connection.scalar(
+                "SELECT sql FROM main.sqlite_schema WHERE type = 'table' AND name = ? COLLATE NOCASE",
+                [.text(table.name)]
+            )?.stringValue
+            var present: [TableBackupFormat.Object] = []
+            if currentSQL == table.createSQL {
+                // Extra or changed indexes and triggers go before the rows come back: a UNIQUE
+                // index a newer version added could reject the old rows.
+                for object in try currentObjects(of: table.name) where !wanted.contains(object) {
+                    try connection.execute("DROP \(object.type.uppercased()) main.\(quote(object.name))")
+                }
+                present = try currentObjects(of: table.name)
+                try connection.run("DELETE FROM main.\(quoted)")
+            } else {
+                if currentSQL != nil { try connection.run("DROP TABLE main.\(quoted)") }
+                // Unqualified CREATE statements land in main, the site database.
+                try connection.execute(table.createSQL)
+            }
+            let copied = try TableColumns.copyRows(
+                connection, table: table.name, hasRowID: table.hasRowID, from: "molam_backup", to: "main"
+            )
+            guard copied == table.rowCount else {
+                throw PluginDatabaseError.invalidBackup(
+                    path: backupPath,
+                    reason: "table \(table.name) holds \(copied ?? 0) rows, \(table.rowCount) were backed up"
+                )
+            }
+            for object in wanted where !present.contains(object) {
+                try connection.execute(object.sql)
+            }
+            if let sequence = table.sequence {
+                // UPDATE in place keeps sqlite_sequence's row order, so .dump is unchanged too.
+                try connection.run(
+                    "UPDATE main.sqlite_sequence SET seq = ? WHERE name = ?",
+                    [.integer(sequence), .text(table.name)]
+                )
+                if connection.changes == 0 {
+                    try connection.run(
+                        "INSERT INTO main.sqlite_sequence(name, seq) VALUES (?, ?)",
+                        [.text(table.name), .integer(sequence)]
+                    )
+                }
+            } else if try hasSequence() {
+                try connection.run("DELETE FROM main.sqlite_sequence WHERE name = ?", [.text(table.name)])
+            }
+            summary.restored.append(table.name)
+        }
+        return summary
+    }
+
+    private func currentObjects(of table: String) throws(SQLiteError) -> [TableBackupFormat.Object] {
+        try connection.query("""
+            SELECT type, name, sql FROM main.sqlite_schema
+            WHERE type IN ('index', 'trigger') AND tbl_name = ? COLLATE NOCASE AND sql IS NOT NULL
+            ORDER BY rowid
+            """, [.text(table)]).map(TableBackupFormat.Object.init(row:))
+    }
+
+    private func dropTableIfPresent(_ name: String) throws(SQLiteError) -> Bool {
+        let exists = try connection.scalar(
+            "SELECT 1 FROM main.sqlite_schema WHERE type = 'table' AND name = ? COLLATE NOCASE",
+            [.text(name)]
+        ) != nil
+        if exists { try connection.run("DROP TABLE main.\(quote(name))") }
+        return exists
+    }
+
+    private func quote(_ name: String) -> String { SQLiteConnection.quoteIdentifier(name) }
+}
