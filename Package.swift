@@ -39,6 +39,9 @@ let package = Package(
                 "UpgradeKit", "MolamSQLite", "MolamArchive", "MolamCrypto", "MolamHTTP", "TestSupport",
             ]
         ),
-        .testTarget(name: "EndToEndTests", dependencies: ["molam-upgrade", "UpgradeKit", "TestSupport"]),
+        .testTarget(
+            name: "EndToEndTests",
+            dependencies: ["molam-upgrade", "UpgradeKit", "MolamSQLite", "MolamArchive", "MolamCrypto", "TestSupport"]
+        ),
     ]
 )
