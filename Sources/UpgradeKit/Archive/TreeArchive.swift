@@ -45,17 +45,20 @@ public enum TreeArchive {
     /// the archive and the SHA-256 in the manifest. The archive is fsynced. Returns the manifest (the
     /// caller writes it next to the archive).
     public static func create(from directory: String, topName: String, archivePath: String) throws -> TreeManifest {
+        var created = false
         do {
-            return try createArchive(from: absolutePath(directory), topName: topName, archivePath: archivePath)
+            return try createArchive(from: absolutePath(directory), topName: topName, archivePath: archivePath,
+                                     created: &created)
         } catch {
-            // Never leave a half-written backup that a later restore could trust.
-            unlink(archivePath)
+            // Never leave a half-written backup that a later restore could trust; but a file that was
+            // already there (O_EXCL refused it) is not ours to remove.
+            if created { unlink(archivePath) }
             throw error
         }
     }
 
     private static func createArchive(
-        from directory: String, topName: String, archivePath: String
+        from directory: String, topName: String, archivePath: String, created: inout Bool
     ) throws(TreeArchiveError) -> TreeManifest {
         var rootInfo = stat()
         do { try systemCall("lstat", path: directory) { lstat(directory, &rootInfo) } } catch {
@@ -64,6 +67,7 @@ public enum TreeArchive {
         let writer: ArchiveWriter
         do {
             writer = try ArchiveWriter(path: archivePath, format: .paxRestricted, filter: .zstd(level: 3))
+            created = true
             try writer.addDirectory(path: topName + "/", mode: UInt32(rootInfo.st_mode) & 0o7777,
                                     mtime: Int64(rootInfo.st_mtim.tv_sec))
         } catch {
