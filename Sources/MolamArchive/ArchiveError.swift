@@ -30,7 +30,8 @@ public struct ArchiveError: Error, CustomStringConvertible, Sendable {
     /// The one funnel: reads libarchive's message and errno off the handle that just failed.
     static func from(_ handle: OpaquePointer, code: Int32, call: String, path: String) -> ArchiveError {
         let message = archive_error_string(handle).map { String(cString: $0) } ?? "error \(code)"
-        return ArchiveError(code: code, message: message, path: path, call: call, errno: archive_errno(handle))
+        return ArchiveError(code: code, message: message, path: path, call: call,
+                            errno: archive_errno(handle))
     }
 
     static func system(_ call: String, path: String, errno code: Int32) -> ArchiveError {

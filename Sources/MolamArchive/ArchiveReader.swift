@@ -70,13 +70,15 @@ public final class ArchiveReader {
         filters: Set<ArchiveFilter> = [.gzip, .zstd, .none]
     ) throws(ArchiveError) {
         guard let handle = archive_read_new() else {
-            throw ArchiveError(code: ARCHIVE_FATAL, message: "out of memory", path: path, call: "archive_read_new")
+            throw ArchiveError(code: ARCHIVE_FATAL, message: "out of memory", path: path,
+                               call: "archive_read_new")
         }
         self.handle = handle
         self.path = path
         // From here on deinit frees the handle on every throw.
         if formats.contains(.tar) {
-            try check(archive_read_support_format_tar(handle), handle, call: "support_format_tar", path: path)
+            try check(archive_read_support_format_tar(handle), handle, call: "support_format_tar",
+                      path: path)
         }
         if formats.contains(.zip) {
             try check(archive_read_support_format_zip_seekable(handle), handle,
@@ -93,7 +95,8 @@ public final class ArchiveReader {
                       path: path, allowWarn: true)
         }
         if filters.contains(.none) {
-            try check(archive_read_support_filter_none(handle), handle, call: "support_filter_none", path: path)
+            try check(archive_read_support_filter_none(handle), handle, call: "support_filter_none",
+                      path: path)
         }
         // archive_read_open_filename installs a seek callback for regular files, which the seekable
         // zip reader needs to reach the central directory.
@@ -120,7 +123,8 @@ public final class ArchiveReader {
             throw ArchiveError(code: ARCHIVE_FATAL, message: "no entry header", path: path,
                                call: "archive_read_next_header")
         }
-        let name = Self.bytes(archive_entry_pathname(raw)) ?? Self.bytes(archive_entry_pathname_utf8(raw)) ?? []
+        let name = Self.bytes(archive_entry_pathname(raw))
+            ?? Self.bytes(archive_entry_pathname_utf8(raw)) ?? []
         let hardlink = Self.bytes(archive_entry_hardlink(raw))
         let symlink = Self.bytes(archive_entry_symlink(raw))
         let kind: ArchiveEntryKind

@@ -36,15 +36,16 @@ public final class ArchiveWriter {
         guard fd >= 0 else { throw ArchiveError.system("open", path: path, errno: errno) }
         guard let handle = archive_write_new() else {
             Glibc.close(fd)
-            throw ArchiveError(code: ARCHIVE_FATAL, message: "out of memory", path: path, call: "archive_write_new")
+            throw ArchiveError(code: ARCHIVE_FATAL, message: "out of memory", path: path,
+                               call: "archive_write_new")
         }
         self.fd = fd
         self.handle = handle
         self.path = path
         switch format {
         case .paxRestricted:
-            try check(archive_write_set_format_pax_restricted(handle), handle, call: "set_format_pax_restricted",
-                      path: path)
+            try check(archive_write_set_format_pax_restricted(handle), handle,
+                      call: "set_format_pax_restricted", path: path)
         case .zip:
             try check(archive_write_set_format_zip(handle), handle, call: "set_format_zip", path: path)
         }
@@ -82,19 +83,25 @@ public final class ArchiveWriter {
     }
 
     /// Starts a regular file of exactly `size` bytes; send them with `writeData`.
-    public func addFile(path name: String, mode: UInt32, mtime: Int64 = 0, size: Int64) throws(ArchiveError) {
+    public func addFile(path name: String, mode: UInt32, mtime: Int64 = 0, size: Int64)
+        throws(ArchiveError)
+    {
         try header(name, type: 0o100000, mode: mode, mtime: mtime, size: size)
     }
 
     public func addSymlink(path name: String, target: String, mode: UInt32 = 0o777, mtime: Int64 = 0)
         throws(ArchiveError)
     {
-        try header(name, type: 0o120000, mode: mode, mtime: mtime, size: 0) { archive_entry_set_symlink($0, target) }
+        try header(name, type: 0o120000, mode: mode, mtime: mtime, size: 0) {
+            archive_entry_set_symlink($0, target)
+        }
     }
 
     /// A hard link to an earlier entry (tests only: we never back up hard links as such).
     public func addHardlink(path name: String, target: String) throws(ArchiveError) {
-        try header(name, type: 0o100000, mode: 0o644, mtime: 0, size: 0) { archive_entry_set_hardlink($0, target) }
+        try header(name, type: 0o100000, mode: 0o644, mtime: 0, size: 0) {
+            archive_entry_set_hardlink($0, target)
+        }
     }
 
     /// A named pipe entry (tests only).
@@ -106,8 +113,8 @@ public final class ArchiveWriter {
     public func writeData(_ bytes: UnsafeRawBufferPointer) throws(ArchiveError) {
         guard let base = bytes.baseAddress, bytes.count > 0 else { return }
         guard writtenSize + Int64(bytes.count) <= declaredSize else {
-            throw ArchiveError(code: ARCHIVE_FATAL, message: "entry \(pendingName) is longer than its declared "
-                               + "\(declaredSize) bytes", path: path, call: "archive_write_data")
+            let message = "entry \(pendingName) is longer than its declared \(declaredSize) bytes"
+            throw ArchiveError(code: ARCHIVE_FATAL, message: message, path: path, call: "archive_write_data")
         }
         var offset = 0
         while offset < bytes.count {
@@ -158,7 +165,8 @@ public final class ArchiveWriter {
         try finishEntry()
         if entry == nil { entry = archive_entry_new() }
         guard let entry else {
-            throw ArchiveError(code: ARCHIVE_FATAL, message: "out of memory", path: path, call: "archive_entry_new")
+            throw ArchiveError(code: ARCHIVE_FATAL, message: "out of memory", path: path,
+                               call: "archive_entry_new")
         }
         archive_entry_clear(entry)
         archive_entry_copy_pathname(entry, name)

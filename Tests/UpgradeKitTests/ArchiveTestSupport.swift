@@ -70,7 +70,9 @@ enum Tree {
 }
 
 /// Builds a tar with libarchive through our own writer: names are written verbatim, hostile or not.
-func makeTar(_ path: String, filter: ArchiveWriter.Filter = .none, _ build: (ArchiveWriter) throws -> Void) throws {
+func makeTar(
+    _ path: String, filter: ArchiveWriter.Filter = .none, _ build: (ArchiveWriter) throws -> Void
+) throws {
     let writer = try ArchiveWriter(path: path, format: .paxRestricted, filter: filter)
     try build(writer)
     try writer.close()

@@ -7,12 +7,14 @@ import Glibc
 #endif
 
 @Suite struct SafeExtractorTests {
+    static let pluginJSON = #"{"name":"molam-form","version":"4.0.0"}"#
+
     /// A plugin tree with hostile modes and old mtimes, the way a careless release build might ship it.
     private func makePluginSource(in temp: TemporaryDirectory) throws -> String {
         let source = try temp.directory("src")
         let plugin = try temp.directory("src/molam-form")
         try FileManager.default.createDirectory(atPath: plugin + "/bin", withIntermediateDirectories: true)
-        try Tree.write(plugin + "/molam-plugin.json", #"{"name":"molam-form","version":"4.0.0"}"#, mode: 0o666)
+        try Tree.write(plugin + "/molam-plugin.json", Self.pluginJSON, mode: 0o666)
         try Tree.write(plugin + "/bin/smoke", "#!/bin/sh\nexit 0\n", mode: 0o4777)
         try Tree.write(plugin + "/readonly.php", "<?php\n", mode: 0o400)
         #expect(chmod(plugin + "/bin", 0o777) == 0)
@@ -31,7 +33,7 @@ import Glibc
         #expect(tree.fileCount == 3)
         #expect(tree.directoryCount == 2)
         let manifest = try String(contentsOfFile: root + "/molam-plugin.json", encoding: .utf8)
-        #expect(manifest == #"{"name":"molam-form","version":"4.0.0"}"#)
+        #expect(manifest == Self.pluginJSON)
         #expect(tree.bytesWritten == Int64(manifest.utf8.count + 17 + 6))
         // Group/other write, setuid dropped; owner read/write added.
         #expect(Tree.mode(root + "/molam-plugin.json") == 0o644)
@@ -76,7 +78,7 @@ import Glibc
         let source = try makePluginSource(in: temp)
         try Tool.run(["zip", "-qr", temp.sub("r.zip"), "molam-form"], in: source)
         let data = try SafeExtractor.readMember(named: "molam-plugin.json", fromArchive: temp.sub("r.zip"))
-        #expect(data.map { String(decoding: $0, as: UTF8.self) } == #"{"name":"molam-form","version":"4.0.0"}"#)
+        #expect(data.map { String(decoding: $0, as: UTF8.self) } == Self.pluginJSON)
         #expect(try SafeExtractor.readMember(named: "absent.json", fromArchive: temp.sub("r.zip")) == nil)
     }
 
@@ -84,7 +86,8 @@ import Glibc
     func utf8Names() throws {
         let temp = try TemporaryDirectory()
         let source = try temp.directory("src")
-        try FileManager.default.createDirectory(atPath: source + "/p/çà", withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(atPath: source + "/p/çà",
+                                                withIntermediateDirectories: true)
         try Tree.write(source + "/p/çà/café.php", "x", mode: 0o644)
         try Tool.run(["zip", "-qr", temp.sub("r.zip"), "p"], in: source)
         try Tool.run(["tar", "-cf", temp.sub("r.tar"), "p"], in: source)

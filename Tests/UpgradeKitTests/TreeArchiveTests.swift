@@ -10,7 +10,8 @@ import Glibc
     /// Nested directories, 0640/0750/0755 modes, an empty directory, a read-only directory and a symlink.
     private func makeTree(in temp: TemporaryDirectory) throws -> String {
         let root = try temp.directory("live/molam-form")
-        try FileManager.default.createDirectory(atPath: root + "/lib/deep/er", withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(atPath: root + "/lib/deep/er",
+                                                withIntermediateDirectories: true)
         try FileManager.default.createDirectory(atPath: root + "/empty", withIntermediateDirectories: true)
         try Tree.write(root + "/molam-plugin.json", #"{"name":"molam-form"}"#, mode: 0o640)
         try Tree.write(root + "/lib/deep/er/code.php", String(repeating: "<?php echo 1; ", count: 40_000),
@@ -26,7 +27,8 @@ import Glibc
     func roundTrip() throws {
         let temp = try TemporaryDirectory()
         let live = try makeTree(in: temp)
-        let manifest = try TreeArchive.create(from: live, topName: "molam-form", archivePath: temp.sub("b.tar.zst"))
+        let manifest = try TreeArchive.create(from: live, topName: "molam-form",
+                                              archivePath: temp.sub("b.tar.zst"))
         #expect(manifest == (try TreeManifest.scan(directory: live)))
         #expect(Tree.mode(temp.sub("b.tar.zst")) == 0o600)
         #expect(manifest.entries.map(\.path) == [
@@ -42,7 +44,8 @@ import Glibc
 
         let started = Int(Date().timeIntervalSince1970)
         let restoreInto = try temp.directory("restore")
-        let root = try TreeArchive.restore(archivePath: temp.sub("b.tar.zst"), into: restoreInto, expecting: reread)
+        let root = try TreeArchive.restore(archivePath: temp.sub("b.tar.zst"), into: restoreInto,
+                                           expecting: reread)
         #expect(root == restoreInto + "/molam-form")
         #expect(try TreeManifest.scan(directory: root) == manifest)
         #expect(Tree.mode(root) == Tree.mode(live))
@@ -55,12 +58,14 @@ import Glibc
     func tamperedManifest() throws {
         let temp = try TemporaryDirectory()
         let live = try makeTree(in: temp)
-        var manifest = try TreeArchive.create(from: live, topName: "molam-form", archivePath: temp.sub("b.tar.zst"))
+        var manifest = try TreeArchive.create(from: live, topName: "molam-form",
+                                              archivePath: temp.sub("b.tar.zst"))
         let index = try #require(manifest.entries.firstIndex { $0.path == "run.sh" })
         manifest.entries[index].sha256 = String(repeating: "0", count: 64)
         let restoreInto = try temp.directory("restore")
         #expect {
-            try TreeArchive.restore(archivePath: temp.sub("b.tar.zst"), into: restoreInto, expecting: manifest)
+            try TreeArchive.restore(archivePath: temp.sub("b.tar.zst"), into: restoreInto,
+                                    expecting: manifest)
         } throws: { error in
             guard case .mismatch(_, let differences) = error as? TreeArchiveError else { return false }
             return differences == ["'run.sh' has different content"]
@@ -72,14 +77,16 @@ import Glibc
     func tamperedArchive() throws {
         let temp = try TemporaryDirectory()
         let live = try makeTree(in: temp)
-        let manifest = try TreeArchive.create(from: live, topName: "molam-form", archivePath: temp.sub("b.tar.zst"))
+        let manifest = try TreeArchive.create(from: live, topName: "molam-form",
+                                              archivePath: temp.sub("b.tar.zst"))
         // Someone swaps the archive for one with a changed mode and an extra file.
         #expect(chmod(live + "/run.sh", 0o700) == 0)
         try Tree.write(live + "/backdoor.php", "<?php system($_GET['c']);", mode: 0o644)
         _ = try TreeArchive.create(from: live, topName: "molam-form", archivePath: temp.sub("evil.tar.zst"))
         let restoreInto = try temp.directory("restore")
         #expect {
-            try TreeArchive.restore(archivePath: temp.sub("evil.tar.zst"), into: restoreInto, expecting: manifest)
+            try TreeArchive.restore(archivePath: temp.sub("evil.tar.zst"), into: restoreInto,
+                                    expecting: manifest)
         } throws: { error in
             guard case .mismatch(_, let differences) = error as? TreeArchiveError else { return false }
             return differences.contains("'run.sh' has mode 700, expected 755")
@@ -92,7 +99,8 @@ import Glibc
         bytes[bytes.count / 2] ^= 0xff
         try bytes.write(to: URL(fileURLWithPath: temp.sub("b.tar.zst")))
         #expect(throws: (any Error).self) {
-            try TreeArchive.restore(archivePath: temp.sub("b.tar.zst"), into: restoreInto, expecting: manifest)
+            try TreeArchive.restore(archivePath: temp.sub("b.tar.zst"), into: restoreInto,
+                                    expecting: manifest)
         }
         #expect(Tree.listing(restoreInto).isEmpty)
     }

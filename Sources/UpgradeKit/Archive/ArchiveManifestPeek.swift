@@ -19,7 +19,9 @@ extension SafeExtractor {
         var checker = EntryChecker(archive: archive, limits: .default)
         while true {
             let next: ArchiveEntryInfo?
-            do { next = try reader.nextEntry() } catch { throw .unreadable(archive: archive, reason: error.message) }
+            do { next = try reader.nextEntry() } catch {
+                throw .unreadable(archive: archive, reason: error.message)
+            }
             guard let info = next else { break }
             let components = try checker.admit(info)
             guard info.kind == .file, Array(components.dropFirst()) == wanted else { continue }

@@ -73,7 +73,9 @@ private struct Extraction {
         defer { buffer.deallocate() }
         while true {
             let next: ArchiveEntryInfo?
-            do { next = try reader.nextEntry() } catch { throw .unreadable(archive: archive, reason: error.message) }
+            do { next = try reader.nextEntry() } catch {
+                throw .unreadable(archive: archive, reason: error.message)
+            }
             guard let info = next else { break }
             let components = try checker.admit(info)
             if info.kind == .directory {
@@ -156,7 +158,8 @@ private struct Extraction {
             if count == 0 { break }
             bytesWritten += Int64(count)
             if bytesWritten > limits.maxTotalBytes {
-                throw .limitExceeded(archive: archive, limit: "over \(formatBytes(limits.maxTotalBytes)) written")
+                let limit = "over \(formatBytes(limits.maxTotalBytes)) written"
+                throw .limitExceeded(archive: archive, limit: limit)
             }
             if bytesWritten > ExtractionLimits.ratioGrace {
                 let compressed = max(reader.compressedBytesRead, 1)

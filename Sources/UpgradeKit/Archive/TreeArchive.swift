@@ -44,11 +44,13 @@ public enum TreeArchive {
     /// relative paths under a top directory `topName`. Each file is read once, the same buffer feeding
     /// the archive and the SHA-256 in the manifest. The archive is fsynced. Returns the manifest (the
     /// caller writes it next to the archive).
-    public static func create(from directory: String, topName: String, archivePath: String) throws -> TreeManifest {
+    public static func create(
+        from directory: String, topName: String, archivePath: String
+    ) throws -> TreeManifest {
         var created = false
         do {
-            return try createArchive(from: absolutePath(directory), topName: topName, archivePath: archivePath,
-                                     created: &created)
+            return try createArchive(from: absolutePath(directory), topName: topName,
+                                     archivePath: archivePath, created: &created)
         } catch {
             // Never leave a half-written backup that a later restore could trust; but a file that was
             // already there (O_EXCL refused it) is not ours to remove.
@@ -85,7 +87,8 @@ public enum TreeArchive {
                     switch item.kind {
                     case .directory:
                         try writer.addDirectory(path: name + "/", mode: item.mode, mtime: item.mtime)
-                        entries.append(.init(path: item.relativePath, kind: "directory", mode: item.mode, size: 0))
+                        entries.append(.init(path: item.relativePath, kind: "directory", mode: item.mode,
+                                             size: 0))
                     case .symlink(let target):
                         try writer.addSymlink(path: name, target: target, mode: item.mode, mtime: item.mtime)
                         entries.append(.init(path: item.relativePath, kind: "symlink", mode: item.mode,
@@ -106,8 +109,8 @@ public enum TreeArchive {
                             try writer.writeData(chunk)
                             total += Int64(count)
                         }
-                        entries.append(.init(path: item.relativePath, kind: "file", mode: item.mode, size: total,
-                                             sha256: hasher.finalizeHex()))
+                        entries.append(.init(path: item.relativePath, kind: "file", mode: item.mode,
+                                             size: total, sha256: hasher.finalizeHex()))
                     }
                 } catch let error as ArchiveError {
                     archiveFailure = error
@@ -155,7 +158,9 @@ public enum TreeArchive {
             let topName = try restoreEntries(archivePath: archivePath, root: root)
             let restored = destinationPath + "/" + topName
             let differences: [String]
-            do { differences = try TreeManifest.scan(directory: restored).differences(from: manifest) } catch {
+            do {
+                differences = try TreeManifest.scan(directory: restored).differences(from: manifest)
+            } catch {
                 throw TreeArchiveError.system(error)
             }
             if !differences.isEmpty {
@@ -168,7 +173,9 @@ public enum TreeArchive {
         }
     }
 
-    private static func restoreEntries(archivePath: String, root: DirectoryHandle) throws(TreeArchiveError) -> String {
+    private static func restoreEntries(
+        archivePath: String, root: DirectoryHandle
+    ) throws(TreeArchiveError) -> String {
         let reader: ArchiveReader
         do { reader = try ArchiveReader(path: archivePath, formats: [.tar]) } catch { throw .archive(error) }
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: TreeManifest.chunkSize, alignment: 16)
@@ -191,7 +198,8 @@ public enum TreeArchive {
             }
             if topName == nil {
                 guard components.count == 1, info.kind == .directory else {
-                    throw .unsafeEntry(archive: archivePath, entry: name, reason: "comes before the top directory")
+                    throw .unsafeEntry(archive: archivePath, entry: name,
+                                       reason: "comes before the top directory")
                 }
                 topName = components[0]
             } else if components[0] != topName || components.count == 1 {
@@ -209,10 +217,11 @@ public enum TreeArchive {
                     let target = String(decoding: info.symlinkTarget ?? [], as: UTF8.self)
                     try systemCall("symlink", path: path) { symlinkat(target, parent.fd, last) }
                 case .file:
-                    try restoreFile(parent: parent, name: last, mode: info.mode, reader: reader, buffer: buffer)
+                    try restoreFile(parent: parent, name: last, mode: info.mode, reader: reader,
+                                    buffer: buffer)
                 default:
-                    throw TreeArchiveError.unsafeEntry(archive: archivePath, entry: name,
-                                                       reason: "is a \(info.kind.rawValue), not in any backup")
+                    let reason = "is a \(info.kind.rawValue), which backups never hold"
+                    throw TreeArchiveError.unsafeEntry(archive: archivePath, entry: name, reason: reason)
                 }
             } catch let error as SystemError {
                 throw .system(error)

@@ -88,7 +88,7 @@ public struct TreeManifest: Codable, Sendable, Equatable {
     /// One line per difference, for error messages; empty when equal.
     public func differences(from expected: TreeManifest) -> [String] {
         let mine = Dictionary(entries.map { ($0.path, $0) }, uniquingKeysWith: { first, _ in first })
-        let theirs = Dictionary(expected.entries.map { ($0.path, $0) }, uniquingKeysWith: { first, _ in first })
+        let theirs = Set(expected.entries.map(\.path))
         var lines: [String] = []
         for entry in expected.entries {
             guard let actual = mine[entry.path] else { lines.append("'\(entry.path)' is missing"); continue }
@@ -97,11 +97,12 @@ public struct TreeManifest: Codable, Sendable, Equatable {
             } else if actual.mode != entry.mode {
                 lines.append("'\(entry.path)' has mode \(String(actual.mode, radix: 8)), "
                              + "expected \(String(entry.mode, radix: 8))")
-            } else if actual.size != entry.size || actual.sha256 != entry.sha256 || actual.target != entry.target {
+            } else if actual.size != entry.size || actual.sha256 != entry.sha256
+                        || actual.target != entry.target {
                 lines.append("'\(entry.path)' has different content")
             }
         }
-        for entry in entries where theirs[entry.path] == nil {
+        for entry in entries where !theirs.contains(entry.path) {
             lines.append("'\(entry.path)' is unexpected")
         }
         return lines
@@ -145,8 +146,8 @@ enum TreeWalk {
         let names = try directory.entryNames().sorted { $0.lexicographicallyPrecedes($1) }
         for bytes in names {
             guard let name = String(validating: bytes, as: UTF8.self) else {
-                throw SystemError(call: "scan", path: directory.path + "/" + String(decoding: bytes, as: UTF8.self),
-                                  errno: EILSEQ)
+                let shown = directory.path + "/" + String(decoding: bytes, as: UTF8.self)
+                throw SystemError(call: "scan (name is not UTF-8)", path: shown, errno: EILSEQ)
             }
             let path = directory.path + "/" + name
             let relativePath = relative.isEmpty ? name : relative + "/" + name
