@@ -39,37 +39,48 @@ public final class ArchiveWriter {
             throw ArchiveError(code: ARCHIVE_FATAL, message: "out of memory", path: path,
                                call: "archive_write_new")
         }
+        do throws(ArchiveError) {
+            switch format {
+            case .paxRestricted:
+                try check(archive_write_set_format_pax_restricted(handle), handle,
+                          call: "set_format_pax_restricted", path: path)
+            case .zip:
+                try check(archive_write_set_format_zip(handle), handle, call: "set_format_zip", path: path)
+            }
+            switch filter {
+            case .zstd(let level):
+                try check(archive_write_add_filter_zstd(handle), handle, call: "add_filter_zstd", path: path,
+                          allowWarn: true)
+                let level = String(level)
+                let status = archive_write_set_filter_option(handle, "zstd", "compression-level", level)
+                try check(status, handle, call: "set_filter_option compression-level", path: path)
+                // "threads" exists only when libarchive and libzstd were built with multithreading
+                // (archive_write_set_options(3)); without it we compress on one thread, which is fine.
+                // At most two workers: each buffers a few MiB, and the agent must stay under 40 MB.
+                let threads = max(1, min(2, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))))
+                _ = archive_write_set_filter_option(handle, "zstd", "threads", String(threads))
+            case .gzip:
+                try check(archive_write_add_filter_gzip(handle), handle, call: "add_filter_gzip", path: path,
+                          allowWarn: true)
+            case .none:
+                try check(archive_write_add_filter_none(handle), handle, call: "add_filter_none", path: path)
+            }
+            // Without this libarchive pads the last block to 10240 bytes of compressed output; harmless
+            // but pointless for a file.
+            try check(archive_write_set_bytes_in_last_block(handle, 1), handle,
+                      call: "set_bytes_in_last_block", path: path)
+            try check(archive_write_open_fd(handle, fd), handle, call: "archive_write_open_fd", path: path)
+        } catch {
+            // Not fully initialised, so deinit will not run: undo by hand, including the file we created,
+            // which holds no archive.
+            archive_write_free(handle)
+            Glibc.close(fd)
+            unlink(path)
+            throw error
+        }
         self.fd = fd
         self.handle = handle
         self.path = path
-        switch format {
-        case .paxRestricted:
-            try check(archive_write_set_format_pax_restricted(handle), handle,
-                      call: "set_format_pax_restricted", path: path)
-        case .zip:
-            try check(archive_write_set_format_zip(handle), handle, call: "set_format_zip", path: path)
-        }
-        switch filter {
-        case .zstd(let level):
-            try check(archive_write_add_filter_zstd(handle), handle, call: "add_filter_zstd", path: path,
-                      allowWarn: true)
-            try check(archive_write_set_filter_option(handle, "zstd", "compression-level", String(level)),
-                      handle, call: "set_filter_option compression-level", path: path)
-            // "threads" exists only when libarchive and libzstd were built with multithreading
-            // (archive_write_set_options(3)); without it we compress on one thread, which is fine.
-            let threads = max(1, min(4, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))))
-            _ = archive_write_set_filter_option(handle, "zstd", "threads", String(threads))
-        case .gzip:
-            try check(archive_write_add_filter_gzip(handle), handle, call: "add_filter_gzip", path: path,
-                      allowWarn: true)
-        case .none:
-            try check(archive_write_add_filter_none(handle), handle, call: "add_filter_none", path: path)
-        }
-        // Without this libarchive pads the last block to 10240 bytes of compressed output; harmless
-        // but pointless for a file.
-        try check(archive_write_set_bytes_in_last_block(handle, 1), handle, call: "set_bytes_in_last_block",
-                  path: path)
-        try check(archive_write_open_fd(handle, fd), handle, call: "archive_write_open_fd", path: path)
     }
 
     deinit {
