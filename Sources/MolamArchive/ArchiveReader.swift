@@ -171,6 +171,11 @@ public final class ArchiveReader {
         try check(archive_read_data_skip(handle), handle, call: "archive_read_data_skip", path: path)
     }
 
+    /// Whether the archive is a zip (known once the first header has been read). libarchive 3.6's
+    /// seekable zip reader takes each entry's *name* from its local header, not the central directory,
+    /// so callers cross-check zip names against the central directory themselves.
+    public var isZip: Bool { archive_format(handle) & 0xff0000 == ARCHIVE_FORMAT_ZIP }
+
     /// Bytes consumed so far from the (compressed) file: the denominator of a compression-ratio check.
     public var compressedBytesRead: Int64 { archive_filter_bytes(handle, -1) }
 

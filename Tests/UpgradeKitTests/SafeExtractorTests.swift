@@ -193,6 +193,30 @@ import Glibc
         }
     }
 
+    @Test("a zip whose local header names another file than its central directory is refused")
+    func zipLocalCentralMismatch() throws {
+        let temp = try TemporaryDirectory()
+        // Stream readers trust local headers, unzip trusts the central directory: a zip that disagrees
+        // can show a reviewer one file and install another.
+        let script = """
+            import sys, zipfile
+            with zipfile.ZipFile(sys.argv[1], 'w', zipfile.ZIP_STORED) as z:
+                z.writestr('p/aa.php', 'AAAA')
+                z.writestr('p/bb.php', 'BBBB')
+            data = bytearray(open(sys.argv[1], 'rb').read())
+            at = data.index(b'p/aa.php')
+            data[at:at + 8] = b'p/zz.php'
+            open(sys.argv[1], 'wb').write(bytes(data))
+            """
+        try Tool.run(["python3", "-c", script, temp.sub("m.zip")], in: temp.path)
+        try expectRefusal(temp.sub("m.zip"), temp: temp) {
+            if case .unsafePath(_, "p/zz.php", "is not the name the zip's central directory lists") = $0 {
+                return true
+            }
+            return false
+        }
+    }
+
     @Test("symlink, hard link and FIFO entries are refused")
     func forbiddenKinds() throws {
         let cases: [(String, (ArchiveWriter) throws -> Void)] = [

@@ -23,7 +23,7 @@ extension SafeExtractor {
                 throw .unreadable(archive: archive, reason: error.message)
             }
             guard let info = next else { break }
-            let components = try checker.admit(info)
+            let components = try checker.admit(info, isZip: reader.isZip)
             guard info.kind == .file, Array(components.dropFirst()) == wanted else { continue }
             return try readAll(reader, entry: info.displayPath, archive: archive, maxBytes: maxBytes)
         }

@@ -54,15 +54,18 @@ struct EntryChecker {
     /// it is a directory.
     private var seen: [String: (bytes: [UInt8], isDirectory: Bool)] = [:]
     private var explicit: Set<String> = []
+    /// For zips: names the central directory lists and not yet matched by an entry.
+    private var centralNames: [[UInt8]: Int]?
 
     init(archive: String, limits: ExtractionLimits) {
         self.archive = archive
         self.limits = limits
     }
 
-    /// The entry's path components, the first being the top directory.
-    mutating func admit(_ info: ArchiveEntryInfo) throws(ArchiveRefusal) -> [String] {
+    /// The entry's path components, the first being the top directory. `isZip` comes from the reader.
+    mutating func admit(_ info: ArchiveEntryInfo, isZip: Bool) throws(ArchiveRefusal) -> [String] {
         entryCount += 1
+        if isZip { try matchCentralDirectory(info) }
         if entryCount > limits.maxEntries {
             throw .limitExceeded(archive: archive, limit: "more than \(limits.maxEntries) entries")
         }
@@ -102,6 +105,25 @@ struct EntryChecker {
         }
         try record(components.joined(separator: "/"), isDirectory: isDirectory, explicit: true, entry: name)
         return components
+    }
+
+    /// Refuses a zip entry whose name (from its local header, see `ZipCentralDirectory`) is not one the
+    /// central directory lists.
+    private mutating func matchCentralDirectory(_ info: ArchiveEntryInfo) throws(ArchiveRefusal) {
+        if centralNames == nil {
+            do {
+                let directory = try ZipCentralDirectory.read(path: archive)
+                centralNames = directory.names.reduce(into: [:]) { $0[$1, default: 0] += 1 }
+            } catch {
+                guard case .malformed(let reason) = error else { return }
+                throw .unreadable(archive: archive, reason: "zip central directory: \(reason)")
+            }
+        }
+        guard let remaining = centralNames?[info.pathBytes], remaining > 0 else {
+            throw .unsafePath(archive: archive, entry: info.displayPath,
+                              reason: "is not the name the zip's central directory lists")
+        }
+        centralNames?[info.pathBytes] = remaining - 1
     }
 
     private mutating func record(

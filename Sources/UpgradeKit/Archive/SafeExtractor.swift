@@ -77,7 +77,7 @@ private struct Extraction {
                 throw .unreadable(archive: archive, reason: error.message)
             }
             guard let info = next else { break }
-            let components = try checker.admit(info)
+            let components = try checker.admit(info, isZip: reader.isZip)
             if info.kind == .directory {
                 try makeDirectory(components, mode: info.mode)
             } else {
