@@ -115,8 +115,10 @@ struct EntryChecker {
                 let directory = try ZipCentralDirectory.read(path: archive)
                 centralNames = directory.names.reduce(into: [:]) { $0[$1, default: 0] += 1 }
             } catch {
-                guard case .malformed(let reason) = error else { return }
-                throw .unreadable(archive: archive, reason: "zip central directory: \(reason)")
+                switch error {
+                case .malformed(let reason):
+                    throw .unreadable(archive: archive, reason: "zip central directory: \(reason)")
+                }
             }
         }
         guard let remaining = centralNames?[info.pathBytes], remaining > 0 else {

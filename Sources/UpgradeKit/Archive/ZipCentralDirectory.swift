@@ -55,16 +55,21 @@ struct ZipCentralDirectory {
             var names: [[UInt8]] = []
             var at = 0
             while at + 46 <= directory.count {
-                guard le32(directory, at) == 0x0201_4b50 else { throw Problem.malformed("bad central header") }
+                guard le32(directory, at) == 0x0201_4b50 else {
+                    throw Problem.malformed("bad central header")
+                }
                 let nameLength = Int(le16(directory, at + 28))
                 let extraLength = Int(le16(directory, at + 30))
                 let commentLength = Int(le16(directory, at + 32))
-                guard at + 46 + nameLength <= directory.count else { throw Problem.malformed("name out of bounds") }
+                guard at + 46 + nameLength <= directory.count else {
+                    throw Problem.malformed("name out of bounds")
+                }
                 names.append(Array(directory[(at + 46)..<(at + 46 + nameLength)]))
                 at += 46 + nameLength + extraLength + commentLength
             }
             guard UInt64(names.count) == count else {
-                throw Problem.malformed("central directory lists \(names.count) entries, end record says \(count)")
+                let message = "central directory lists \(names.count) entries, end record says \(count)"
+                throw Problem.malformed(message)
             }
             return ZipCentralDirectory(names: names)
         } catch let problem as Problem {
