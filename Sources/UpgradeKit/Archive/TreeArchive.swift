@@ -1,0 +1,272 @@
+import Foundation
+import MolamArchive
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Why a backup archive could not be made or restored.
+public enum TreeArchiveError: Error, CustomStringConvertible, Sendable {
+    case system(SystemError)
+    case archive(ArchiveError)
+    /// A name in our own backup that is not a safe relative path under its top directory.
+    case unsafeEntry(archive: String, entry: String, reason: String)
+    /// The restored tree differs from the manifest recorded at backup time.
+    case mismatch(archive: String, differences: [String])
+
+    public var description: String {
+        switch self {
+        case .system(let error):
+            if error.isOutOfSpace {
+                return "no space left on the filesystem of \(error.path ?? "the backup") (\(error.call)): "
+                    + "free space and retry"
+            }
+            return error.description
+        case .archive(let error):
+            if error.isOutOfSpace {
+                return "no space left writing backup archive \(error.path): free space and retry"
+            }
+            return "backup archive \(error.description)"
+        case .unsafeEntry(let archive, let entry, let reason):
+            return "backup archive \(archive): entry '\(entry)' \(reason)"
+        case .mismatch(let archive, let differences):
+            let shown = differences.prefix(5).joined(separator: "; ")
+            let more = differences.count > 5 ? " (and \(differences.count - 5) more)" : ""
+            return "backup archive \(archive): restored tree does not match its manifest: \(shown)\(more)"
+        }
+    }
+}
+
+/// Backups of the plugin's file tree (the pipeline's `backup` step) and their restore (`rollback`
+/// when the old tree is gone).
+public enum TreeArchive {
+    /// Backs up the tree at `directory` into a NEW tar.zst at `archivePath` (0600): regular files,
+    /// directories and symlinks (stored as symlinks, never followed), with exact modes; entry names are
+    /// relative paths under a top directory `topName`. Each file is read once, the same buffer feeding
+    /// the archive and the SHA-256 in the manifest. The archive is fsynced. Returns the manifest (the
+    /// caller writes it next to the archive).
+    public static func create(
+        from directory: String, topName: String, archivePath: String
+    ) throws -> TreeManifest {
+        var created = false
+        do {
+            return try createArchive(from: absolutePath(directory), topName: topName,
+                                     archivePath: archivePath, created: &created)
+        } catch {
+            // Never leave a half-written backup that a later restore could trust; but a file that was
+            // already there (O_EXCL refused it) is not ours to remove.
+            if created { unlink(archivePath) }
+            throw error
+        }
+    }
+
+    private static func createArchive(
+        from directory: String, topName: String, archivePath: String, created: inout Bool
+    ) throws(TreeArchiveError) -> TreeManifest {
+        var rootInfo = stat()
+        do { try systemCall("lstat", path: directory) { lstat(directory, &rootInfo) } } catch {
+            throw .system(error)
+        }
+        let writer: ArchiveWriter
+        do {
+            writer = try ArchiveWriter(path: archivePath, format: .paxRestricted, filter: .zstd(level: 3))
+            created = true
+            try writer.addDirectory(path: topName + "/", mode: UInt32(rootInfo.st_mode) & 0o7777,
+                                    mtime: Int64(rootInfo.st_mtim.tv_sec))
+        } catch {
+            throw .archive(error)
+        }
+        var entries: [TreeManifest.Entry] = []
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: TreeManifest.chunkSize, alignment: 16)
+        defer { buffer.deallocate() }
+        // The walk's closure can only throw SystemError; archive failures wait here until it returns.
+        var archiveFailure: ArchiveError?
+        do {
+            try TreeWalk.walk(directory) { (item) throws(SystemError) in
+                let name = topName + "/" + item.relativePath
+                do {
+                    switch item.kind {
+                    case .directory:
+                        try writer.addDirectory(path: name + "/", mode: item.mode, mtime: item.mtime)
+                        entries.append(.init(path: item.relativePath, kind: "directory", mode: item.mode,
+                                             size: 0))
+                    case .symlink(let target):
+                        try writer.addSymlink(path: name, target: target, mode: item.mode, mtime: item.mtime)
+                        entries.append(.init(path: item.relativePath, kind: "symlink", mode: item.mode,
+                                             size: Int64(target.utf8.count), target: target))
+                    case .file(let fd, let size):
+                        try writer.addFile(path: name, mode: item.mode, mtime: item.mtime, size: size)
+                        let hasher = try TreeManifest.makeHasher(path: item.absolutePath)
+                        var total: Int64 = 0
+                        while true {
+                            let count = try systemCall("read", path: item.absolutePath) {
+                                Glibc.read(fd, buffer.baseAddress, buffer.count)
+                            }
+                            if count == 0 { break }
+                            let chunk = UnsafeRawBufferPointer(rebasing: buffer[..<count])
+                            hasher.update(chunk)
+                            // writeData refuses bytes past the size recorded in the header: a file that
+                            // grows while we read it fails the backup instead of being cut silently.
+                            try writer.writeData(chunk)
+                            total += Int64(count)
+                        }
+                        entries.append(.init(path: item.relativePath, kind: "file", mode: item.mode,
+                                             size: total, sha256: hasher.finalizeHex()))
+                    }
+                } catch let error as ArchiveError {
+                    archiveFailure = error
+                    throw SystemError(call: "archive", path: item.absolutePath, errno: error.errno)
+                } catch let error as SystemError {
+                    throw error
+                } catch {
+                    throw SystemError(call: "backup", path: item.absolutePath, errno: EIO)
+                }
+            }
+            try writer.close()
+        } catch let error as ArchiveError {
+            throw .archive(error)
+        } catch let error as SystemError {
+            if let archiveFailure { throw .archive(archiveFailure) }
+            throw .system(error)
+        } catch {
+            throw .system(SystemError(call: "backup", path: directory, errno: EIO))
+        }
+        return TreeManifest(entries: entries)
+    }
+
+    /// Restores a backup made by `create` into `destination` (existing, empty): exact modes (on
+    /// directories applied bottom-up after their contents), symlinks recreated as they were, current
+    /// mtimes, every file then directory bottom-up then `destination` fsynced; then checks the restored
+    /// tree against `manifest` (paths, kinds, modes, sizes, sha256) and throws on any difference. Names
+    /// are still held to the release rules (no '..', no absolute paths), and everything is created
+    /// through O_NOFOLLOW directory descriptors, so a symlink in the backup cannot redirect a later
+    /// entry. On failure, everything written under `destination` is removed.
+    /// Returns the root path of the restored top directory.
+    public static func restore(
+        archivePath: String, into destination: String, expecting manifest: TreeManifest
+    ) throws -> String {
+        let destinationPath = absolutePath(destination)
+        let root: DirectoryHandle
+        do {
+            root = try DirectoryHandle.open(destinationPath)
+            if !(try root.entryNames().isEmpty) {
+                throw SystemError(call: "restore", path: destinationPath, errno: ENOTEMPTY)
+            }
+        } catch let error as SystemError {
+            throw TreeArchiveError.system(error)
+        }
+        do {
+            let topName = try restoreEntries(archivePath: archivePath, root: root)
+            let restored = destinationPath + "/" + topName
+            let differences: [String]
+            do {
+                differences = try TreeManifest.scan(directory: restored).differences(from: manifest)
+            } catch {
+                throw TreeArchiveError.system(error)
+            }
+            if !differences.isEmpty {
+                throw TreeArchiveError.mismatch(archive: archivePath, differences: differences)
+            }
+            return restored
+        } catch {
+            removeContents(of: destinationPath)
+            throw error
+        }
+    }
+
+    private static func restoreEntries(
+        archivePath: String, root: DirectoryHandle
+    ) throws(TreeArchiveError) -> String {
+        let reader: ArchiveReader
+        do { reader = try ArchiveReader(path: archivePath, formats: [.tar]) } catch { throw .archive(error) }
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: TreeManifest.chunkSize, alignment: 16)
+        defer { buffer.deallocate() }
+        // Our own archive: generous limits on names, none on size.
+        let limits = ExtractionLimits(maxPathBytes: Int(PATH_MAX), maxDepth: 1024)
+        var topName: String?
+        /// Directories and their recorded modes, applied deepest first once everything is written.
+        var directoryModes: [([String], UInt32)] = []
+        while true {
+            let next: ArchiveEntryInfo?
+            do { next = try reader.nextEntry() } catch { throw .archive(error) }
+            guard let info = next else { break }
+            let name = info.displayPath
+            let components: [String]
+            switch entryComponents(info.pathBytes, isDirectory: info.kind == .directory, limits: limits) {
+            case .success(let value): components = value
+            case .failure(let problem):
+                throw .unsafeEntry(archive: archivePath, entry: name, reason: problem.reason)
+            }
+            if topName == nil {
+                guard components.count == 1, info.kind == .directory else {
+                    throw .unsafeEntry(archive: archivePath, entry: name,
+                                       reason: "comes before the top directory")
+                }
+                topName = components[0]
+            } else if components[0] != topName || components.count == 1 {
+                throw .unsafeEntry(archive: archivePath, entry: name, reason: "is outside the top directory")
+            }
+            do {
+                let parent = try root.descend(components.dropLast(), create: false)
+                let last = components[components.count - 1]
+                let path = parent.path + "/" + last
+                switch info.kind {
+                case .directory:
+                    try systemCall("mkdir", path: path) { mkdirat(parent.fd, last, 0o700) }
+                    directoryModes.append((components, info.mode))
+                case .symlink:
+                    let target = String(decoding: info.symlinkTarget ?? [], as: UTF8.self)
+                    try systemCall("symlink", path: path) { symlinkat(target, parent.fd, last) }
+                case .file:
+                    try restoreFile(parent: parent, name: last, mode: info.mode, reader: reader,
+                                    buffer: buffer)
+                default:
+                    let reason = "is a \(info.kind.rawValue), which backups never hold"
+                    throw TreeArchiveError.unsafeEntry(archive: archivePath, entry: name, reason: reason)
+                }
+            } catch let error as SystemError {
+                throw .system(error)
+            } catch let error as ArchiveError {
+                throw .archive(error)
+            } catch let error as TreeArchiveError {
+                throw error
+            } catch {
+                throw .system(SystemError(call: "restore", path: archivePath, errno: EIO))
+            }
+        }
+        guard let topName else {
+            throw .unsafeEntry(archive: archivePath, entry: "", reason: "is missing: the archive is empty")
+        }
+        do {
+            // Deepest first: a directory's mode (perhaps read-only) is applied after its contents exist,
+            // and it is synced after the entries it holds.
+            for (components, mode) in directoryModes.sorted(by: { $0.0.count > $1.0.count }) {
+                let handle = try root.descend(components[...], create: false)
+                try handle.sync()
+                try systemCall("fchmod", path: handle.path) { fchmod(handle.fd, mode_t(mode)) }
+            }
+            try root.sync()
+        } catch {
+            throw .system(error)
+        }
+        return topName
+    }
+
+    private static func restoreFile(
+        parent: DirectoryHandle, name: String, mode: UInt32, reader: ArchiveReader,
+        buffer: UnsafeMutableRawBufferPointer
+    ) throws {
+        let path = parent.path + "/" + name
+        let fd = try systemCall("open", path: path) {
+            openat(parent.fd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
+        }
+        defer { close(fd) }
+        while true {
+            let count = try reader.readData(into: buffer)
+            if count == 0 { break }
+            try writeAll(fd, UnsafeRawBufferPointer(rebasing: buffer[..<count]), path: path)
+        }
+        // fchmod, not the open mode: the umask must not change what we restore.
+        try systemCall("fchmod", path: path) { fchmod(fd, mode_t(mode)) }
+        try systemCall("fsync", path: path) { fsync(fd) }
+    }
+}

@@ -1,0 +1,184 @@
+import Foundation
+import MolamCrypto
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The per-file manifest of a plugin tree: what backups record and what restores are checked against.
+public struct TreeManifest: Codable, Sendable, Equatable {
+    public struct Entry: Codable, Sendable, Equatable {
+        public var path: String
+        /// "file", "directory" or "symlink".
+        public var kind: String
+        /// Permission bits, setuid/setgid/sticky included.
+        public var mode: UInt32
+        /// File length; symlink target length; 0 for directories.
+        public var size: Int64
+        public var sha256: String?
+        public var target: String?
+
+        public init(path: String, kind: String, mode: UInt32, size: Int64, sha256: String? = nil,
+                    target: String? = nil) {
+            self.path = path
+            self.kind = kind
+            self.mode = mode
+            self.size = size
+            self.sha256 = sha256
+            self.target = target
+        }
+    }
+
+    /// Sorted by path (bytewise); paths relative to the tree root, the root itself ("") excluded.
+    public var entries: [Entry]
+
+    public init(entries: [Entry]) {
+        self.entries = entries.sorted { $0.path.utf8.lexicographicallyPrecedes($1.path.utf8) }
+    }
+
+    /// Scans a live tree with lstat (never follows symlinks), hashing files with SHA-256 in 256 KiB chunks.
+    public static func scan(directory: String) throws(SystemError) -> TreeManifest {
+        var entries: [Entry] = []
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: chunkSize, alignment: 16)
+        defer { buffer.deallocate() }
+        try TreeWalk.walk(absolutePath(directory)) { (item) throws(SystemError) in
+            switch item.kind {
+            case .directory:
+                entries.append(Entry(path: item.relativePath, kind: "directory", mode: item.mode, size: 0))
+            case .symlink(let target):
+                entries.append(Entry(path: item.relativePath, kind: "symlink", mode: item.mode,
+                                     size: Int64(target.utf8.count), target: target))
+            case .file(let fd, _):
+                let hasher = try makeHasher(path: item.absolutePath)
+                var total: Int64 = 0
+                while true {
+                    let count = try systemCall("read", path: item.absolutePath) {
+                        Glibc.read(fd, buffer.baseAddress, buffer.count)
+                    }
+                    if count == 0 { break }
+                    total += Int64(count)
+                    hasher.update(UnsafeRawBufferPointer(rebasing: buffer[..<count]))
+                }
+                entries.append(Entry(path: item.relativePath, kind: "file", mode: item.mode, size: total,
+                                     sha256: hasher.finalizeHex()))
+            }
+        }
+        return TreeManifest(entries: entries)
+    }
+
+    /// Writes the manifest as JSON to a new or replaced file with mode 0600, fsynced.
+    public func write(to path: String) throws {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .prettyPrinted]
+        let data = try encoder.encode(self)
+        let fd = try systemCall("open", path: path) {
+            open(path, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0o600)
+        }
+        defer { close(fd) }
+        try systemCall("fchmod", path: path) { fchmod(fd, 0o600) }
+        try data.withUnsafeBytes { bytes in try writeAll(fd, bytes, path: path) }
+        try systemCall("fsync", path: path) { fsync(fd) }
+    }
+
+    public static func read(from path: String) throws -> TreeManifest {
+        let data = try Data(contentsOf: URL(fileURLWithPath: path))
+        let decoded = try JSONDecoder().decode(TreeManifest.self, from: data)
+        return TreeManifest(entries: decoded.entries)
+    }
+
+    /// One line per difference, for error messages; empty when equal.
+    public func differences(from expected: TreeManifest) -> [String] {
+        let mine = Dictionary(entries.map { ($0.path, $0) }, uniquingKeysWith: { first, _ in first })
+        let theirs = Set(expected.entries.map(\.path))
+        var lines: [String] = []
+        for entry in expected.entries {
+            guard let actual = mine[entry.path] else { lines.append("'\(entry.path)' is missing"); continue }
+            if actual.kind != entry.kind {
+                lines.append("'\(entry.path)' is a \(actual.kind), expected a \(entry.kind)")
+            } else if actual.mode != entry.mode {
+                lines.append("'\(entry.path)' has mode \(String(actual.mode, radix: 8)), "
+                             + "expected \(String(entry.mode, radix: 8))")
+            } else if actual.size != entry.size || actual.sha256 != entry.sha256
+                        || actual.target != entry.target {
+                lines.append("'\(entry.path)' has different content")
+            }
+        }
+        for entry in entries where !theirs.contains(entry.path) {
+            lines.append("'\(entry.path)' is unexpected")
+        }
+        return lines
+    }
+
+    static let chunkSize = 256 * 1024
+
+    static func makeHasher(path: String) throws(SystemError) -> SHA256 {
+        do { return try SHA256() } catch {
+            // libcrypto only fails here when it cannot allocate.
+            throw SystemError(call: "EVP_MD_CTX_new", path: path, errno: ENOMEM)
+        }
+    }
+}
+
+/// A depth-first, lstat-based walk of a live tree in bytewise name order, shared by the manifest scan
+/// and backup creation. Files are handed over open (O_NOFOLLOW) so each is read exactly once.
+enum TreeWalk {
+    enum Kind {
+        case directory
+        case symlink(target: String)
+        case file(fd: Int32, size: Int64)
+    }
+
+    struct Item {
+        let relativePath: String
+        let absolutePath: String
+        let mode: UInt32
+        let mtime: Int64
+        let kind: Kind
+    }
+
+    static func walk(_ root: String, visit: (Item) throws(SystemError) -> Void) throws(SystemError) {
+        let handle = try DirectoryHandle.open(root)
+        try walk(handle, relative: "", visit: visit)
+    }
+
+    private static func walk(
+        _ directory: DirectoryHandle, relative: String, visit: (Item) throws(SystemError) -> Void
+    ) throws(SystemError) {
+        let names = try directory.entryNames().sorted { $0.lexicographicallyPrecedes($1) }
+        for bytes in names {
+            guard let name = String(validating: bytes, as: UTF8.self) else {
+                let shown = directory.path + "/" + String(decoding: bytes, as: UTF8.self)
+                throw SystemError(call: "scan (name is not UTF-8)", path: shown, errno: EILSEQ)
+            }
+            let path = directory.path + "/" + name
+            let relativePath = relative.isEmpty ? name : relative + "/" + name
+            var info = stat()
+            try systemCall("lstat", path: path) { fstatat(directory.fd, name, &info, AT_SYMLINK_NOFOLLOW) }
+            let mode = UInt32(info.st_mode) & 0o7777
+            let mtime = Int64(info.st_mtim.tv_sec)
+            switch info.st_mode & S_IFMT {
+            case S_IFDIR:
+                try visit(Item(relativePath: relativePath, absolutePath: path, mode: mode, mtime: mtime,
+                               kind: .directory))
+                try walk(try directory.child(name, create: false).0, relative: relativePath, visit: visit)
+            case S_IFLNK:
+                var target = [UInt8](repeating: 0, count: Int(PATH_MAX) + 1)
+                let length = try systemCall("readlink", path: path) {
+                    readlinkat(directory.fd, name, &target, target.count)
+                }
+                let text = String(decoding: target[..<length], as: UTF8.self)
+                try visit(Item(relativePath: relativePath, absolutePath: path, mode: mode, mtime: mtime,
+                               kind: .symlink(target: text)))
+            case S_IFREG:
+                let fd = try systemCall("open", path: path) {
+                    openat(directory.fd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
+                }
+                defer { close(fd) }
+                try visit(Item(relativePath: relativePath, absolutePath: path, mode: mode, mtime: mtime,
+                               kind: .file(fd: fd, size: Int64(info.st_size))))
+            default:
+                // FIFOs, sockets and devices have no place in a plugin tree and cannot be backed up.
+                throw SystemError(call: "scan (not a file, directory or symlink)", path: path, errno: EINVAL)
+            }
+        }
+    }
+}
