@@ -44,7 +44,7 @@ public enum Check {
         }
         let target: PluginManifest
         do {
-            guard let data = try ArchivePeek.readMember(named: PluginManifest.fileName, fromArchive: options.archive) else {
+            guard let data = try SafeExtractor.readMember(named: PluginManifest.fileName, fromArchive: options.archive) else {
                 return result(.refuse, nil, "release archive \(options.archive) has no \(PluginManifest.fileName)", .refused)
             }
             target = try PluginManifest.parse(data, source: "\(options.archive): \(PluginManifest.fileName)")
