@@ -115,6 +115,12 @@ extension SQLitePluginDatabase {
                         SELECT ?, type, name, sql, rowid FROM site.sqlite_schema
                         WHERE type IN ('index', 'trigger') AND tbl_name = ? AND sql IS NOT NULL
                         """, [.text(name), .text(name)])
+                    // Their places in sqlite_schema, so a restore can put them back where they were.
+                    try backup.run("""
+                        INSERT INTO _molam_backup_objects(table_name, type, name, sql, schema_order)
+                        SELECT ?, 'autoindex', name, '', rowid FROM site.sqlite_schema
+                        WHERE type = 'index' AND tbl_name = ? AND sql IS NULL
+                        """, [.text(name), .text(name)])
                     rows[name] = count
                 }
                 return (rows, missing)
@@ -216,6 +222,10 @@ extension SQLitePluginDatabase {
         let backedUp = try TableBackupFormat.tables(in: connection, schema: "molam_backup")
         let backedUpNames = Set(backedUp.map { $0.name.lowercased() })
         var summary = TableRestoreSummary(restored: [], dropped: [])
+        // Nothing to do when the tables already hold exactly the backup (a migration that was
+        // rolled back as a whole): writing nothing keeps the database file byte for byte.
+        if try matchesBackup(backedUp, extraDrops: extraDrops) { return summary }
+        var recreated: [TableBackupFormat.Table] = []
 
         for table in backedUp where !table.existed {
             if try dropTableIfPresent(table.name) { summary.dropped.append(table.name) }
@@ -250,6 +260,7 @@ extension SQLitePluginDatabase {
                 if currentSQL != nil { try connection.run("DROP TABLE main.\(quoted)") }
                 // Unqualified CREATE statements land in main, the site database.
                 try connection.execute(table.createSQL)
+                recreated.append(table)
             }
             let copied = try TableColumns.copyRows(
                 connection, table: table.name, hasRowID: table.hasRowID, from: "molam_backup", to: "main"
@@ -280,7 +291,110 @@ extension SQLitePluginDatabase {
             }
             summary.restored.append(table.name)
         }
+        try restoreSchemaOrder(of: recreated)
         return summary
+    }
+
+    /// Whether every backed-up table, with its indexes, triggers, rows and sequence, is already
+    /// exactly as in the backup, and every table to drop is absent. Reads only.
+    private func matchesBackup(
+        _ backedUp: [TableBackupFormat.Table], extraDrops: [String]
+    ) throws -> Bool {
+        let backedUpNames = Set(backedUp.map { $0.name.lowercased() })
+        for name in extraDrops where !backedUpNames.contains(name.lowercased()) {
+            if try tableExists(name) { return false }
+        }
+        let hasSequence = try connection.scalar(
+            "SELECT 1 FROM main.sqlite_schema WHERE type = 'table' AND name = 'sqlite_sequence'"
+        ) != nil
+        for table in backedUp {
+            guard table.existed else {
+                if try tableExists(table.name) { return false }
+                continue
+            }
+            let currentSQL = try connection.scalar(
+                "SELECT sql FROM main.sqlite_schema WHERE type = 'table' AND name = ? COLLATE NOCASE",
+                [.text(table.name)]
+            )?.stringValue
+            guard currentSQL == table.createSQL else { return false }
+            let wanted = try TableBackupFormat.objects(in: connection, schema: "molam_backup", table: table.name)
+            guard try currentObjects(of: table.name) == wanted else { return false }
+            let quoted = quote(table.name)
+            let columns = try TableColumns.insertable(connection, schema: "molam_backup", table: table.name)
+            guard let list = TableColumns.selectList(columns: columns, hasRowID: table.hasRowID) else { return false }
+            let count = try connection.scalar("SELECT count(*) FROM main.\(quoted)")?.intValue
+            guard count == Int64(table.rowCount) else { return false }
+            let differing = try connection.scalar("""
+                SELECT count(*) FROM (SELECT \(list) FROM main.\(quoted)
+                                      EXCEPT SELECT \(list) FROM molam_backup.\(quoted))
+                """)?.intValue
+            guard differing == 0 else { return false }
+            let sequence = hasSequence
+                ? try connection.scalar("SELECT seq FROM main.sqlite_sequence WHERE name = ?", [.text(table.name)])?
+                    .intValue
+                : nil
+            guard sequence == table.sequence else { return false }
+        }
+        return true
+    }
+
+    private func tableExists(_ name: String) throws(SQLiteError) -> Bool {
+        try connection.scalar(
+            "SELECT 1 FROM main.sqlite_schema WHERE type = 'table' AND name = ? COLLATE NOCASE", [.text(name)]
+        ) != nil
+    }
+
+    /// Puts recreated tables, their indexes and triggers back at the sqlite_schema rowids they had,
+    /// so `sqlite3 .dump` lists them where it did before the upgrade. Only rowids change, never an
+    /// entry's content, and only into rowids the DROP freed; it runs in a savepoint checked by
+    /// quick_check, and is simply undone (the data restore stands) if anything looks wrong.
+    /// (sqlite.org/pragma.html#pragma_writable_schema: edits that change meaning can corrupt.)
+    private func restoreSchemaOrder(of tables: [TableBackupFormat.Table]) throws {
+        var moves: [(type: String, name: String, order: Int64)] = []
+        for table in tables {
+            guard let order = table.schemaOrder else { return }
+            moves.append(("table", table.name, order))
+            moves += try TableBackupFormat.objectOrders(in: connection, schema: "molam_backup", table: table.name)
+        }
+        guard !moves.isEmpty else { return }
+        // Every target rowid must be free or already held by the same entry.
+        for move in moves {
+            let holder = try connection.query(
+                "SELECT type, name FROM main.sqlite_schema WHERE rowid = ?", [.integer(move.order)]
+            ).first
+            if let holder, !(holder[0].description == move.type && holder[1].description.lowercased()
+                == move.name.lowercased()) {
+                if !moves.contains(where: { $0.type == holder[0].description && $0.name == holder[1].description }) {
+                    return
+                }
+            }
+        }
+        try connection.execute("SAVEPOINT molam_schema_order")
+        do {
+            try connection.execute("PRAGMA writable_schema = ON")
+            let base = (try connection.scalar("SELECT max(rowid) FROM main.sqlite_schema")?.intValue ?? 0) + 1
+            // Two passes, so no move ever collides with an entry still waiting for its own.
+            for (index, move) in moves.enumerated() {
+                try connection.run(
+                    "UPDATE main.sqlite_schema SET rowid = ? WHERE type = ? AND name = ? COLLATE NOCASE",
+                    [.integer(base + Int64(index)), .text(move.type), .text(move.name)])
+            }
+            for (index, move) in moves.enumerated() {
+                try connection.run(
+                    "UPDATE main.sqlite_schema SET rowid = ? WHERE rowid = ?",
+                    [.integer(move.order), .integer(base + Int64(index))])
+            }
+            try connection.execute("PRAGMA writable_schema = OFF")
+            let check = try connection.query("PRAGMA main.quick_check").map(\.[0].description)
+            guard check == ["ok"] else {
+                try connection.execute("ROLLBACK TO molam_schema_order; RELEASE molam_schema_order")
+                return
+            }
+            try connection.execute("RELEASE molam_schema_order")
+        } catch {
+            try? connection.execute("PRAGMA writable_schema = OFF")
+            try? connection.execute("ROLLBACK TO molam_schema_order; RELEASE molam_schema_order")
+        }
     }
 
     private func currentObjects(of table: String) throws(SQLiteError) -> [TableBackupFormat.Object] {

@@ -56,6 +56,8 @@ enum TableBackupFormat {
         var rowCount: Int
         var hasRowID: Bool
         var sequence: Int64?
+        /// The table's rowid in the site's sqlite_schema when it was backed up.
+        var schemaOrder: Int64?
     }
 
     struct Object: Equatable {
@@ -72,15 +74,28 @@ enum TableBackupFormat {
 
     static func tables(in connection: SQLiteConnection, schema: String) throws(SQLiteError) -> [Table] {
         try connection.query("""
-            SELECT table_name, existed, create_sql, row_count, has_rowid, sequence
+            SELECT table_name, existed, create_sql, row_count, has_rowid, sequence, schema_order
             FROM \(SQLiteConnection.quoteIdentifier(schema))._molam_backup ORDER BY position
             """).map { row in
             Table(
                 name: row[0].stringValue ?? "", existed: row[1].intValue == 1,
                 createSQL: row[2].stringValue ?? "", rowCount: Int(row[3].intValue ?? -1),
-                hasRowID: row[4].intValue == 1, sequence: row[5].intValue
+                hasRowID: row[4].intValue == 1, sequence: row[5].intValue, schemaOrder: row[6].intValue
             )
         }
+    }
+
+    /// The sqlite_schema rowids the table's indexes and triggers had, by name.
+    static func objectOrders(
+        in connection: SQLiteConnection, schema: String, table: String
+    ) throws(SQLiteError) -> [(type: String, name: String, order: Int64)] {
+        try connection.query("""
+            SELECT type, name, schema_order FROM \(SQLiteConnection.quoteIdentifier(schema))._molam_backup_objects
+            WHERE table_name = ? ORDER BY schema_order
+            """, [.text(table)]).map {
+                ($0[0].description == "autoindex" ? "index" : $0[0].description, $0[1].description,
+                 $0[2].intValue ?? 0)
+            }
     }
 
     static func objects(
@@ -88,7 +103,7 @@ enum TableBackupFormat {
     ) throws(SQLiteError) -> [Object] {
         try connection.query("""
             SELECT type, name, sql FROM \(SQLiteConnection.quoteIdentifier(schema))._molam_backup_objects
-            WHERE table_name = ? ORDER BY schema_order
+            WHERE table_name = ? AND type IN ('index', 'trigger') ORDER BY schema_order
             """, [.text(table)]).map(Object.init(row:))
     }
 }
