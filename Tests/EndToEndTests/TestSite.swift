@@ -31,34 +31,58 @@ struct ProcessResult {
 /// Runs the binary as a user would, waiting for it to finish.
 @discardableResult
 func runTool(_ arguments: [String], environment: [String: String] = [:]) throws -> ProcessResult {
-    let process = try startTool(arguments, environment: environment)
-    let out = process.outputs
-    let stdout = out.stdout.fileHandleForReading.readDataToEndOfFile()
-    let stderr = out.stderr.fileHandleForReading.readDataToEndOfFile()
-    process.process.waitUntilExit()
-    return ProcessResult(
-        status: process.process.terminationStatus, stdout: String(decoding: stdout, as: UTF8.self),
-        stderr: String(decoding: stderr, as: UTF8.self))
+    let tool = try startTool(arguments, environment: environment)
+    return try tool.wait()
 }
 
-struct StartedTool {
-    let process: Process
-    let outputs: (stdout: Pipe, stderr: Pipe)
+/// A started binary: output goes to files, so nothing the tool leaves running can hold a pipe
+/// open, and it is reaped with waitpid.
+final class StartedTool {
+    let pid: pid_t
+    let stdoutPath: String
+    let stderrPath: String
+    private(set) var status: Int32?
+
+    init(pid: pid_t, stdoutPath: String, stderrPath: String) {
+        self.pid = pid
+        self.stdoutPath = stdoutPath
+        self.stderrPath = stderrPath
+    }
+
+    /// Whether it has exited (reaping it if so).
+    var hasExited: Bool {
+        if status != nil { return true }
+        var raw: Int32 = 0
+        if waitpid(pid, &raw, WNOHANG) == pid { status = raw }
+        return status != nil
+    }
+
+    func kill(_ signal: Int32) { _ = Glibc.kill(pid, signal) }
+
+    /// Waits, then returns the exit status (128 + signal when killed) and the output.
+    func wait() throws -> ProcessResult {
+        if status == nil { status = try ChildProcess.wait(pid) }
+        let raw = status ?? 0
+        let code = (raw & 0x7f) == 0 ? (raw >> 8) & 0xff : 128 + (raw & 0x7f)
+        defer {
+            unlink(stdoutPath)
+            unlink(stderrPath)
+        }
+        return ProcessResult(
+            status: code,
+            stdout: (try? String(contentsOfFile: stdoutPath, encoding: .utf8)) ?? "",
+            stderr: (try? String(contentsOfFile: stderrPath, encoding: .utf8)) ?? "")
+    }
 }
 
 func startTool(_ arguments: [String], environment: [String: String] = [:]) throws -> StartedTool {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: binaryPath)
-    process.arguments = arguments
     var env = ProcessInfo.processInfo.environment
     for (key, value) in environment { env[key] = value }
-    process.environment = env
-    let stdout = Pipe(), stderr = Pipe()
-    process.standardOutput = stdout
-    process.standardError = stderr
-    process.standardInput = FileHandle.nullDevice
-    try process.run()
-    return StartedTool(process: process, outputs: (stdout, stderr))
+    let base = FileManager.default.temporaryDirectory.appendingPathComponent("molam-out-\(UUID().uuidString)").path
+    let pid = try ChildProcess.spawn(
+        [binaryPath] + arguments, directory: FileManager.default.currentDirectoryPath, environment: env,
+        output: .files(stdout: base + ".out", stderr: base + ".err"))
+    return StartedTool(pid: pid, stdoutPath: base + ".out", stderrPath: base + ".err")
 }
 
 /// Waits for a condition, polling, until a deadline; returns whether it became true.

@@ -20,4 +20,8 @@ int csys_pipe_cloexec(int fds[2]);
 /// `path` without the parent changing its own, process-wide, working directory.
 int csys_spawn_add_chdir(posix_spawn_file_actions_t *actions, const char *path);
 
+/// posix_spawn_file_actions_addclosefrom_np (glibc >= 2.34, _GNU_SOURCE only): a smoke command must
+/// not inherit descriptors the agent did not give it (a leaked pipe keeps a reader waiting forever).
+int csys_spawn_add_closefrom(posix_spawn_file_actions_t *actions, int lowest);
+
 #endif

@@ -4,9 +4,9 @@ import Foundation
 import Glibc
 #endif
 
-/// Runs a program with a deadline, in its own process group so that a timeout kills everything it
-/// started, and keeps the tail of its combined output.
-public struct ChildProcess {
+/// Runs programs with posix_spawn: in their own process group (so a timeout kills everything they
+/// started), with stdin from /dev/null and no descriptor above 2 inherited.
+public enum ChildProcess {
     public struct Outcome: Sendable {
         public var exitStatus: Int32?      // nil when killed by a signal or by the timeout
         public var signal: Int32?
@@ -15,36 +15,45 @@ public struct ChildProcess {
         public var durationSeconds: Double
     }
 
+    /// Where a child's stdout and stderr go.
+    public enum Output {
+        /// Both into one descriptor the caller owns (the write end of a pipe).
+        case descriptor(Int32)
+        /// Each into a file, created or truncated.
+        case files(stdout: String, stderr: String)
+    }
+
     public static let tailBytes = 4096
 
-    /// Starts `arguments[0]` (an absolute path, or a name searched in PATH) in `directory`.
-    public static func run(
-        _ arguments: [String], directory: String, environment: [String: String], timeoutSeconds: Double
-    ) throws(SystemError) -> Outcome {
-        precondition(!arguments.isEmpty, "ChildProcess.run needs a program")
-        let started = Date()
-        var pipeFDs: [Int32] = [0, 0]
-        try systemCall("pipe2") { csys_pipe_cloexec(&pipeFDs) }
-        let readEnd = pipeFDs[0], writeEnd = pipeFDs[1]
-
+    /// Starts `arguments[0]` (a path, or a name searched in PATH) in `directory`; returns its pid.
+    public static func spawn(
+        _ arguments: [String], directory: String, environment: [String: String], output: Output
+    ) throws(SystemError) -> pid_t {
+        precondition(!arguments.isEmpty, "ChildProcess.spawn needs a program")
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
         posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        posix_spawn_file_actions_adddup2(&actions, writeEnd, 1)
-        posix_spawn_file_actions_adddup2(&actions, writeEnd, 2)
+        switch output {
+        case .descriptor(let fd):
+            posix_spawn_file_actions_adddup2(&actions, fd, 1)
+            posix_spawn_file_actions_adddup2(&actions, fd, 2)
+        case .files(let stdout, let stderr):
+            posix_spawn_file_actions_addopen(&actions, 1, stdout, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+            posix_spawn_file_actions_addopen(&actions, 2, stderr, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+        }
+        csys_spawn_add_closefrom(&actions, 3)
         csys_spawn_add_chdir(&actions, directory)
 
         var attributes = posix_spawnattr_t()
         posix_spawnattr_init(&attributes)
         defer { posix_spawnattr_destroy(&attributes) }
-        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK))
+        posix_spawnattr_setflags(
+            &attributes, Int16(POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK))
         posix_spawnattr_setpgroup(&attributes, 0)
         var defaultSignals = sigset_t()
         sigemptyset(&defaultSignals)
-        sigaddset(&defaultSignals, SIGPIPE)
-        sigaddset(&defaultSignals, SIGTERM)
-        sigaddset(&defaultSignals, SIGINT)
+        for signal in [SIGPIPE, SIGTERM, SIGINT, SIGHUP] { sigaddset(&defaultSignals, signal) }
         posix_spawnattr_setsigdefault(&attributes, &defaultSignals)
         var emptyMask = sigset_t()
         sigemptyset(&emptyMask)
@@ -57,14 +66,37 @@ public struct ChildProcess {
             envp.forEach { free($0) }
         }
         var pid: pid_t = 0
-        let spawnResult = arguments[0].contains("/")
+        let result = arguments[0].contains("/")
             ? posix_spawn(&pid, arguments[0], &actions, &attributes, argv, envp)
             : posix_spawnp(&pid, arguments[0], &actions, &attributes, argv, envp)
-        close(writeEnd)
-        guard spawnResult == 0 else {
+        guard result == 0 else { throw SystemError(call: "posix_spawn", path: arguments[0], errno: result) }
+        return pid
+    }
+
+    /// Waits for a child and returns its raw wait status.
+    public static func wait(_ pid: pid_t) throws(SystemError) -> Int32 {
+        var status: Int32 = 0
+        try systemCall("waitpid") { waitpid(pid, &status, 0) }
+        return status
+    }
+
+    /// Runs a program to completion or until the deadline, keeping the tail of its output.
+    public static func run(
+        _ arguments: [String], directory: String, environment: [String: String], timeoutSeconds: Double
+    ) throws(SystemError) -> Outcome {
+        let started = Date()
+        var pipeFDs: [Int32] = [0, 0]
+        try systemCall("pipe2") { csys_pipe_cloexec(&pipeFDs) }
+        let readEnd = pipeFDs[0], writeEnd = pipeFDs[1]
+        let pid: pid_t
+        do {
+            pid = try spawn(arguments, directory: directory, environment: environment, output: .descriptor(writeEnd))
+        } catch {
             close(readEnd)
-            throw SystemError(call: "posix_spawn", path: arguments[0], errno: spawnResult)
+            close(writeEnd)
+            throw error
         }
+        close(writeEnd)
 
         var tail = [UInt8]()
         var timedOut = false
@@ -98,7 +130,7 @@ public struct ChildProcess {
                 if waitpid(pid, &status, 0) == -1 && errno == EINTR { continue }
                 break
             }
-            // The output closed; the program may still run (a daemon it forked kept nothing open).
+            // The output closed; the program itself may still be running.
             let result = waitpid(pid, &status, WNOHANG)
             if result == pid { break }
             if result == -1 && errno != EINTR { break }
@@ -109,8 +141,8 @@ public struct ChildProcess {
             }
             usleep(2000)
         }
-        // Also reap anything left in the group (a background child of a smoke script).
-        if !timedOut { kill(-pid, SIGKILL) }
+        // Whatever the program left running in its group (a background child) goes with it.
+        kill(-pid, SIGKILL)
 
         let termSignal = status & 0x7f
         let exited = termSignal == 0
