@@ -15,7 +15,10 @@ public struct SemanticVersion: Comparable, Hashable, Sendable, CustomStringConve
         if let plus = rest.firstIndex(of: "+") {
             build = String(rest[rest.index(after: plus)...])
             rest = rest[..<plus]
-            guard let build, !build.isEmpty, build.allSatisfy(Self.isIdentifierCharacter) else { return nil }
+            let identifiers = (build ?? "").split(separator: ".", omittingEmptySubsequences: false)
+            guard identifiers.allSatisfy({ !$0.isEmpty && $0.allSatisfy(Self.isIdentifierCharacter) }) else {
+                return nil
+            }
         }
         var prerelease: [String] = []
         if let dash = rest.firstIndex(of: "-") {
