@@ -53,7 +53,6 @@ public struct StatePaths: Sendable {
     public let root: String
     public var lock: String { root + "/lock" }
     public var journal: String { root + "/journal.db" }
-    public var downloads: String { root + "/downloads" }
     public var backups: String { root + "/backups" }
     public var work: String { root + "/work" }
 }
