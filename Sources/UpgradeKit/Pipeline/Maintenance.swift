@@ -42,8 +42,14 @@ public enum Maintenance {
             let backups = try session.journal.backups()
             for plugin in Set(backups.map(\.plugin)) {
                 let own = backups.filter { $0.plugin == plugin }     // newest first
-                let versions = Set(own.map(\.version))
-                    .sorted { (SemanticVersion($0) ?? SemanticVersion("0.0.0")!) > (SemanticVersion($1) ?? SemanticVersion("0.0.0")!) }
+                // Unparseable versions (none are written, but the journal is a file) sort last.
+                let versions = Set(own.map(\.version)).sorted { left, right in
+                    switch (SemanticVersion(left), SemanticVersion(right)) {
+                    case let (l?, r?): return l > r
+                    case (.some, nil): return true
+                    default: return false
+                    }
+                }
                 let protectedIDs = Set(versions.prefix(2).compactMap { version in
                     own.first(where: { $0.version == version })?.id
                 })

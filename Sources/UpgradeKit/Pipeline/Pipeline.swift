@@ -77,8 +77,8 @@ public enum Pipeline {
         var target: PluginManifest!
         var migrations: [Migration] = []
         do {
-            try prepareWorkDirectory(run)
-            let download = run.state.workDirectory! + "/release.archive"
+            let work = try prepareWorkDirectory(run)
+            let download = work + "/release.archive"
             try run.step(.download, "copying and checking \(options.archive)") {
                 let bytes = try ReleaseDownload.copy(
                     from: options.archive, to: download, expectedSHA256: options.sha256,
@@ -86,7 +86,7 @@ public enum Pipeline {
                 return ((), "\(bytes) bytes, SHA-256 verified")
             }
             (target, migrations) = try run.step(.stage, "extracting the release") {
-                let stageDirectory = run.state.workDirectory! + "/stage"
+                let stageDirectory = work + "/stage"
                 try FileSystem.makeDirectory(stageDirectory, mode: 0o700)
                 let tree: ExtractedTree
                 do {
@@ -185,7 +185,7 @@ public enum Pipeline {
             try run.skip(.backup, "dry run")
             try run.skip(.swap, "dry run")
             let detail = try run.step(.migrate, "checking migrations on a scratch copy of the owned tables") {
-                let scratch = run.state.workDirectory! + "/scratch.db"
+                let scratch = (run.state.workDirectory ?? run.context.paths.work) + "/scratch.db"
                 _ = try database.backupTables(tables, to: scratch)
                 let copy = try SQLitePluginDatabase(path: scratch)
                 let pending = try copy.pendingMigrations(migrations)
@@ -266,9 +266,9 @@ public enum Pipeline {
 
         var target: PluginManifest!
         do {
-            try prepareWorkDirectory(run)
+            let work = try prepareWorkDirectory(run)
             target = try run.step(.stage, "preparing \(plugin) \(to)") {
-                let stageDirectory = run.state.workDirectory! + "/stage"
+                let stageDirectory = work + "/stage"
                 try FileSystem.makeDirectory(stageDirectory, mode: 0o700)
                 let topName = (site.pluginDirectory as NSString).lastPathComponent
                 var root = stageDirectory + "/" + topName
@@ -342,12 +342,14 @@ public enum Pipeline {
     /// tell from the disk alone whether the exchange happened.
     static func swap(_ run: PipelineRun) throws {
         let live = run.context.site.pluginDirectory
-        guard let staged = run.state.stagedTree else { preconditionFailure("swap before stage") }
+        guard let staged = run.state.stagedTree, let work = run.state.workDirectory else {
+            preconditionFailure("swap before stage")
+        }
         run.state.liveIdentityBefore = FileSystem.identity(of: live)
         run.state.stagedIdentity = FileSystem.identity(of: staged)
         try run.save()
         try run.step(.swap, "switching to the new tree") {
-            let method = try FileSystem.exchange(live, staged, fallbackParking: run.state.workDirectory! + "/parking")
+            let method = try FileSystem.exchange(live, staged, fallbackParking: work + "/parking")
             run.state.exchangeMethod = method.rawValue
             try run.save()
             return ((), method == .exchange ? "renameat2(RENAME_EXCHANGE)" : "two renames (exchange not supported)")
@@ -459,7 +461,8 @@ public enum Pipeline {
     /// The work directory of a run, on the plugin's filesystem (the swap must be a rename) and
     /// outside the web root when possible: `<state-dir>/work/<run>` if the state directory shares the
     /// plugin's filesystem, else a hidden 0700 folder next to the plugin directory.
-    static func prepareWorkDirectory(_ run: PipelineRun) throws {
+    @discardableResult
+    static func prepareWorkDirectory(_ run: PipelineRun) throws -> String {
         let site = run.context.site
         let pluginParent = (site.pluginDirectory as NSString).deletingLastPathComponent
         let stateWork = run.context.paths.work
@@ -477,6 +480,7 @@ public enum Pipeline {
         try FileSystem.makeDirectory(directory, mode: 0o700)
         run.state.workDirectory = directory
         try run.save()
+        return directory
     }
 
     /// The previous tree kept by the run that made `backup`, if it is still there and still that version.

@@ -22,7 +22,7 @@ public final class StateLock {
             if code == EWOULDBLOCK {
                 let holder = (try? String(contentsOfFile: path, encoding: .utf8))?
                     .trimmingCharacters(in: .whitespacesAndNewlines)
-                throw .held(path: path, holder: holder?.isEmpty == false ? holder! : "unknown holder")
+                throw .held(path: path, holder: holder.flatMap { $0.isEmpty ? nil : $0 } ?? "unknown holder")
             }
             throw .system(SystemError(call: "flock", path: path, errno: code))
         }
