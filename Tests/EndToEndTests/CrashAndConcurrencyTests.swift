@@ -40,12 +40,7 @@ struct CrashAndConcurrencyTests {
         #expect(reachedSmoke)
         started.kill(SIGKILL)
         #expect(try started.wait().status == 128 + SIGKILL)
-        // The smoke script was left running in its own process group; stop it too.
-        if let text = try? String(contentsOfFile: marker, encoding: .utf8),
-           let pid = Int32(text.trimmingCharacters(in: .whitespacesAndNewlines)) {
-            kill(-pid, SIGKILL)
-            kill(pid, SIGKILL)
-        }
+        killSmokeGroup(marker: marker)
         // Mid-upgrade the new version is live and migrated.
         #expect(try site.installedVersion() == "1.1.0")
 
@@ -82,10 +77,7 @@ struct CrashAndConcurrencyTests {
         #expect(waitUntil(timeout: 60) { FileManager.default.fileExists(atPath: marker) })
         started.kill(SIGKILL)
         _ = try started.wait()
-        if let pid = Int32((try? String(contentsOfFile: marker, encoding: .utf8))?
-            .trimmingCharacters(in: .whitespacesAndNewlines) ?? "") {
-            kill(-pid, SIGKILL)
-        }
+        killSmokeGroup(marker: marker)
         let good = try AcmePay.release(site, version: "1.1.0", format: .zip)
         let result = try site.upgrade(good)
         #expect(result.status == 0, "\(result.stderr)")
@@ -142,4 +134,11 @@ struct CrashAndConcurrencyTests {
         #expect(try runTool(["upgrade", "--help"]).stdout.contains("--dry-run"))
         #expect(try runTool(["--version"]).stdout.hasPrefix("molam-upgrade "))
     }
+}
+
+/// The hanging smoke script outlives the agent killed under it, in its own process group.
+private func killSmokeGroup(marker: String) {
+    guard let text = try? String(contentsOfFile: marker, encoding: .utf8),
+          let pid = Int32(text.trimmingCharacters(in: .whitespacesAndNewlines)) else { return }
+    kill(-pid, SIGKILL)
 }

@@ -135,25 +135,10 @@ public enum Pipeline {
         }
 
         // backup: the last step that leaves the site as it is.
-        do {
-            try run.step(.backup, "backing up \(plugin) \(from)") {
-                let backup = try BackupSet.create(
-                    pluginDirectory: site.pluginDirectory, manifest: installed, tables: ownedTables,
-                    database: database, paths: context.paths, runID: run.id, now: context.clock())
-                try run.journal.addBackup(backup.record)
-                run.state.backupDirectory = backup.directory
-                run.state.backupID = backup.record.id
-                run.state.newTables = target.tables.filter { !installed.tables.contains($0) }
-                try run.save()
-                return ((), "\(backup.directory) (\(backup.record.fileCount) files, \(backup.record.sizeBytes) bytes)")
-            }
-        } catch {
-            tidy(run)
-            let message = "backup failed, nothing was changed: \(error)"
-            try run.finish(.failed, rollbackStatus: "not_required", error: message, exitCode: .rolledBack)
-            return RunOutcome(
-                runID: run.id, command: "upgrade", plugin: plugin, fromVersion: from, toVersion: to, status: .failed,
-                rollbackStatus: "not_required", message: message, error: message, exitCode: .rolledBack)
+        if let failed = try backup(
+            run, installed: installed, target: target, database: database, plugin: plugin, to: to,
+            newTables: target.tables.filter { !installed.tables.contains($0) }) {
+            return failed
         }
 
         // swap, migrate, verify, commit: any failure from here on is rolled back.
@@ -295,26 +280,9 @@ public enum Pipeline {
             return try refuse(run, plugin: plugin, from: from, to: to, error)
         }
 
-        do {
-            try run.step(.backup, "backing up \(plugin) \(from) first") {
-                let tables = ownedTables(installed, target)
-                let backup = try BackupSet.create(
-                    pluginDirectory: site.pluginDirectory, manifest: installed, tables: tables, database: database,
-                    paths: context.paths, runID: run.id, now: context.clock())
-                try run.journal.addBackup(backup.record)
-                run.state.backupDirectory = backup.directory
-                run.state.backupID = backup.record.id
-                run.state.newTables = []
-                try run.save()
-                return ((), "\(backup.directory)")
-            }
-        } catch {
-            tidy(run)
-            let message = "backup of the current version failed, nothing was changed: \(error)"
-            try run.finish(.failed, rollbackStatus: "not_required", error: message, exitCode: .rolledBack)
-            return RunOutcome(
-                runID: run.id, command: "rollback", plugin: plugin, fromVersion: from, toVersion: to, status: .failed,
-                rollbackStatus: "not_required", message: message, error: message, exitCode: .rolledBack)
+        if let failed = try backup(
+            run, installed: installed, target: target, database: database, plugin: plugin, to: to, newTables: []) {
+            return failed
         }
 
         do {
@@ -337,6 +305,39 @@ public enum Pipeline {
     }
 
     // MARK: shared steps
+
+    /// Backs up the installed version (files, and the tables either version owns) and records where
+    /// the backup is before anything risky happens. Returns the run's outcome if the backup failed:
+    /// then nothing was changed, and the run stops.
+    static func backup(
+        _ run: PipelineRun, installed: PluginManifest, target: PluginManifest, database: SQLitePluginDatabase,
+        plugin: String, to: String, newTables: [String]
+    ) throws -> RunOutcome? {
+        let context = run.context
+        let from = installed.version.description
+        do {
+            try run.step(.backup, "backing up \(plugin) \(from)") {
+                let backup = try BackupSet.create(
+                    pluginDirectory: context.site.pluginDirectory, manifest: installed,
+                    tables: ownedTables(installed, target), database: database, paths: context.paths, runID: run.id,
+                    now: context.clock())
+                try run.journal.addBackup(backup.record)
+                run.state.backupDirectory = backup.directory
+                run.state.backupID = backup.record.id
+                run.state.newTables = newTables
+                try run.save()
+                return ((), "\(backup.directory) (\(backup.record.fileCount) files, \(backup.record.sizeBytes) bytes)")
+            }
+            return nil
+        } catch {
+            tidy(run)
+            let message = "backup of \(plugin) \(from) failed, nothing was changed: \(error)"
+            try run.finish(.failed, rollbackStatus: "not_required", error: message, exitCode: .rolledBack)
+            return RunOutcome(
+                runID: run.id, command: run.command, plugin: plugin, fromVersion: from, toVersion: to, status: .failed,
+                rollbackStatus: "not_required", message: message, error: message, exitCode: .rolledBack)
+        }
+    }
 
     /// Exchanges the staged tree with the live one. The identities are saved first, so recovery can
     /// tell from the disk alone whether the exchange happened.
