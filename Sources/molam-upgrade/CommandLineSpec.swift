@@ -26,6 +26,8 @@ enum CommandLineSpec {
     static let globalOptions: [OptionSpec] = [
         OptionSpec(names: ["--config"], value: "PATH",
                    help: "Read the agent configuration from PATH (default: /etc/molam-upgrade/agent.json)."),
+        OptionSpec(names: ["--plugin"], value: "NAME|DIR",
+                   help: "Act on the configured plugin install with this name or directory only."),
         OptionSpec(names: ["--plugin-dir"], value: "DIR", help: "The live plugin directory."),
         OptionSpec(names: ["--db"], value: "DSN", help: "The plugin database, as sqlite:///absolute/path.db."),
         OptionSpec(names: ["--state-dir"], value: "DIR",

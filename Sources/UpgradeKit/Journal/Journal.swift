@@ -36,6 +36,14 @@ public struct RunState: Codable, Sendable, Equatable {
     public var newTables: [String]?
     public var exchangeMethod: String?
     public var targetManifestVersion: String?
+    /// Outbox seq of the run's upgrade report and of its rollback initiate; the reports that need
+    /// their ids wait for them.
+    public var reportUpgradeSeq: Int64?
+    public var reportRollbackSeq: Int64?
+    public var reportOutcomeSent: Bool?
+    public var reportPlugin: String?
+    public var reportFromVersion: String?
+    public var reportToVersion: String?
     public init() {}
 }
 
@@ -79,6 +87,8 @@ public struct BackupRecord: Sendable, Equatable {
     public var runID: String?
     public var fileCount: Int
     public var tables: [String]
+    /// The install the backup was taken from (nil for backups journaled before version 2).
+    public var pluginDirectory: String? = nil
 }
 
 public struct RollbackRecord: Sendable, Equatable {
@@ -108,7 +118,7 @@ public struct JournalError: Error, CustomStringConvertible, Sendable {
 ///
 /// Not Sendable: one connection, used from the thread that opened it.
 public final class Journal {
-    public static let schemaVersion = 1
+    public static let schemaVersion = 2
     public let path: String
     let db: SQLiteConnection
 
@@ -141,7 +151,35 @@ public final class Journal {
                 try db.execute("PRAGMA user_version = 1")
             }
         }
+        if version < 2 {
+            try db.transaction(.exclusive) {
+                try db.executeScript(Self.schemaV2)
+                try db.execute("PRAGMA user_version = 2")
+            }
+        }
     }
+
+    /// Version 2: reports that wait for another report's id (a step needs its upgrade's id, a
+    /// rollback's `complete` its `initiate`'s), reports the API refused for good, the highest version
+    /// each install has accepted (rollback-attack protection), and backups tied to their install.
+    private static let schemaV2 = """
+        ALTER TABLE outbox ADD COLUMN run_id TEXT;
+        ALTER TABLE outbox ADD COLUMN depends_on INTEGER REFERENCES outbox(seq);
+        ALTER TABLE outbox ADD COLUMN ref_field TEXT;
+        ALTER TABLE outbox ADD COLUMN expects_id INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE outbox ADD COLUMN response_id TEXT;
+        ALTER TABLE outbox ADD COLUMN status TEXT NOT NULL DEFAULT 'pending';
+        UPDATE outbox SET status = 'delivered' WHERE delivered_at IS NOT NULL;
+        CREATE INDEX outbox_pending ON outbox(status, seq);
+        CREATE TABLE accepted_versions (
+            plugin_dir TEXT PRIMARY KEY,
+            plugin TEXT NOT NULL,
+            version TEXT NOT NULL,
+            accepted_at TEXT NOT NULL
+        );
+        ALTER TABLE backups ADD COLUMN plugin_dir TEXT;
+        UPDATE backups SET plugin_dir = (SELECT plugin_dir FROM runs WHERE runs.id = backups.run_id);
+        """
 
     private static let schemaV1 = """
         CREATE TABLE runs (
@@ -299,11 +337,10 @@ public final class Journal {
     }
 
     /// Newest first.
-    public func recentRuns(limit: Int, plugin: String? = nil) throws(JournalError) -> [RunRecord] {
-        if let plugin {
-            return try runs(where: "plugin = ?", bindings: [.text(plugin)], limit: limit)
-        }
-        return try runs(where: "1", limit: limit)
+    public func recentRuns(limit: Int, plugin: String? = nil, pluginDirectory: String? = nil) throws(JournalError) -> [RunRecord] {
+        try runs(
+            where: "(?1 IS NULL OR plugin = ?1) AND (?2 IS NULL OR plugin_dir = ?2)",
+            bindings: [Self.optionalText(plugin), Self.optionalText(pluginDirectory)], limit: limit)
     }
 
     private func runs(
@@ -449,21 +486,28 @@ public final class Journal {
         try write("record backup") {
             try db.run(
                 """
-                INSERT INTO backups (id, plugin, version, path, created_at, size_bytes, run_id, file_count, tables)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+                INSERT INTO backups (id, plugin, version, path, created_at, size_bytes, run_id, file_count, tables,
+                                     plugin_dir)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                 """,
                 [.text(backup.id), .text(backup.plugin), .text(backup.version), .text(backup.path),
                  .text(backup.createdAt), .integer(backup.sizeBytes), Self.optionalText(backup.runID),
-                 .integer(Int64(backup.fileCount)), .text(backup.tables.joined(separator: "\n"))])
+                 .integer(Int64(backup.fileCount)), .text(backup.tables.joined(separator: "\n")),
+                 Self.optionalText(backup.pluginDirectory)])
         }
     }
 
-    /// Backups still on disk, newest first.
-    public func backups(plugin: String? = nil) throws(JournalError) -> [BackupRecord] {
+    /// Backups still on disk, newest first; of one plugin, and of one install when `pluginDirectory`
+    /// is given (two shops on one host may run the same plugin).
+    public func backups(plugin: String? = nil, pluginDirectory: String? = nil) throws(JournalError) -> [BackupRecord] {
         try read("read backups") {
             try db.query(
-                "SELECT * FROM backups WHERE deleted_at IS NULL AND (? IS NULL OR plugin = ?) ORDER BY created_at DESC",
-                [Self.optionalText(plugin), Self.optionalText(plugin)]
+                """
+                SELECT * FROM backups WHERE deleted_at IS NULL AND (?1 IS NULL OR plugin = ?1)
+                    AND (?2 IS NULL OR plugin_dir IS NULL OR plugin_dir = ?2)
+                ORDER BY created_at DESC
+                """,
+                [Self.optionalText(plugin), Self.optionalText(pluginDirectory)]
             ).map { row in
                 BackupRecord(
                     id: row["id"].stringValue ?? "",
@@ -474,7 +518,8 @@ public final class Journal {
                     sizeBytes: row["size_bytes"].intValue ?? 0,
                     runID: row["run_id"].stringValue,
                     fileCount: Int(row["file_count"].intValue ?? 0),
-                    tables: (row["tables"].stringValue ?? "").split(separator: "\n").map(String.init))
+                    tables: (row["tables"].stringValue ?? "").split(separator: "\n").map(String.init),
+                    pluginDirectory: row["plugin_dir"].stringValue)
             }
         }
     }
@@ -482,15 +527,6 @@ public final class Journal {
     public func markBackupDeleted(id: String, now: Date) throws(JournalError) {
         try write("mark backup deleted") {
             try db.run("UPDATE backups SET deleted_at = ? WHERE id = ?", [.text(Self.timestamp(now)), .text(id)])
-        }
-    }
-
-    // MARK: Outbox (delivered by the central API client)
-
-    public func pendingReports() throws(JournalError) -> (count: Int, oldest: String?) {
-        try read("read outbox") {
-            let rows = try db.query("SELECT count(*) AS n, min(created_at) AS oldest FROM outbox WHERE delivered_at IS NULL")
-            return (Int(rows.first?["n"].intValue ?? 0), rows.first?["oldest"].stringValue)
         }
     }
 
@@ -557,11 +593,11 @@ public final class Journal {
 
     // MARK: Plumbing
 
-    private static func optionalText(_ value: String?) -> SQLiteValue {
+    static func optionalText(_ value: String?) -> SQLiteValue {
         value.map { .text($0) } ?? .null
     }
 
-    private func write<T>(_ context: String, _ body: () throws -> T) throws(JournalError) -> T {
+    func write<T>(_ context: String, _ body: () throws -> T) throws(JournalError) -> T {
         do {
             return try body()
         } catch {
@@ -569,7 +605,7 @@ public final class Journal {
         }
     }
 
-    private func read<T>(_ context: String, _ body: () throws -> T) throws(JournalError) -> T {
+    func read<T>(_ context: String, _ body: () throws -> T) throws(JournalError) -> T {
         try write(context, body)
     }
 }

@@ -52,7 +52,8 @@ public struct BackupSet: Sendable, Equatable {
             let record = BackupRecord(
                 id: "\(manifest.name)/\(name)", plugin: manifest.name, version: manifest.version.description,
                 path: final, createdAt: Journal.timestamp(now), sizeBytes: 0, runID: runID,
-                fileCount: fileManifest.entries.filter { $0.kind == "file" }.count, tables: tables)
+                fileCount: fileManifest.entries.filter { $0.kind == "file" }.count, tables: tables,
+                pluginDirectory: pluginDirectory)
             let meta: [String: Any] = [
                 "plugin": manifest.name,
                 "version": manifest.version.description,

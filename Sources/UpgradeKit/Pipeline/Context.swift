@@ -33,6 +33,10 @@ public struct UpgradeContext {
     public var extractionLimits: ExtractionLimits
     /// The largest release archive accepted, checked while copying.
     public var maxArchiveBytes: Int64
+    /// Host-wide settings: merchant, central API, release keys.
+    public var agent: AgentSettings = AgentSettings()
+    /// Reports are queued only when a central API is configured and `--no-report` was not given.
+    public var reportsEnabled: Bool = false
 
     public init(
         site: SiteConfiguration, clock: @escaping () -> Date = Date.init, progress: ProgressReporter = SilentProgress(),

@@ -39,7 +39,7 @@ public enum Maintenance {
             let cutoff = Journal.timestamp(now.addingTimeInterval(-Double(retentionDays) * 86_400))
             var removed: [BackupRecord] = []
             var kept: [BackupRecord] = []
-            let backups = try session.journal.backups()
+            let backups = try session.journal.backups(pluginDirectory: context.site.pluginDirectory)
             for plugin in Set(backups.map(\.plugin)) {
                 let own = backups.filter { $0.plugin == plugin }     // newest first
                 // Unparseable versions (none are written, but the journal is a file) sort last.
@@ -150,10 +150,12 @@ public enum Maintenance {
         guard FileSystem.exists(context.paths.journal) else { return status }
         do {
             let journal = try Journal(path: context.paths.journal)
-            status.lastRun = try journal.recentRuns(limit: 1).first
-            status.unfinishedRuns = try journal.unfinishedRuns()
-            status.backups = try journal.backups(plugin: status.plugin)
-            status.keptTree = try journal.recentRuns(limit: 10_000)
+            let install = context.site.pluginDirectory
+            status.lastRun = try journal.recentRuns(limit: 1, pluginDirectory: install).first
+            status.unfinishedRuns = try journal.unfinishedRuns().filter { $0.pluginDirectory == install }
+            status.backups = try journal.backups(
+                plugin: status.plugin, pluginDirectory: context.site.pluginDirectory)
+            status.keptTree = try journal.recentRuns(limit: 10_000, pluginDirectory: install)
                 .first { $0.status == .succeeded && $0.state.stagedTree.map(FileSystem.isDirectory) == true }?
                 .state.stagedTree
             (status.pendingReports, status.oldestPendingReport) = try journal.pendingReports()

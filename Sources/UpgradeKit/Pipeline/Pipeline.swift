@@ -217,7 +217,7 @@ public enum Pipeline {
         do {
             (installed, database, source, keptTree) = try run.step(.resolve, "choosing the version to put back") {
                 let (manifest, db) = try openSite(site)
-                let backups = try run.journal.backups(plugin: manifest.name)
+                let backups = try run.journal.backups(plugin: manifest.name, pluginDirectory: site.pluginDirectory)
                 let candidates = backups.filter { backup in
                     if let wanted = options.targetVersion { return SemanticVersion(backup.version) == wanted }
                     return SemanticVersion(backup.version) != manifest.version
@@ -322,6 +322,7 @@ public enum Pipeline {
                     tables: ownedTables(installed, target), database: database, paths: context.paths, runID: run.id,
                     now: context.clock())
                 try run.journal.addBackup(backup.record)
+                run.reportBackup(backup.record)
                 run.state.backupDirectory = backup.directory
                 run.state.backupID = backup.record.id
                 run.state.newTables = newTables

@@ -7,35 +7,54 @@ final class PipelineRun {
     let journal: Journal
     let id: String
     let command: String
+    let trigger: String
     var state = RunState()
 
-    init(context: UpgradeContext, journal: Journal, id: String, command: String) {
+    init(context: UpgradeContext, journal: Journal, id: String, command: String, trigger: String) {
         self.context = context
         self.journal = journal
         self.id = id
         self.command = command
+        self.trigger = trigger
     }
 
     /// Runs `body` as the named step. `body` returns the step's value and a one-line detail.
     @discardableResult
     func step<T>(_ name: StepName, _ message: String, _ body: () throws -> (T, String?)) throws -> T {
-        let stepID = try journal.startStep(run: id, name, now: context.clock())
+        let started = context.clock()
+        let stepID = try journal.startStep(run: id, name, now: started)
         context.progress.stepStarted(name, message)
         do {
             let (value, detail) = try body()
-            try journal.finishStep(stepID, status: .done, detail: detail, now: context.clock())
+            let finished = context.clock()
+            try journal.finishStep(stepID, status: .done, detail: detail, now: finished)
             context.progress.stepFinished(name, .done, detail)
+            reportStep(name, .done, started: started, finished: finished, detail: detail, error: nil)
             return value
         } catch {
-            try? journal.finishStep(stepID, status: .failed, error: "\(error)", now: context.clock())
+            let finished = context.clock()
+            try? journal.finishStep(stepID, status: .failed, error: "\(error)", now: finished)
             context.progress.stepFinished(name, .failed, "\(error)")
+            reportStep(name, .failed, started: started, finished: finished, detail: nil, error: "\(error)")
             throw error
         }
     }
 
     func skip(_ name: StepName, _ reason: String) throws {
-        try journal.recordStep(run: id, name, status: .skipped, detail: reason, now: context.clock())
+        let now = context.clock()
+        try journal.recordStep(run: id, name, status: .skipped, detail: reason, now: now)
         context.progress.stepFinished(name, .skipped, reason)
+        reportStep(name, .skipped, started: now, finished: now, detail: reason, error: nil)
+    }
+
+    func reportStep(
+        _ name: StepName, _ status: StepStatus, started: Date, finished: Date, detail: String?, error: String?
+    ) {
+        reportStep(StepRecord(
+            id: 0, runID: id, name: name.rawValue, status: status, startedAt: Journal.timestamp(started),
+            finishedAt: Journal.timestamp(finished),
+            durationMilliseconds: Int((finished.timeIntervalSince(started) * 1000).rounded()), detail: detail,
+            error: error))
     }
 
     func save() throws {
@@ -43,6 +62,7 @@ final class PipelineRun {
     }
 
     func finish(_ status: RunStatus, rollbackStatus: String?, error: String?, exitCode: ExitCode) throws {
+        reportOutcome(status: status, rollbackStatus: rollbackStatus, error: error)
         try journal.finishRun(
             run: id, status: status, rollbackStatus: rollbackStatus, error: error, exitCode: Int(exitCode.rawValue),
             now: context.clock())
@@ -86,7 +106,7 @@ final class ChangingSession {
         let id = try journal.beginRun(
             command: command, trigger: trigger, plugin: plugin, pluginDirectory: context.site.pluginDirectory,
             fromVersion: fromVersion, toVersion: toVersion, dryRun: dryRun, now: lockedAt)
-        let run = PipelineRun(context: context, journal: journal, id: id, command: command)
+        let run = PipelineRun(context: context, journal: journal, id: id, command: command, trigger: trigger)
         try journal.recordStep(run: id, .lock, status: .done, detail: lock.path, now: context.clock())
         let recovered = try run.step(.recover, "looking for interrupted runs") { () -> ([RunOutcome], String?) in
             let outcomes = Recovery.recoverAll(journal: journal, context: context, excluding: id)

@@ -7,7 +7,8 @@ public enum Recovery {
     static func recoverAll(journal: Journal, context: UpgradeContext, excluding current: String? = nil) -> [RunOutcome] {
         var outcomes: [RunOutcome] = []
         let runs = (try? journal.unfinishedRuns()) ?? []
-        for record in runs where record.id != current {
+        // Only this install's runs: another shop's run is finished with that shop's configuration.
+        for record in runs where record.id != current && record.pluginDirectory == context.site.pluginDirectory {
             outcomes.append(recover(record, journal: journal, context: context))
         }
         Maintenance.removePartialBackups(paths: context.paths)
@@ -15,7 +16,8 @@ public enum Recovery {
     }
 
     static func recover(_ record: RunRecord, journal: Journal, context: UpgradeContext) -> RunOutcome {
-        let run = PipelineRun(context: context, journal: journal, id: record.id, command: record.command)
+        let run = PipelineRun(
+            context: context, journal: journal, id: record.id, command: record.command, trigger: record.trigger)
         run.state = record.state
         do {
             let steps = try journal.steps(run: record.id)
@@ -41,9 +43,10 @@ public enum Recovery {
                     exitCode: .ok)
             }
             if done.contains(StepName.verify.rawValue), live != nil, live == record.state.stagedIdentity {
-                try journal.recordStep(
-                    run: record.id, .commit, status: .done, detail: "committed by recovery after verify had passed",
-                    now: context.clock())
+                let now = context.clock()
+                let detail = "committed by recovery after verify had passed"
+                try journal.recordStep(run: record.id, .commit, status: .done, detail: detail, now: now)
+                run.reportStep(.commit, .done, started: now, finished: now, detail: detail, error: nil)
                 try run.finish(.succeeded, rollbackStatus: "not_required", error: nil, exitCode: .ok)
                 return RunOutcome(
                     runID: record.id, command: record.command, plugin: record.plugin, fromVersion: record.fromVersion,

@@ -12,7 +12,9 @@ enum Rollback {
         try run.journal.setStatus(run: run.id, .rollingBack)
         let rollbackID = try run.journal.startRollback(
             run: run.id, trigger: trigger, reason: reason, from: to, to: from, now: context.clock())
-        let stepID = try run.journal.startStep(run: run.id, .rollback, detail: reason, now: context.clock())
+        run.reportRollbackInitiated(trigger: trigger, reason: reason, from: to, to: from)
+        let stepStarted = context.clock()
+        let stepID = try run.journal.startStep(run: run.id, .rollback, detail: reason, now: stepStarted)
         context.progress.stepStarted(.rollback, "putting \(plugin) \(from ?? "?") back: \(reason)")
         let started = Date()
         var filesRestored = false
@@ -29,6 +31,11 @@ enum Rollback {
                 databaseRestored: databaseRestored, now: context.clock())
             try? run.journal.finishStep(stepID, status: .failed, error: "\(error)", now: context.clock())
             context.progress.stepFinished(.rollback, .failed, "\(error)")
+            run.reportStep(.rollback, .failed, started: stepStarted, finished: context.clock(), detail: nil,
+                           error: "\(error)")
+            run.reportRollbackCompleted(
+                success: false, durationMilliseconds: elapsed, filesRestored: filesRestored,
+                databaseRestored: databaseRestored)
             try run.finish(.rollbackFailed, rollbackStatus: "failed", error: message, exitCode: .rollbackFailed)
             return RunOutcome(
                 runID: run.id, command: command, plugin: plugin, fromVersion: from, toVersion: to,
@@ -63,6 +70,11 @@ enum Rollback {
             + (success ? "; smoke checks of \(restoredVersion ?? "?") passed" : "; \(smokeFailure ?? "")")
         try run.journal.finishStep(stepID, status: success ? .done : .failed, detail: detail, now: context.clock())
         context.progress.stepFinished(.rollback, success ? .done : .failed, detail)
+        run.reportStep(.rollback, success ? .done : .failed, started: stepStarted, finished: context.clock(),
+                       detail: detail, error: success ? nil : smokeFailure)
+        run.reportRollbackCompleted(
+            success: success, durationMilliseconds: elapsed, filesRestored: filesRestored,
+            databaseRestored: databaseRestored)
         Pipeline.tidy(run)
 
         let summary = RollbackSummary(

@@ -20,11 +20,33 @@ enum Commands {
         }
     }
 
-    static func context(_ arguments: ParsedArguments, output: Output) throws -> UpgradeContext {
-        let site = try SiteConfiguration.resolve(
+    static func configuration(_ arguments: ParsedArguments) throws -> AgentConfiguration {
+        try AgentConfiguration.resolve(
             configPath: arguments.value("--config"), pluginDirectory: arguments.value("--plugin-dir"),
-            database: arguments.value("--db"), stateDirectory: arguments.value("--state-dir"))
-        return UpgradeContext(site: site, progress: output.progress())
+            database: arguments.value("--db"), stateDirectory: arguments.value("--state-dir"),
+            plugin: arguments.value("--plugin"))
+    }
+
+    /// One context per configured plugin install (`--plugin` narrows them to one).
+    static func contexts(_ arguments: ParsedArguments, output: Output) throws -> [UpgradeContext] {
+        let configuration = try configuration(arguments)
+        return configuration.sites.map { site in
+            var context = UpgradeContext(site: site, progress: output.progress())
+            context.agent = configuration.settings
+            context.reportsEnabled = configuration.settings.apiURL != nil && !arguments.flag("--no-report")
+            return context
+        }
+    }
+
+    /// The context of the one install a command acts on; several configured need `--plugin`.
+    static func context(_ arguments: ParsedArguments, output: Output) throws -> UpgradeContext {
+        let all = try contexts(arguments, output: output)
+        guard all.count == 1, let only = all.first else {
+            throw UsageError(
+                description: "the configuration lists \(all.count) plugin installs; choose one with --plugin NAME|DIR",
+                command: arguments.command.name)
+        }
+        return only
     }
 
     static func version(_ arguments: ParsedArguments, _ option: String) throws -> SemanticVersion? {

@@ -1,0 +1,247 @@
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// One plugin install on this host (`plugins[]` in agent.json). One host may carry several shops.
+public struct PluginInstall: Sendable, Equatable {
+    /// The plugin's name as its manifest gives it; nil when only `--plugin-dir` named the install.
+    public var name: String?
+    public var pluginDirectory: String
+    public var database: DatabaseLocation
+
+    public init(name: String?, pluginDirectory: String, database: DatabaseLocation) {
+        self.name = name
+        self.pluginDirectory = pluginDirectory
+        self.database = database
+    }
+}
+
+/// The host-wide settings that talk to the central API: who this merchant is and how to reach it.
+public struct AgentSettings: Sendable, Equatable {
+    public var merchantID: String?
+    public var country: String?
+    public var tier: String?
+    /// The central API's base URL; nil for a host (or a CI job) that works from local archives only.
+    public var apiURL: String?
+    /// A file holding the bearer token. The token is read when needed, never kept in the configuration.
+    public var tokenFile: String?
+    /// Ed25519 keys (`ed25519:<base64>`) that release metadata must be signed with; empty accepts
+    /// unsigned releases (checksums are still required).
+    public var releasePublicKeys: [String]
+    /// The file these settings came from, for messages.
+    public var source: String?
+
+    public init(
+        merchantID: String? = nil, country: String? = nil, tier: String? = nil, apiURL: String? = nil,
+        tokenFile: String? = nil, releasePublicKeys: [String] = [], source: String? = nil
+    ) {
+        self.merchantID = merchantID
+        self.country = country
+        self.tier = tier
+        self.apiURL = apiURL
+        self.tokenFile = tokenFile
+        self.releasePublicKeys = releasePublicKeys
+        self.source = source
+    }
+
+    /// Reads the bearer token. The file must belong to no group or other reader: a token anyone on
+    /// a shared host can read is a token anyone can use. A trailing newline is dropped; any other
+    /// control character is refused (it would split the HTTP header). The token itself never
+    /// appears in an error.
+    public func readToken() throws(ConfigurationError) -> String {
+        guard let path = tokenFile else {
+            throw ConfigurationError("\(source ?? "configuration"): key 'token_file' is required with 'api_url'")
+        }
+        try AgentConfiguration.checkPrivate(path, what: "token file")
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw ConfigurationError("token file \(path) cannot be read")
+        }
+        var token = String(decoding: data, as: UTF8.self)
+        while let last = token.last, last == "\n" || last == "\r" { token.removeLast() }
+        guard !token.isEmpty else { throw ConfigurationError("token file \(path) is empty") }
+        guard !token.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7f }) else {
+            throw ConfigurationError("token file \(path) holds control characters; it must hold the token on one line")
+        }
+        return token
+    }
+}
+
+/// The agent's whole configuration: `agent.json` (or `--config`), with command-line options laid
+/// over it. `--plugin-dir`, `--db` and `--state-dir` together need no file at all (CI use).
+public struct AgentConfiguration: Sendable, Equatable {
+    public static let defaultPath = "/etc/molam-upgrade/agent.json"
+    public static let defaultStateDirectory = "/var/lib/molam-upgrade"
+
+    public var settings: AgentSettings
+    public var stateDirectory: String
+    public var installs: [PluginInstall]
+
+    public init(settings: AgentSettings, stateDirectory: String, installs: [PluginInstall]) {
+        self.settings = settings
+        self.stateDirectory = stateDirectory
+        self.installs = installs
+    }
+
+    /// One site per install, sharing the state directory (one lock, one journal).
+    public var sites: [SiteConfiguration] {
+        installs.map {
+            SiteConfiguration(pluginDirectory: $0.pluginDirectory, database: $0.database, stateDirectory: stateDirectory)
+        }
+    }
+
+    /// Builds the configuration. The file is read when `configPath` is given, or when the options
+    /// leave something out and the default file exists. `--plugin-dir`/`--db` replace the file's
+    /// installs with one; `plugin` (`--plugin NAME|DIR`) keeps only the install it names.
+    public static func resolve(
+        configPath: String?, pluginDirectory: String?, database: String?, stateDirectory: String?,
+        plugin selector: String? = nil
+    ) throws(ConfigurationError) -> AgentConfiguration {
+        var file: AgentConfiguration?
+        let needsFile = pluginDirectory == nil || database == nil || stateDirectory == nil
+        let path = configPath ?? defaultPath
+        if configPath != nil || (needsFile && FileManager.default.fileExists(atPath: path)) {
+            file = try load(path: path)
+        }
+        var installs = file?.installs ?? []
+        if pluginDirectory != nil || database != nil {
+            let base = installs.count == 1 ? installs[0] : nil
+            guard let directory = pluginDirectory ?? base?.pluginDirectory else {
+                throw ConfigurationError("--db needs --plugin-dir (or a config file with exactly one plugin)")
+            }
+            let location: DatabaseLocation
+            if let database {
+                location = try DatabaseLocation.parse(database, source: "--db")
+            } else if let base {
+                location = base.database
+            } else {
+                throw ConfigurationError(
+                    "no plugin database: pass --db sqlite:///PATH or set plugins[0].db in \(path)")
+            }
+            installs = [PluginInstall(
+                name: base?.name, pluginDirectory: SiteConfiguration.absolute(directory), database: location)]
+        }
+        guard !installs.isEmpty else {
+            throw ConfigurationError(
+                "no plugin install: pass --plugin-dir DIR --db sqlite:///PATH, or list 'plugins' in \(path)")
+        }
+        if let selector {
+            let wanted = selector.hasPrefix("/") ? SiteConfiguration.absolute(selector) : selector
+            installs = installs.filter { $0.name == wanted || $0.pluginDirectory == wanted }
+            guard !installs.isEmpty else {
+                throw ConfigurationError("--plugin: no configured plugin install is named or located at '\(selector)'")
+            }
+        }
+        let state = stateDirectory ?? file?.stateDirectory ?? defaultStateDirectory
+        return AgentConfiguration(
+            settings: file?.settings ?? AgentSettings(), stateDirectory: SiteConfiguration.absolute(state),
+            installs: installs)
+    }
+
+    /// Reads and checks `agent.json`. Every problem names the file and the key.
+    public static func load(path: String) throws(ConfigurationError) -> AgentConfiguration {
+        try checkPrivate(path, what: "configuration file")
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw ConfigurationError("\(path): cannot be read (missing or unreadable)")
+        }
+        guard let root = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else {
+            throw ConfigurationError("\(path): is not a JSON object")
+        }
+        var reader = KeyReader(path: path, object: root, prefix: "")
+        try reader.refuseUnknown([
+            "merchant_id", "country", "tier", "api_url", "token_file", "state_dir", "release_public_keys", "plugins",
+        ])
+        var settings = AgentSettings(source: path)
+        settings.merchantID = try reader.string("merchant_id")
+        if let merchant = settings.merchantID {
+            guard UUID(uuidString: merchant) != nil else {
+                throw ConfigurationError("\(path): key 'merchant_id' ('\(merchant)') is not a UUID")
+            }
+        }
+        settings.country = try reader.string("country")
+        settings.tier = try reader.string("tier")
+        settings.apiURL = try reader.string("api_url")
+        settings.tokenFile = try reader.string("token_file").map(SiteConfiguration.absolute)
+        settings.releasePublicKeys = try reader.strings("release_public_keys") ?? []
+        if let url = settings.apiURL {
+            guard url.hasPrefix("https://") || url.hasPrefix("http://") else {
+                throw ConfigurationError("\(path): key 'api_url' ('\(url)') must be an https:// URL")
+            }
+            for key in ["merchant_id", "token_file"] where root[key] == nil {
+                throw ConfigurationError("\(path): key '\(key)' is required with 'api_url'")
+            }
+        }
+        let state = try reader.string("state_dir")
+        guard let plugins = root["plugins"] else {
+            throw ConfigurationError("\(path): key 'plugins' is missing (a list of {name, plugin_dir, db})")
+        }
+        guard let list = plugins as? [[String: Any]], !list.isEmpty else {
+            throw ConfigurationError("\(path): key 'plugins' must be a non-empty list of objects")
+        }
+        var installs: [PluginInstall] = []
+        for (index, entry) in list.enumerated() {
+            var item = KeyReader(path: path, object: entry, prefix: "plugins[\(index)].")
+            try item.refuseUnknown(["name", "plugin_dir", "db"])
+            let name = try item.required("name")
+            let directory = SiteConfiguration.absolute(try item.required("plugin_dir"))
+            let location = try DatabaseLocation.parse(try item.required("db"), source: "\(path): plugins[\(index)].db")
+            if installs.contains(where: { $0.pluginDirectory == directory }) {
+                throw ConfigurationError("\(path): key 'plugins[\(index)].plugin_dir' repeats \(directory)")
+            }
+            installs.append(PluginInstall(name: name, pluginDirectory: directory, database: location))
+        }
+        return AgentConfiguration(
+            settings: settings, stateDirectory: state ?? defaultStateDirectory, installs: installs)
+    }
+
+    /// Refuses a file that its group or other users can read or write (mode & 077): the token, and
+    /// the configuration that says where to send it and which keys to trust.
+    static func checkPrivate(_ path: String, what: String) throws(ConfigurationError) {
+        var info = stat()
+        guard stat(path, &info) == 0 else {
+            throw ConfigurationError("\(what) \(path): \(String(cString: strerror(errno)))")
+        }
+        let mode = info.st_mode & 0o777
+        guard mode & 0o077 == 0 else {
+            throw ConfigurationError(
+                "\(what) \(path) is readable or writable by group or others (mode \(String(mode, radix: 8))); "
+                    + "run: chmod 600 \(path)")
+        }
+    }
+}
+
+/// Typed reads of a JSON object's keys, naming the file and the full key on any problem.
+private struct KeyReader {
+    let path: String
+    let object: [String: Any]
+    let prefix: String
+
+    func refuseUnknown(_ known: Set<String>) throws(ConfigurationError) {
+        if let unknown = object.keys.sorted().first(where: { !known.contains($0) }) {
+            throw ConfigurationError("\(path): key '\(prefix)\(unknown)' is not a known setting")
+        }
+    }
+
+    func string(_ key: String) throws(ConfigurationError) -> String? {
+        guard let value = object[key] else { return nil }
+        guard let text = value as? String, !text.isEmpty else {
+            throw ConfigurationError("\(path): key '\(prefix)\(key)' must be a non-empty string")
+        }
+        return text
+    }
+
+    func required(_ key: String) throws(ConfigurationError) -> String {
+        guard let text = try string(key) else {
+            throw ConfigurationError("\(path): key '\(prefix)\(key)' is missing")
+        }
+        return text
+    }
+
+    func strings(_ key: String) throws(ConfigurationError) -> [String]? {
+        guard let value = object[key] else { return nil }
+        guard let list = value as? [String] else {
+            throw ConfigurationError("\(path): key '\(prefix)\(key)' must be a list of strings")
+        }
+        return list
+    }
+}
