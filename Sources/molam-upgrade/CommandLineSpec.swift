@@ -99,6 +99,29 @@ enum CommandLineSpec {
                         Backups older than 30 days are removed, except the newest backup of each of the two most
                         recent versions, which is always kept.
                         """),
+        CommandSpec(
+            name: "release",
+            abstract: "Create a release-signing key pair, or sign a release archive's metadata (for plugin CI).",
+            arguments: "keygen --out PREFIX | sign --key FILE --archive PATH [--url URL]",
+            options: [
+                OptionSpec(names: ["--out"], value: "PREFIX",
+                           help: "keygen: write PREFIX.key (private, mode 0600) and PREFIX.pub; never overwrite."),
+                OptionSpec(names: ["--key"], value: "FILE",
+                           help: "sign: the private key from keygen; refused if group or others can read it."),
+                OptionSpec(names: ["--archive"], value: "PATH",
+                           help: "sign: the release archive (.zip, .tar.gz, .tar.zst)."),
+                OptionSpec(names: ["--url"], value: "URL",
+                           help: "sign: the download URL to publish (default: the archive's file:// URL)."),
+                OptionSpec(names: ["--plugin"], value: "NAME",
+                           help: "sign: fail unless the archive's manifest names plugin NAME."),
+                OptionSpec(names: ["--version"], value: "V",
+                           help: "sign: fail unless the archive's manifest has version V."),
+            ],
+            discussion: """
+                sign prints the release metadata JSON the central API serves. The Ed25519 signature covers the
+                plugin name, version, SHA-256 and size, not the URL. Sites trust the key through the line in
+                PREFIX.pub, listed in agent.json's release_public_keys.
+                """),
         CommandSpec(name: "help", abstract: "Show help for a command.", arguments: "[COMMAND]", options: [],
                     discussion: nil),
     ]

@@ -48,7 +48,8 @@ enum MolamUpgradeCommand {
             return 0
         }
         let output = Output(json: parsed.flag("--json"), quiet: parsed.flag("--quiet"))
-        if let extra = parsed.positionals.first {
+        // `release` takes its action (keygen, sign) as a positional argument and checks it itself.
+        if spec.name != "release", let extra = parsed.positionals.first {
             output.error("error: unexpected argument '\(extra)' for '\(spec.name)' (see '\(CommandLineSpec.tool) \(spec.name) --help')")
             return ExitCode.usage.rawValue
         }

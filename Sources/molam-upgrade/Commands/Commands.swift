@@ -16,6 +16,7 @@ enum Commands {
         case "stats": return try StatsCommand.run(arguments, output: output)
         case "flush": return try FlushCommand.run(arguments, output: output)
         case "cleanup": return try CleanupCommand.run(arguments, output: output)
+        case "release": return try ReleaseCommand.run(arguments, output: output)
         default: throw UsageError(description: "unknown command '\(name)'", command: nil)
         }
     }
