@@ -56,7 +56,9 @@ public enum FileSystem {
     }
 
     public static func syncParent(of path: String) throws(SystemError) {
-        try sync((path as NSString).deletingLastPathComponent)
+        // A bare name ("release.key") has the working directory as its parent, not "".
+        let parent = (path as NSString).deletingLastPathComponent
+        try sync(parent.isEmpty ? "." : parent)
     }
 
     /// How a swap was done: atomically, or by the two-rename fallback.
