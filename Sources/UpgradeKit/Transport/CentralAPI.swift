@@ -1,0 +1,522 @@
+import Foundation
+import MolamHTTP
+
+/// Where the central API is and how to authenticate to it.
+///
+/// `description`, `debugDescription` and the reflection mirror (`dump`, `String(reflecting:)`) all
+/// leave the token out: an endpoint printed into a log or a crash report must not leak it.
+public struct APIEndpoint: Sendable, CustomStringConvertible, CustomDebugStringConvertible,
+    CustomReflectable {
+    /// `https://api.molam.example`, or `http://127.0.0.1:PORT` in tests; a path prefix is kept, a
+    /// trailing slash is not needed.
+    public var baseURL: String
+    public var token: String
+
+    public init(baseURL: String, token: String) {
+        self.baseURL = baseURL
+        self.token = token
+    }
+
+    public var description: String { "\(CentralAPI.redact(baseURL)) (bearer token not shown)" }
+    public var debugDescription: String { "APIEndpoint(\(description))" }
+    public var customMirror: Mirror {
+        Mirror(self, children: ["baseURL": CentralAPI.redact(baseURL), "token": "(not shown)"])
+    }
+}
+
+/// Why a central-API operation failed. Messages name the method and the URL (query cut, never a
+/// header), so they can go to the journal and the terminal as they are; the token never appears.
+public enum CentralAPIError: Error, CustomStringConvertible, Sendable {
+    /// The API could not be reached or kept failing (connection errors, timeouts, 408, 429, 5xx),
+    /// after the retries the policy allows. The only case worth trying again later.
+    case unreachable(String)
+    /// A 2xx (or an unexpected redirect) whose body is not what the contract says.
+    case badAnswer(String)
+    /// A 4xx other than 404: authentication, permissions, a request the API refuses.
+    case rejected(status: Int, String)
+    case notFound(String)
+    /// Release metadata that is JSON but whose fields are wrong, or that describes another release
+    /// than the one asked for: refused, not retried.
+    case invalidRelease(String)
+    /// The token cannot be sent (empty, or a line break or other control character, typically a
+    /// token file's trailing newline). Detected before any request, so it never reaches the wire.
+    case invalidToken(String)
+    /// A URL, path or idempotency key that this client refuses before sending: not http(s), plain
+    /// http to a remote host, a query in the base URL, a dot segment...
+    case invalidRequest(String)
+    /// A failure on this host rather than on the network: libcurl could not be set up, or the
+    /// download's `restart` or `sink` threw (disk full, ...).
+    case localFailure(String)
+
+    public var description: String {
+        switch self {
+        case .unreachable(let text), .badAnswer(let text), .rejected(_, let text), .notFound(let text),
+             .invalidRelease(let text), .invalidToken(let text), .invalidRequest(let text),
+             .localFailure(let text):
+            return text
+        }
+    }
+
+    /// The same error with every occurrence of `secret` replaced.
+    func hiding(_ secret: String) -> CentralAPIError {
+        guard !secret.isEmpty else { return self }
+        func clean(_ text: String) -> String { text.replacingOccurrences(of: secret, with: "(token)") }
+        switch self {
+        case .unreachable(let text): return .unreachable(clean(text))
+        case .badAnswer(let text): return .badAnswer(clean(text))
+        case .rejected(let status, let text): return .rejected(status: status, clean(text))
+        case .notFound(let text): return .notFound(clean(text))
+        case .invalidRelease(let text): return .invalidRelease(clean(text))
+        case .invalidToken(let text): return .invalidToken(clean(text))
+        case .invalidRequest(let text): return .invalidRequest(clean(text))
+        case .localFailure(let text): return .localFailure(clean(text))
+        }
+    }
+
+    /// Whether the same operation may succeed later without anyone changing anything.
+    public var isRetryable: Bool {
+        switch self {
+        case .unreachable:
+            return true
+        case .badAnswer, .rejected, .notFound, .invalidRelease, .invalidToken, .invalidRequest, .localFailure:
+            return false
+        }
+    }
+}
+
+/// The central API's client side (DESIGN.md "Central API"): a blocking client with bearer
+/// authentication, explicit status checks and retries under a `RetryPolicy`.
+///
+/// Holds one `HTTPClient`, which is not Sendable: use an instance from one thread only. Reusing it
+/// keeps libcurl's connection cache, so a run's requests share one TLS session.
+public final class CentralAPI {
+    public let endpoint: APIEndpoint
+    public let retry: RetryPolicy
+    /// Requests handed to the transport so far, retries included; the lead reports "requests per
+    /// cron run" from it.
+    public private(set) var requestCount = 0
+
+    private let client: HTTPClient
+    private let base: String
+    private let origin: Origin
+    private let sleep: (Double) -> Void
+    private let random: (ClosedRange<Double>) -> Double
+    private let now: () -> Date
+
+    /// API answers are small JSON documents; anything larger is not the contract.
+    private static let maxAnswerBytes: Int64 = 1 << 20
+
+    /// Checks the endpoint before anything is sent: a token that would split the request or a
+    /// base URL with a query is a configuration error, reported here rather than as a failed call.
+    public init(
+        endpoint: APIEndpoint, retry: RetryPolicy = .default,
+        sleep: @escaping (Double) -> Void = { Thread.sleep(forTimeInterval: $0) },
+        random: @escaping (ClosedRange<Double>) -> Double = { Double.random(in: $0) },
+        now: @escaping () -> Date = Date.init
+    ) throws(CentralAPIError) {
+        try Self.checkToken(endpoint.token)
+        var base = endpoint.baseURL
+        while base.hasSuffix("/") { base.removeLast() }
+        guard let origin = Origin(base), !base.contains("?"), !base.contains("#") else {
+            throw .invalidRequest("central API base URL '\(Self.redact(endpoint.baseURL))' is not usable: "
+                + "expected https://host[:port][/prefix] without user info, query or fragment")
+        }
+        do {
+            client = try HTTPClient(userAgent: "molam-upgrade/\(UpgradeKitVersion.string)")
+        } catch {
+            throw .localFailure("cannot set up the HTTP client: \(error)")
+        }
+        self.endpoint = endpoint
+        self.retry = retry
+        self.base = base
+        self.origin = origin
+        self.sleep = sleep
+        self.random = random
+        self.now = now
+    }
+
+    // MARK: Operations
+
+    /// `GET /api/plugins/rollouts/{plugin}`. A 404 means no rollout is published: nil.
+    public func rollout(plugin: String) throws(CentralAPIError) -> Rollout? {
+        try hidingToken { () throws(CentralAPIError) in
+            let url = try apiURL("/api/plugins/rollouts/" + Self.pathComponent(checkedComponent(plugin)))
+            let response = try get(url)
+            if response.status == 404 { return nil }
+            let body = try expectOK(response, method: "GET", url: url)
+            return try Rollout.decode(body, source: Self.redact(url), expectedPlugin: plugin)
+        }
+    }
+
+    /// `GET /api/plugins/releases/{plugin}/{version}`; `version` as the rollout wrote it. A 404 is
+    /// `.notFound`; a body that is not JSON is `.badAnswer` (try later); JSON with wrong fields, or
+    /// describing another plugin or version, is `.invalidRelease`.
+    public func release(plugin: String, version: String) throws(CentralAPIError) -> ReleaseMetadata {
+        try hidingToken { () throws(CentralAPIError) in
+            guard let requested = SemanticVersion(version) else {
+                throw .invalidRequest(
+                    "cannot ask for release '\(version)' of \(plugin): not a semantic version")
+            }
+            let path = "/api/plugins/releases/" + Self.pathComponent(try checkedComponent(plugin)) + "/"
+                + Self.pathComponent(version)
+            let url = try apiURL(path)
+            let response = try get(url)
+            if response.status == 404 {
+                throw .notFound("GET \(Self.redact(url)): no release \(version) of \(plugin) (HTTP 404)")
+            }
+            let body = try expectOK(response, method: "GET", url: url)
+            let metadata: ReleaseMetadata
+            do throws(ReleaseMetadataError) {
+                metadata = try ReleaseMetadata.decode(body, source: Self.redact(url), expectedPlugin: plugin)
+            } catch {
+                switch error {
+                case .malformed(let text): throw .badAnswer(text)
+                case .invalid(let text): throw .invalidRelease(text)
+                }
+            }
+            guard metadata.pluginName == plugin, metadata.version == requested else {
+                throw .invalidRelease("release metadata from \(Self.redact(url)) describes "
+                    + "\(metadata.pluginName) \(metadata.version), not \(plugin) \(version)")
+            }
+            return metadata
+        }
+    }
+
+    /// POSTs `json` to `path` (e.g. `/api/plugins/upgrades`) with `Idempotency-Key: key`, retried
+    /// with the same key so the API can drop duplicates; returns the body of a 2xx answer.
+    public func post(path: String, json: Data, idempotencyKey: String) throws(CentralAPIError) -> Data {
+        try hidingToken { () throws(CentralAPIError) in
+            let url = try apiURL(path)
+            let keyIsClean = !idempotencyKey.isEmpty && idempotencyKey.utf8.count <= 255
+                && idempotencyKey.unicodeScalars.allSatisfy { $0.value > 0x20 && $0.value < 0x7f }
+            guard keyIsClean else {
+                throw .invalidRequest("POST \(Self.redact(url)): the idempotency key must be 1 to 255 "
+                    + "printable ASCII characters without spaces")
+            }
+            var request = apiRequest(url: url, method: "POST")
+            request.headers.append(("Content-Type", "application/json"))
+            request.headers.append(("Idempotency-Key", idempotencyKey))
+            request.body = json
+            let response = try withRetries(method: "POST", url: url) { () throws(CentralAPIError) in
+                .init { () throws(HTTPError) in try client.send(request) }
+            }
+            if (200...299).contains(response.status) { return response.body }
+            throw unexpected(response, method: "POST", url: url, expected: "a 2xx status")
+        }
+    }
+
+    /// Streams `url` to `sink` and returns the number of bytes received.
+    ///
+    /// `maxBytes` is enforced while streaming. The bearer token goes only to the API's own origin
+    /// (same scheme, host and port as the base URL): a CDN or mirror must never see it. Before
+    /// every attempt, the first included, `restart()` is called so the caller can truncate its
+    /// file and reset its hash. Only 200 is success. The sink may see the body of an error answer
+    /// before the status is known; the call then throws, and the caller discards what it wrote.
+    public func download(
+        url: String, maxBytes: Int64, restart: () throws -> Void,
+        sink: (UnsafeRawBufferPointer) throws -> Void
+    ) throws(CentralAPIError) -> Int64 {
+        var request = HTTPRequest(url: url, connectTimeout: 10, totalTimeout: 30 * 60,
+                                  lowSpeedLimitBytesPerSecond: 1024, lowSpeedTimeSeconds: 30,
+                                  maxBodyBytes: maxBytes)
+        // On a redirect, libcurl (7.83 and later) drops a custom Authorization header when the
+        // scheme, host or port changes (CVE-2022-27776), so a same-origin URL that redirects to a
+        // CDN does not leak it either.
+        if Origin(url) == origin {
+            request.headers.append(("Authorization", "Bearer \(endpoint.token)"))
+        }
+        return try hidingToken { () throws(CentralAPIError) in
+            // The first bytes of an answer, for the message when it turns out to be an error page.
+            var head = Data()
+            let response = try withRetries(method: "GET", url: url) { () throws(CentralAPIError) in
+                do {
+                    try restart()
+                } catch {
+                    throw .localFailure("GET \(Self.redact(url)): could not restart the download: \(error)")
+                }
+                head.removeAll()
+                return Self.send(request, with: client, sink: { bytes in
+                    if head.count < 512 { head.append(contentsOf: bytes.prefix(512 - head.count)) }
+                    try sink(bytes)
+                })
+            }
+            guard response.status == 200 else {
+                var withHead = response
+                withHead.body = head
+                if response.status == 404 {
+                    throw .notFound("GET \(Self.redact(url)): the release archive is not there (HTTP 404)")
+                }
+                throw unexpected(withHead, method: "GET", url: url, expected: "200")
+            }
+            return response.bytesReceived
+        }
+    }
+
+    /// Percent-encodes one path segment (everything but RFC 3986's unreserved characters), for
+    /// callers building POST paths from ids the API returned.
+    public static func pathComponent(_ raw: String) -> String {
+        var encoded = ""
+        for byte in raw.utf8 {
+            let isUnreserved = (byte >= 0x41 && byte <= 0x5a) || (byte >= 0x61 && byte <= 0x7a)
+                || (byte >= 0x30 && byte <= 0x39) || byte == 0x2d || byte == 0x2e || byte == 0x5f
+                || byte == 0x7e
+            if isUnreserved {
+                encoded.unicodeScalars.append(Unicode.Scalar(byte))
+            } else {
+                encoded += String(format: "%%%02X", byte)
+            }
+        }
+        return encoded
+    }
+
+    // MARK: Requests
+
+    /// The one exit for errors of the public operations: any text the server could have put into
+    /// a message (an error body, a field value it echoed) loses the token here.
+    private func hidingToken<Value>(
+        _ operation: () throws(CentralAPIError) -> Value
+    ) throws(CentralAPIError) -> Value {
+        do {
+            return try operation()
+        } catch {
+            throw error.hiding(endpoint.token)
+        }
+    }
+
+    private func apiRequest(url: String, method: String) -> HTTPRequest {
+        HTTPRequest(
+            url: url, method: method,
+            headers: [("Authorization", "Bearer \(endpoint.token)"), ("Accept", "application/json")],
+            connectTimeout: 10, totalTimeout: 30, maxBodyBytes: Self.maxAnswerBytes)
+    }
+
+    private func get(_ url: String) throws(CentralAPIError) -> HTTPResponse {
+        let request = apiRequest(url: url, method: "GET")
+        return try withRetries(method: "GET", url: url) { () throws(CentralAPIError) in
+            .init { () throws(HTTPError) in try client.send(request) }
+        }
+    }
+
+    private static func send(
+        _ request: HTTPRequest, with client: HTTPClient, sink: (UnsafeRawBufferPointer) throws -> Void
+    ) -> Result<HTTPResponse, HTTPError> {
+        // HTTPClient stores no reference to the sink beyond the call; its parameter is only
+        // formally escaping because it is optional.
+        withoutActuallyEscaping(sink) { sink in
+            Result { () throws(HTTPError) in try client.send(request, body: sink) }
+        }
+    }
+
+    /// Runs `attempt` until it yields a response whose status is not retryable, retrying transport
+    /// errors that may clear up, within `retry.maxAttempts` and `retry.budget` seconds of waits.
+    private func withRetries(
+        method: String, url: String,
+        attempt: () throws(CentralAPIError) -> Result<HTTPResponse, HTTPError>
+    ) throws(CentralAPIError) -> HTTPResponse {
+        let what = "\(method) \(Self.redact(url))"
+        let maxAttempts = max(1, retry.maxAttempts)
+        var waited = 0.0
+        var attempts = 0
+        while true {
+            attempts += 1
+            let outcome = try attempt()
+            // Counted once the transport had the request: a failed `restart` sent nothing.
+            requestCount += 1
+            let problem: String
+            var retryAfter: Double?
+            switch outcome {
+            case .success(let response):
+                guard RetryPolicy.isRetryable(status: response.status) else { return response }
+                problem = "HTTP \(response.status)"
+                retryAfter = response.headers["retry-after"].flatMap {
+                    RetryPolicy.parseRetryAfter($0, now: now())
+                }
+            case .failure(let error):
+                guard error.isRetryable else { throw Self.map(error, what: what) }
+                problem = error.description
+            }
+            let tries = attempts == 1 ? "1 attempt" : "\(attempts) attempts"
+            guard attempts < maxAttempts else {
+                throw .unreachable(
+                    "\(what): gave up after \(tries); last problem: \(problem)")
+            }
+            let wait = retry.delay(afterAttempt: attempts, retryAfter: retryAfter, random: random)
+            guard waited + wait <= retry.budget else {
+                throw .unreachable("\(what): gave up after \(tries); the next wait of "
+                    + "\(Self.seconds(wait)) would exceed the retry budget of \(Self.seconds(retry.budget)) "
+                    + "(\(Self.seconds(waited)) already waited); last problem: \(problem)")
+            }
+            sleep(wait)
+            waited += wait
+        }
+    }
+
+    /// The funnel from a transport error that retrying would not fix to this client's errors.
+    private static func map(_ error: HTTPError, what: String) -> CentralAPIError {
+        switch error {
+        case .invalidURL, .insecureURL:
+            return .invalidRequest("\(what): \(error)")
+        case .invalidHeader(let name, _) where name == "Authorization":
+            return .invalidToken("\(what): the API token cannot be sent in a header (line break?)")
+        case .invalidHeader:
+            return .invalidRequest("\(what): \(error)")
+        case .transport(_, _, let url) where url.isEmpty:
+            return .localFailure("\(what): \(error)")
+        case .transport, .timedOut:
+            // Certificate and TLS failures land here: not worth an immediate retry, but the API
+            // may well be reachable later, so the outbox keeps its reports.
+            return .unreachable("\(what) failed, not retried: \(error)")
+        case .tooLarge(_, let limit):
+            return .badAnswer("\(what): the answer is larger than the \(limit)-byte limit")
+        case .sinkFailed(_, let underlying):
+            return .localFailure("\(what): could not store the download: \(underlying)")
+        }
+    }
+
+    // MARK: Answers
+
+    /// The body of a 200, or the error that describes any other final status.
+    private func expectOK(
+        _ response: HTTPResponse, method: String, url: String
+    ) throws(CentralAPIError) -> Data {
+        guard response.status == 200 else {
+            throw unexpected(response, method: method, url: url, expected: "200")
+        }
+        return response.body
+    }
+
+    private func unexpected(
+        _ response: HTTPResponse, method: String, url: String, expected: String
+    ) -> CentralAPIError {
+        let what = "\(method) \(Self.redact(url))"
+        let status = response.status
+        switch status {
+        case 404:
+            return .notFound("\(what): not found (HTTP 404)")
+        case 400...499:
+            let said = Self.snippet(response.body, hiding: endpoint.token)
+            return .rejected(status: status, "\(what) was rejected with HTTP \(status)\(said)")
+        case 300...399:
+            return .badAnswer(
+                "\(what) answered with a redirect (HTTP \(status)) where \(expected) was expected")
+        default:
+            return .badAnswer("\(what) answered HTTP \(status) where \(expected) was expected")
+        }
+    }
+
+    /// At most 200 characters of an error body on one line, for the operator to see what the API
+    /// said. Non-printable characters become spaces so a body cannot forge extra log lines; the
+    /// token is cut out before the text is shortened, so no part of it survives at the cut.
+    private static func snippet(_ body: Data, hiding secret: String) -> String {
+        var flattened = ""
+        let text = String(decoding: body.prefix(4096), as: UTF8.self)
+        for scalar in text.replacingOccurrences(of: secret, with: "(token)").unicodeScalars {
+            let breaksLine = scalar.properties.generalCategory == .control
+                || scalar.properties.generalCategory == .lineSeparator
+                || scalar.properties.generalCategory == .paragraphSeparator
+            flattened.unicodeScalars.append(breaksLine ? " " : scalar)
+        }
+        let words = flattened.split(separator: " ", omittingEmptySubsequences: true)
+        let line = words.joined(separator: " ")
+        guard !line.isEmpty else { return "" }
+        return line.count > 200 ? ": \(line.prefix(200))…" : ": \(line)"
+    }
+
+    // MARK: URLs
+
+    private func apiURL(_ path: String) throws(CentralAPIError) -> String {
+        let segments = path.split(separator: "/", omittingEmptySubsequences: false)
+        let clean = path.hasPrefix("/")
+            && path.unicodeScalars.allSatisfy { $0.value > 0x20 && $0.value < 0x7f && $0 != "?" && $0 != "#" }
+            && !segments.contains { $0 == "." || $0 == ".." }
+        guard clean else {
+            throw .invalidRequest("central API path '\(Self.redact(path))' is not usable: expected an "
+                + "absolute path of printable ASCII without query, fragment or dot segments")
+        }
+        return base + path
+    }
+
+    /// A name used as one path segment: an empty name or a dot segment would address another
+    /// resource once libcurl normalises the path.
+    private func checkedComponent(_ name: String) throws(CentralAPIError) -> String {
+        guard !name.isEmpty, name != ".", name != ".." else {
+            throw .invalidRequest("'\(name)' cannot be used as a plugin name in a central API path")
+        }
+        return name
+    }
+
+    private static func checkToken(_ token: String) throws(CentralAPIError) {
+        guard !token.isEmpty else {
+            throw .invalidToken("the central API token is empty; check the token file")
+        }
+        let clean = token.unicodeScalars.allSatisfy { $0.value > 0x20 && $0.value < 0x7f }
+        guard clean else {
+            throw .invalidToken("the central API token contains a line break, a space or another "
+                + "character a header cannot carry (a token file's trailing newline?); it was not sent")
+        }
+    }
+
+    /// A URL for messages: no user info, the query and fragment cut (signed CDN URLs carry secrets
+    /// there), no control characters.
+    static func redact(_ url: String) -> String {
+        var text = String(url.unicodeScalars.filter { $0.properties.generalCategory != .control }
+            .map(Character.init))
+        if let cut = text.firstIndex(where: { $0 == "?" || $0 == "#" }) {
+            text = String(text[..<cut]) + "?…"
+        }
+        if let schemeEnd = text.range(of: "://") {
+            let authorityEnd = text[schemeEnd.upperBound...].firstIndex(of: "/") ?? text.endIndex
+            if let at = text[schemeEnd.upperBound..<authorityEnd].lastIndex(of: "@") {
+                text.removeSubrange(schemeEnd.upperBound...at)
+            }
+        }
+        return text
+    }
+
+    private static func seconds(_ value: Double) -> String {
+        value == value.rounded() && abs(value) < 1e15 ? "\(Int(value)) s" : String(format: "%.2f s", value)
+    }
+}
+
+/// Scheme, host and port of an http(s) URL, parsed strictly: anything unusual in the authority
+/// (user info, a backslash, spaces) makes it nil, and nil never matches, so the token is withheld
+/// whenever this parser and libcurl's could disagree about where a request goes.
+private struct Origin: Equatable {
+    let scheme: String
+    let host: String
+    let port: Int
+
+    init?(_ url: String) {
+        guard let schemeEnd = url.range(of: "://") else { return nil }
+        let scheme = url[..<schemeEnd.lowerBound].lowercased()
+        let rest = url[schemeEnd.upperBound...]
+        let authority = rest.prefix { $0 != "/" && $0 != "?" && $0 != "#" }
+        let defaultPort: Int
+        switch scheme {
+        case "https": defaultPort = 443
+        case "http": defaultPort = 80
+        default: return nil
+        }
+        guard !authority.isEmpty,
+              authority.unicodeScalars.allSatisfy({ $0.value > 0x20 && $0.value < 0x7f }),
+              !authority.contains("@"), !authority.contains("\\"), !authority.contains("%")
+        else { return nil }
+        var host = Substring(authority)
+        var port = defaultPort
+        let portSeparator = authority.hasPrefix("[")
+            ? authority.range(of: "]:").map { authority.index(before: $0.upperBound) }
+            : authority.lastIndex(of: ":")
+        if let colon = portSeparator {
+            let digits = authority[authority.index(after: colon)...]
+            guard !digits.isEmpty, digits.count <= 5, digits.allSatisfy({ $0.isASCII && $0.isNumber }),
+                  let number = Int(digits), number > 0, number <= 65_535
+            else { return nil }
+            host = authority[..<colon]
+            port = number
+        }
+        guard !host.isEmpty else { return nil }
+        self.scheme = scheme
+        self.host = host.lowercased()
+        self.port = port
+    }
+}
