@@ -38,30 +38,34 @@ enum CommandLineSpec {
     ]
 
     static let archiveOptions: [OptionSpec] = [
-        OptionSpec(names: ["--archive"], value: "PATH", help: "A local release archive (.zip, .tar.gz, .tar.zst)."),
+        OptionSpec(names: ["--archive"], value: "PATH|URL",
+                   help: "Use this release archive (.zip, .tar.gz, .tar.zst) instead of asking the central API."),
         OptionSpec(names: ["--sha256"], value: "HEX", help: "The archive's expected SHA-256 (required with --archive)."),
-        OptionSpec(names: ["--to"], value: "VERSION", help: "The version the release must contain."),
+        OptionSpec(names: ["--to"], value: "VERSION", help: "The version to install (it must be the rollout's unless --force)."),
     ]
 
     static let commands: [CommandSpec] = [
         CommandSpec(
             name: "upgrade", abstract: "Upgrade the plugin to a new release.",
-            arguments: "--archive PATH --sha256 HEX [options]",
+            arguments: "[--archive PATH|URL --sha256 HEX] [options]",
             options: archiveOptions + [
                 OptionSpec(names: ["--force"], value: nil,
-                           help: "Allow a downgrade or a reinstall; skip rollout eligibility. Never skips checksums."),
+                           help: "Skip rollout eligibility; allow a downgrade or a reinstall. Never skips checksums or signatures."),
                 OptionSpec(names: ["--dry-run"], value: nil,
                            help: "Stage the release and check its migrations on a scratch copy; change nothing."),
                 OptionSpec(names: ["--no-report"], value: nil, help: "Do not report to the central API."),
                 OptionSpec(names: ["--splay"], value: "SECONDS", help: "First sleep a random time up to SECONDS (cron)."),
             ],
             discussion: """
-                Steps: lock, recover, resolve, eligibility, download, stage, backup, swap, migrate, verify,
-                commit. Any failure after the backup rolls the site back to the old version (exit 1).
+                Without --archive, asks the central API for the rollout of each configured plugin, decides
+                eligibility locally, and fetches the signed release. Steps: lock, recover, resolve,
+                eligibility, download, stage, backup, swap, migrate, verify, commit. Any failure after the
+                backup rolls the site back to the old version (exit 1). Reports are queued in the journal and
+                delivered after the run; `flush` retries them.
                 """),
         CommandSpec(
             name: "check", abstract: "Show what an upgrade would do and why, changing nothing.",
-            arguments: "--archive PATH --sha256 HEX [options]", options: archiveOptions + [
+            arguments: "[--archive PATH|URL --sha256 HEX] [options]", options: archiveOptions + [
                 OptionSpec(names: ["--force"], value: nil, help: "Judge the release as `upgrade --force` would."),
             ], discussion: nil),
         CommandSpec(
@@ -72,6 +76,7 @@ enum CommandLineSpec {
                            help: "The version to put back (default: the newest backup of another version)."),
                 OptionSpec(names: ["--reason"], value: "TEXT", help: "Why, for the journal and reports."),
                 OptionSpec(names: ["--force"], value: nil, help: "Restore even the version that is installed."),
+                OptionSpec(names: ["--no-report"], value: nil, help: "Do not report to the central API."),
             ],
             discussion: """
                 The current version is backed up first. The owned tables are restored from the backup, so
@@ -92,7 +97,8 @@ enum CommandLineSpec {
         CommandSpec(name: "stats", abstract: "Show success rates and rollback figures.",
                     arguments: "[options]", options: [], discussion: nil),
         CommandSpec(name: "flush", abstract: "Deliver queued reports to the central API.",
-                    arguments: "[options]", options: [], discussion: nil),
+                    arguments: "[options]", options: [],
+                    discussion: "Exits 75 if reports are still pending (the API could not take them all)."),
         CommandSpec(name: "cleanup", abstract: "Remove expired backups and old kept trees.",
                     arguments: "[options]", options: [],
                     discussion: """

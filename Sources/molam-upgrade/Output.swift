@@ -27,6 +27,13 @@ final class Output {
         FileHandle.standardError.write(Data("\(CommandLineSpec.tool): \(single)\n".utf8))
     }
 
+    /// Something worth knowing that did not change the outcome: stderr, silenced by `--quiet`.
+    func note(_ text: String) {
+        guard !quiet else { return }
+        let single = text.replacingOccurrences(of: "\n", with: " ")
+        FileHandle.standardError.write(Data("\(CommandLineSpec.tool): note: \(single)\n".utf8))
+    }
+
     func emitJSON(_ object: Any) {
         let options: JSONSerialization.WritingOptions = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
         guard let data = try? JSONSerialization.data(withJSONObject: object, options: options) else {
@@ -100,6 +107,12 @@ extension RunOutcome {
             "steps": steps.map(\.jsonObject),
             "recovered": recovered.map { $0.jsonObject(steps: []) },
         ]
+        if let reports {
+            object["reports"] = [
+                "delivered": reports.delivered, "rejected": reports.rejected, "pending": reports.pending,
+                "requests": reports.requests, "stopped_by": reports.stoppedBy ?? NSNull(),
+            ] as [String: Any]
+        }
         if let rollback {
             object["rollback"] = [
                 "reason": rollback.reason,

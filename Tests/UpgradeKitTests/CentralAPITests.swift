@@ -450,7 +450,7 @@ struct CentralAPITests {
             try api.download(
                 url: server.baseURL + "/r.zip", maxBytes: 1000, restart: {}, sink: { received += $0.count })
         }
-        #expect(error?.kind == .badAnswer)
+        #expect(error?.kind == .tooLarge)
         #expect(error?.description.contains("1000-byte limit") == true)
         #expect(received <= 1000)
         #expect(api.requestCount == 1)
@@ -514,6 +514,7 @@ struct CentralAPITests {
                 rollout["plugin_name"] = echo
                 return .json(200, rollout)
             case "/api/plugins/releases/molam-form/4.0.0": return .json(200, ["version": "4.0.0"])
+            case "/big": return .text(200, echo + String(repeating: "x", count: 100))
             default: return .text(404, echo)
             }
         }
@@ -543,6 +544,9 @@ struct CentralAPITests {
                     url: server.baseURL + "/r", maxBytes: 10,
                     restart: { throw CocoaError(.fileWriteOutOfSpace) },
                     sink: { _ in })
+            },
+            failure { () throws(CentralAPIError) in
+                try api.download(url: server.baseURL + "/big", maxBytes: 10, restart: {}, sink: { _ in })
             },
         ]
         let kinds = Set(errors.compactMap { $0?.kind })
@@ -630,7 +634,7 @@ extension CentralAPIError {
     /// The case without its payload, so tests can compare with `==`.
     fileprivate enum Kind: CaseIterable, Sendable {
         case unreachable, badAnswer, rejected, notFound, invalidRelease, invalidToken, invalidRequest
-        case localFailure
+        case localFailure, tooLarge
     }
 
     fileprivate var kind: Kind {
@@ -643,6 +647,7 @@ extension CentralAPIError {
         case .invalidToken: .invalidToken
         case .invalidRequest: .invalidRequest
         case .localFailure: .localFailure
+        case .tooLarge: .tooLarge
         }
     }
 }

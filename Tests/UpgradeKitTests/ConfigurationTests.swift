@@ -16,7 +16,7 @@ struct ConfigurationTests {
         {"merchant_id": "6F1C2B2E-4C84-4D52-9C4A-2B7C0E6E9A11", "country": "SN", "tier": "gold",
          "api_url": "https://api.molam.example", "token_file": "/etc/molam-upgrade/token",
          "state_dir": "/var/lib/molam",
-         "release_public_keys": ["ed25519:AAAA"],
+         "release_public_keys": ["ed25519:11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo="],
          "plugins": [{"name": "molam-form", "plugin_dir": "/srv/a/p", "db": "sqlite:///srv/a/site.db"},
                      {"name": "molam-form", "plugin_dir": "/srv/b/p", "db": "sqlite:///srv/b/site.db"}]}
         """#
@@ -45,7 +45,7 @@ struct ConfigurationTests {
         #expect(configuration.settings.tier == "gold")
         #expect(configuration.settings.apiURL == "https://api.molam.example")
         #expect(configuration.settings.tokenFile == "/etc/molam-upgrade/token")
-        #expect(configuration.settings.releasePublicKeys == ["ed25519:AAAA"])
+        #expect(configuration.settings.releasePublicKeys == ["ed25519:11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo="])
         #expect(configuration.stateDirectory == "/var/lib/molam")
         #expect(configuration.sites.map(\.pluginDirectory) == ["/srv/a/p", "/srv/b/p"])
 
@@ -72,6 +72,7 @@ struct ConfigurationTests {
          "'merchant_id' is required with 'api_url'"),
         (#"{"api_url": "ftp://a", "plugins": []}"#, "'api_url'"),
         (#"{"release_public_keys": "k", "plugins": []}"#, "'release_public_keys' must be a list"),
+        (#"{"release_public_keys": ["ed25519:AAAA"], "plugins": []}"#, "'release_public_keys[0]'"),
         ("not json", "is not a JSON object"),
     ])
     func rejects(json: String, message: String) throws {

@@ -163,6 +163,13 @@ public struct AgentConfiguration: Sendable, Equatable {
         settings.apiURL = try reader.string("api_url")
         settings.tokenFile = try reader.string("token_file").map(SiteConfiguration.absolute)
         settings.releasePublicKeys = try reader.strings("release_public_keys") ?? []
+        for (index, key) in settings.releasePublicKeys.enumerated() {
+            do {
+                _ = try ReleasePublicKey(text: key)
+            } catch {
+                throw ConfigurationError("\(path): key 'release_public_keys[\(index)]': \(error)")
+            }
+        }
         if let url = settings.apiURL {
             guard url.hasPrefix("https://") || url.hasPrefix("http://") else {
                 throw ConfigurationError("\(path): key 'api_url' ('\(url)') must be an https:// URL")

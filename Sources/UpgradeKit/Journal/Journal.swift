@@ -20,6 +20,7 @@ public enum RunStatus: String, Sendable, Codable {
     case skipped          // nothing to do
     case dryRun = "dry_run"
     case aborted          // interrupted before any change; recovery only tidied up
+    case unavailable      // the central API could not be reached for the release check; nothing changed
 }
 
 /// What recovery needs to know about a run beyond its steps: where things were put on disk and the
@@ -261,6 +262,12 @@ public final class Journal {
         formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
         formatter.timeZone = TimeZone(identifier: "UTC")
         return formatter.string(from: date)
+    }
+
+    public static func date(_ timestamp: String) -> Date? {
+        let formatter = ISO8601DateFormatter()
+        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        return formatter.date(from: timestamp)
     }
 
     // MARK: Runs

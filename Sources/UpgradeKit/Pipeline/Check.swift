@@ -7,7 +7,7 @@ import Glibc
 /// `check`: what `upgrade` would decide about a release, and why, without taking the lock or
 /// writing anything.
 public enum Check {
-    public enum Decision: String, Sendable { case upgrade, skip, refuse }
+    public enum Decision: String, Sendable { case upgrade, skip, refuse, rollback }
 
     public struct Result: Sendable {
         public var plugin: String
@@ -19,7 +19,10 @@ public enum Check {
     }
 
     public static func run(_ options: Pipeline.UpgradeOptions, context: UpgradeContext) throws(UpgradeError) -> Result {
-        try Pipeline.validate(sha256: options.sha256)
+        guard let archive = options.archive, let sha256 = options.sha256 else {
+            return try fromAPI(options, context: context)
+        }
+        try Pipeline.validate(sha256: sha256)
         let installed: PluginManifest
         do {
             installed = try Pipeline.openSite(context.site).0
@@ -34,20 +37,20 @@ public enum Check {
         }
         let actual: String
         do {
-            actual = try hashFile(options.archive)
+            actual = try hashFile(archive)
         } catch {
-            throw .configuration("release archive \(options.archive): \(error.message)")
+            throw .configuration("release archive \(archive): \(error.message)")
         }
-        guard actual == options.sha256.lowercased() else {
-            return result(.refuse, nil, "SHA-256 of \(options.archive) is \(actual), expected \(options.sha256.lowercased())",
+        guard actual == sha256.lowercased() else {
+            return result(.refuse, nil, "SHA-256 of \(archive) is \(actual), expected \(sha256.lowercased())",
                           .refused)
         }
         let target: PluginManifest
         do {
-            guard let data = try SafeExtractor.readMember(named: PluginManifest.fileName, fromArchive: options.archive) else {
-                return result(.refuse, nil, "release archive \(options.archive) has no \(PluginManifest.fileName)", .refused)
+            guard let data = try SafeExtractor.readMember(named: PluginManifest.fileName, fromArchive: archive) else {
+                return result(.refuse, nil, "release archive \(archive) has no \(PluginManifest.fileName)", .refused)
             }
-            target = try PluginManifest.parse(data, source: "\(options.archive): \(PluginManifest.fileName)")
+            target = try PluginManifest.parse(data, source: "\(archive): \(PluginManifest.fileName)")
         } catch {
             return result(.refuse, nil, "\(error)", .refused)
         }
@@ -60,6 +63,72 @@ public enum Check {
         }
         return result(.upgrade, target.version.description,
                       "would upgrade \(installed.name) \(installed.version) → \(target.version)", .ok)
+    }
+
+    /// The central API's answer for this host: the rollout decision with its reason and, when the
+    /// host is eligible, the release metadata checked as `upgrade` would (signature, version floor).
+    /// Reads the journal only to learn the version floor; takes no lock and writes nothing.
+    static func fromAPI(_ options: Pipeline.UpgradeOptions, context: UpgradeContext) throws(UpgradeError) -> Result {
+        let installed: PluginManifest
+        do {
+            installed = try Pipeline.openSite(context.site).0
+        } catch let error as UpgradeError {
+            throw error
+        } catch {
+            throw .configuration("\(error)")
+        }
+        func result(_ decision: Decision, _ release: String?, _ reason: String, _ code: ExitCode) -> Result {
+            Result(plugin: installed.name, installedVersion: installed.version.description, releaseVersion: release,
+                   decision: decision, reason: reason, exitCode: code)
+        }
+        let api = try CentralRelease.client(context)
+        var version = options.expectedVersion
+        var reason: String
+        if options.force, version != nil {
+            reason = "--force --to \(version?.description ?? ""): rollout not consulted"
+        } else {
+            let rollout = try CentralRelease.rollout(api, plugin: installed.name)
+            var decision = RolloutPolicy.decide(
+                rollout, installed: installed.version, merchant: CentralRelease.merchant(context))
+            if options.force, let rollout, rollout.version != installed.version {
+                decision = .eligible("--force: eligibility not checked (\(decision.reason))")
+            }
+            if case .eligible = decision, let wanted = version, let rollout, rollout.version != wanted, !options.force {
+                decision = .skip("the rollout targets \(rollout.versionText), not the requested \(wanted)")
+            }
+            switch decision {
+            case .skip(let why):
+                return result(.skip, rollout?.versionText, why, .ok)
+            case .rollBack(let why):
+                return result(.rollback, rollout?.versionText, why, .ok)
+            case .eligible(let why):
+                version = version ?? rollout?.version
+                reason = why
+            }
+        }
+        guard let version else { return result(.skip, nil, "no release to consider", .ok) }
+        var highest: SemanticVersion?
+        if FileSystem.exists(context.paths.journal), let journal = try? Journal(path: context.paths.journal) {
+            highest = (try? journal.highestAcceptedVersion(pluginDirectory: context.site.pluginDirectory))?
+                .flatMap(SemanticVersion.init)
+        }
+        do {
+            let (_, signature) = try CentralRelease.release(
+                api, plugin: installed.name, version: version, context: context, highestAccepted: highest,
+                force: options.force)
+            if version == installed.version && !options.force {
+                return result(.skip, version.description, "\(installed.name) \(version) is already installed", .ok)
+            }
+            if version < installed.version && !options.force {
+                return result(.refuse, version.description,
+                              "release \(version) is older than the installed \(installed.version)", .refused)
+            }
+            return result(.upgrade, version.description,
+                          "would upgrade \(installed.name) \(installed.version) → \(version): \(reason); \(signature)", .ok)
+        } catch {
+            if error.exitCode == .refused { return result(.refuse, version.description, error.description, .refused) }
+            throw error
+        }
     }
 
     static func hashFile(_ path: String) throws(SystemError) -> String {

@@ -37,6 +37,8 @@ public struct UpgradeContext {
     public var agent: AgentSettings = AgentSettings()
     /// Reports are queued only when a central API is configured and `--no-report` was not given.
     public var reportsEnabled: Bool = false
+    /// Retries of central API calls.
+    public var retry: RetryPolicy = .default
 
     public init(
         site: SiteConfiguration, clock: @escaping () -> Date = Date.init, progress: ProgressReporter = SilentProgress(),
@@ -109,6 +111,10 @@ public struct RunOutcome: Sendable {
     public var exitCode: ExitCode
     public var rollback: RollbackSummary?
     public var recovered: [RunOutcome]
+    /// What delivering the outbox did after the run (nil when no central API is configured).
+    public var reports: ReportDelivery.Result?
+    /// Set when a rollout was rolled back upstream for the version this host runs.
+    var rollBackReason: String?
 
     public init(
         runID: String?, command: String, plugin: String, fromVersion: String?, toVersion: String?,

@@ -27,6 +27,10 @@ public enum Maintenance {
     public struct CleanupResult: Sendable {
         public var removed: [BackupRecord]
         public var kept: [BackupRecord]
+        public init(removed: [BackupRecord], kept: [BackupRecord]) {
+            self.removed = removed
+            self.kept = kept
+        }
     }
 
     /// Backups expire after `retentionDays`, but the newest backup of each of the two most recent
@@ -133,6 +137,10 @@ public enum Maintenance {
         public var keptTree: String?
         public var pendingReports: Int
         public var oldestPendingReport: String?
+        /// Seconds since the oldest pending report was queued.
+        public var oldestPendingReportAge: Double?
+        public var rejectedReports: Int = 0
+        public var centralAPI: String?
     }
 
     /// Reads, never writes: safe to run while an upgrade holds the lock.
@@ -140,6 +148,7 @@ public enum Maintenance {
         var status = Status(
             plugin: nil, installedVersion: nil, installedError: nil, lastRun: nil, unfinishedRuns: [], backups: [],
             keptTree: nil, pendingReports: 0, oldestPendingReport: nil)
+        status.centralAPI = context.agent.apiURL
         do {
             let manifest = try PluginManifest.load(pluginDirectory: context.site.pluginDirectory)
             status.plugin = manifest.name
@@ -158,7 +167,13 @@ public enum Maintenance {
             status.keptTree = try journal.recentRuns(limit: 10_000, pluginDirectory: install)
                 .first { $0.status == .succeeded && $0.state.stagedTree.map(FileSystem.isDirectory) == true }?
                 .state.stagedTree
-            (status.pendingReports, status.oldestPendingReport) = try journal.pendingReports()
+            let reports = try journal.reportCounts()
+            status.pendingReports = reports.pending
+            status.oldestPendingReport = reports.oldestPending
+            status.rejectedReports = reports.rejected
+            if let oldest = reports.oldestPending, let date = Journal.date(oldest) {
+                status.oldestPendingReportAge = max(0, context.clock().timeIntervalSince(date))
+            }
         } catch {
             throw .configuration("\(error)")
         }
@@ -173,5 +188,20 @@ public enum Maintenance {
         } catch {
             throw .configuration("\(error)")
         }
+    }
+}
+
+extension Maintenance {
+    /// The `flush` command: deliver what the outbox holds, under the lock so that a cron run and an
+    /// operator's flush never send the same report at once.
+    public static func flush(context: UpgradeContext) throws(UpgradeError) -> ReportDelivery.Result {
+        guard context.agent.apiURL != nil else {
+            throw .configuration(
+                "no central API is configured (api_url in \(context.agent.source ?? AgentConfiguration.defaultPath)); "
+                    + "nothing to flush to")
+        }
+        let session = try ChangingSession(context: context, command: "flush")
+        let api = try CentralRelease.client(context)
+        return ReportDelivery.deliver(journal: session.journal, api: api, now: context.clock)
     }
 }

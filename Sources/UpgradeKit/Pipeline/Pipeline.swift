@@ -8,15 +8,16 @@ import Foundation
 /// swap, so fewer rows written by live payments fall between the backup and the switch.
 public enum Pipeline {
     public struct UpgradeOptions: Sendable {
-        public var archive: String
-        public var sha256: String
+        /// A local release archive (or http(s) URL); nil resolves the release through the central API.
+        public var archive: String?
+        public var sha256: String?
         public var expectedVersion: SemanticVersion?
         public var force: Bool
         public var dryRun: Bool
         public var trigger: String
 
         public init(
-            archive: String, sha256: String, expectedVersion: SemanticVersion? = nil, force: Bool = false,
+            archive: String? = nil, sha256: String? = nil, expectedVersion: SemanticVersion? = nil, force: Bool = false,
             dryRun: Bool = false, trigger: String = "manual"
         ) {
             self.archive = archive
@@ -26,52 +27,136 @@ public enum Pipeline {
             self.dryRun = dryRun
             self.trigger = trigger
         }
+
+        var source: String { archive ?? "the central API" }
     }
 
     public struct RollbackOptions: Sendable {
         public var targetVersion: SemanticVersion?
         public var reason: String?
         public var force: Bool
-        public init(targetVersion: SemanticVersion? = nil, reason: String? = nil, force: Bool = false) {
+        /// Only versions below the installed one (a rollout rolled back upstream).
+        public var olderOnly: Bool
+        public var trigger: String
+        public init(
+            targetVersion: SemanticVersion? = nil, reason: String? = nil, force: Bool = false, olderOnly: Bool = false,
+            trigger: String = "manual"
+        ) {
             self.targetVersion = targetVersion
             self.reason = reason
             self.force = force
+            self.olderOnly = olderOnly
+            self.trigger = trigger
         }
     }
 
     // MARK: upgrade
 
     public static func upgrade(_ options: UpgradeOptions, context: UpgradeContext) throws(UpgradeError) -> RunOutcome {
-        try validate(sha256: options.sha256)
+        if options.archive != nil { try validate(sha256: options.sha256 ?? "") }
         let session = try ChangingSession(context: context, command: "upgrade")
-        return try guarded(session) { () throws -> RunOutcome in
+        var outcome = try guarded(session) { () throws -> RunOutcome in
             let (run, recovered) = try session.beginRun(
                 command: "upgrade", trigger: options.trigger, plugin: pluginNameGuess(context), fromVersion: nil,
                 toVersion: options.expectedVersion?.description, dryRun: options.dryRun)
             var outcome = try upgrade(run: run, options: options)
             outcome.recovered = recovered
+            if outcome.status == .skipped, let reason = outcome.rollBackReason {
+                // The rollout of the version this host runs was rolled back upstream: put the
+                // previous version back, as its own journaled run under the same lock.
+                let (rollbackRun, _) = try session.beginRun(
+                    command: "rollback", trigger: "automatic", plugin: outcome.plugin, fromVersion: outcome.fromVersion,
+                    toVersion: nil, dryRun: false)
+                var rolledBack = try rollback(
+                    run: rollbackRun,
+                    options: RollbackOptions(reason: reason, olderOnly: true, trigger: "automatic"))
+                rolledBack.recovered = recovered
+                return rolledBack
+            }
             return outcome
         }
+        outcome.reports = session.deliverReports()
+        return outcome
     }
 
     private static func upgrade(run: PipelineRun, options: UpgradeOptions) throws -> RunOutcome {
         let context = run.context
         let site = context.site
+        var options = options
         var installed: PluginManifest!
         var database: SQLitePluginDatabase!
+        var api: CentralAPI?
+        var rollout: Rollout?
         do {
-            (installed, database) = try run.step(.resolve, "reading the installed plugin and the release") {
+            (installed, database, api, rollout) = try run.step(.resolve, "reading the installed plugin and the release") {
                 let (manifest, db) = try openSite(site)
                 try run.journal.describeRun(
                     run: run.id, plugin: manifest.name, from: manifest.version.description, to: nil)
-                return ((manifest, db), "installed \(manifest.name) \(manifest.version); release \(options.archive)")
+                // The host trusts the version it runs: the floor for later releases starts there.
+                try run.journal.acceptVersion(
+                    manifest.version, plugin: manifest.name, pluginDirectory: site.pluginDirectory, now: context.clock())
+                guard options.archive == nil else {
+                    return ((manifest, db, nil, nil),
+                            "installed \(manifest.name) \(manifest.version); release \(options.source)")
+                }
+                let client = try CentralRelease.client(context)
+                if options.force, let wanted = options.expectedVersion {
+                    return ((manifest, db, client, nil),
+                            "installed \(manifest.name) \(manifest.version); --force --to \(wanted): rollout not consulted")
+                }
+                let found = try CentralRelease.rollout(client, plugin: manifest.name)
+                let detail = found.map {
+                    "rollout \($0.id) of \($0.pluginName) \($0.versionText): \($0.status.rawValue), "
+                        + "\($0.percentage) % (\($0.strategy.rawValue))"
+                } ?? "no rollout for \(manifest.name)"
+                if let found, found.status != .rolledBack {
+                    try run.journal.describeRun(run: run.id, plugin: nil, from: nil, to: found.version.description)
+                }
+                return ((manifest, db, client, found), "installed \(manifest.name) \(manifest.version); \(detail)")
             }
         } catch {
             return try refuse(run, plugin: pluginNameGuess(context), from: nil, to: nil, error)
         }
         let plugin = installed.name
         let from = installed.version.description
-        try run.skip(.eligibility, "local archive: no rollout decision")
+
+        // eligibility: the rollout decision of DESIGN.md, journaled with its reason.
+        var targetVersion = options.expectedVersion
+        if options.archive != nil {
+            try run.skip(.eligibility, "local archive: no rollout decision")
+        } else if options.force {
+            targetVersion = targetVersion ?? rollout?.version
+            guard targetVersion != nil else {
+                try run.skip(.eligibility, "--force: eligibility not checked")
+                return try skipped(run, plugin: plugin, from: from, "no rollout for \(plugin), and no --to VERSION given")
+            }
+            try run.skip(.eligibility, "--force: eligibility not checked")
+        } else {
+            let decision = try run.step(.eligibility, "deciding from the rollout") { () -> (RolloutDecision, String?) in
+                var decision = RolloutPolicy.decide(
+                    rollout, installed: installed.version, merchant: CentralRelease.merchant(context))
+                if case .eligible = decision, let wanted = options.expectedVersion, let rollout,
+                   rollout.version != wanted {
+                    decision = .skip("the rollout targets \(rollout.versionText), not the requested \(wanted); "
+                                         + "pass --force to install \(wanted) anyway")
+                }
+                return (decision, decision.reason)
+            }
+            switch decision {
+            case .skip(let reason):
+                return try skipped(run, plugin: plugin, from: from, reason)
+            case .rollBack(let reason):
+                var outcome = try skipped(run, plugin: plugin, from: from, "rolling back: \(reason)")
+                outcome.rollBackReason = reason
+                return outcome
+            case .eligible:
+                targetVersion = rollout?.version
+            }
+        }
+        options.expectedVersion = targetVersion
+        run.openReports(plugin: plugin, from: from, to: targetVersion?.description)
+        let highest = try run.journal.highestAcceptedVersion(pluginDirectory: site.pluginDirectory)
+            .flatMap(SemanticVersion.init)
 
         // download + stage: nothing on the site changes; any failure is a refusal.
         var target: PluginManifest!
@@ -79,11 +164,22 @@ public enum Pipeline {
         do {
             let work = try prepareWorkDirectory(run)
             let download = work + "/release.archive"
-            try run.step(.download, "copying and checking \(options.archive)") {
-                let bytes = try ReleaseDownload.copy(
-                    from: options.archive, to: download, expectedSHA256: options.sha256,
-                    maxBytes: context.maxArchiveBytes)
-                return ((), "\(bytes) bytes, SHA-256 verified")
+            if let archive = options.archive, let sha256 = options.sha256 {
+                try run.step(.download, "copying and checking \(archive)") {
+                    let bytes = try ReleaseDownload.copy(
+                        from: archive, to: download, expectedSHA256: sha256, maxBytes: context.maxArchiveBytes)
+                    return ((), "\(bytes) bytes, SHA-256 verified")
+                }
+            } else if let api, let version = targetVersion {
+                try run.step(.download, "fetching \(plugin) \(version)") {
+                    let (release, signature) = try CentralRelease.release(
+                        api, plugin: plugin, version: version, context: context, highestAccepted: highest,
+                        force: options.force)
+                    let bytes = try CentralRelease.download(
+                        release, api: api, baseURL: context.agent.apiURL, to: download,
+                        maxBytes: context.maxArchiveBytes)
+                    return ((), "\(bytes) bytes, SHA-256 verified; \(signature)")
+                }
             }
             (target, migrations) = try run.step(.stage, "extracting the release") {
                 let stageDirectory = work + "/stage"
@@ -100,9 +196,9 @@ public enum Pipeline {
                 do {
                     manifest = try PluginManifest.load(pluginDirectory: tree.root)
                 } catch {
-                    throw UpgradeError.refused("release archive \(options.archive): \(error)")
+                    throw UpgradeError.refused("release archive \(options.source): \(error)")
                 }
-                try checkTarget(manifest, installed: installed, options: options)
+                try checkTarget(manifest, installed: installed, options: options, highestAccepted: highest)
                 let migrations = try loadMigrations(manifest, root: tree.root, refusing: true)
                 do {
                     _ = try database.pendingMigrations(migrations)
@@ -197,14 +293,16 @@ public enum Pipeline {
     /// that backs up the current version first and is itself rolled back if the old version fails.
     public static func rollback(_ options: RollbackOptions, context: UpgradeContext) throws(UpgradeError) -> RunOutcome {
         let session = try ChangingSession(context: context, command: "rollback")
-        return try guarded(session) { () throws -> RunOutcome in
+        var outcome = try guarded(session) { () throws -> RunOutcome in
             let (run, recovered) = try session.beginRun(
-                command: "rollback", trigger: "manual", plugin: pluginNameGuess(context), fromVersion: nil,
+                command: "rollback", trigger: options.trigger, plugin: pluginNameGuess(context), fromVersion: nil,
                 toVersion: options.targetVersion?.description, dryRun: false)
             var outcome = try rollback(run: run, options: options)
             outcome.recovered = recovered
             return outcome
         }
+        outcome.reports = session.deliverReports()
+        return outcome
     }
 
     private static func rollback(run: PipelineRun, options: RollbackOptions) throws -> RunOutcome {
@@ -220,7 +318,8 @@ public enum Pipeline {
                 let backups = try run.journal.backups(plugin: manifest.name, pluginDirectory: site.pluginDirectory)
                 let candidates = backups.filter { backup in
                     if let wanted = options.targetVersion { return SemanticVersion(backup.version) == wanted }
-                    return SemanticVersion(backup.version) != manifest.version
+                    guard let version = SemanticVersion(backup.version) else { return false }
+                    return options.olderOnly ? version < manifest.version : version != manifest.version
                 }
                 guard let chosen = candidates.first else {
                     let wanted = options.targetVersion.map { "version \($0)" } ?? "a version other than \(manifest.version)"
@@ -246,7 +345,10 @@ public enum Pipeline {
         let plugin = installed.name
         let from = installed.version.description
         let to = source.record.version
-        try run.skip(.eligibility, "manual rollback")
+        run.openReports(plugin: plugin, from: from, to: to)
+        run.reportRollbackInitiated(
+            trigger: options.trigger, reason: options.reason ?? "manual rollback", from: from, to: to)
+        try run.skip(.eligibility, options.trigger == "manual" ? "manual rollback" : "rollback: \(options.reason ?? "")")
         try run.skip(.download, "restoring from a local backup")
 
         var target: PluginManifest!
@@ -286,6 +388,8 @@ public enum Pipeline {
         }
 
         do {
+            let window = Date()
+            defer { run.rollbackWindowMilliseconds = Int(Date().timeIntervalSince(window) * 1000) }
             try swap(run)
             try run.step(.migrate, "restoring the owned tables of \(to)") {
                 let alsoDrop = installed.tables.filter { !source.record.tables.contains($0) }
@@ -376,8 +480,23 @@ public enum Pipeline {
 
     static func commit(_ run: PipelineRun, plugin: String, from: String, to: String, message: String) throws -> RunOutcome {
         try run.step(.commit, "recording success") {
-            try run.finish(.succeeded, rollbackStatus: "not_required", error: nil, exitCode: .ok)
+            if run.command == "upgrade", let version = SemanticVersion(to) {
+                try run.journal.acceptVersion(
+                    version, plugin: plugin, pluginDirectory: run.context.site.pluginDirectory, now: run.context.clock())
+            }
+            // Straight to the journal: the outcome report is queued after the commit step's own.
+            try run.journal.finishRun(
+                run: run.id, status: .succeeded, rollbackStatus: "not_required", error: nil, exitCode: 0,
+                now: run.context.clock())
             return ((), "kept the previous tree at \(run.state.stagedTree ?? "?")")
+        }
+        if run.command == "rollback" {
+            run.reportRollbackCompleted(
+                success: true, durationMilliseconds: run.rollbackWindowMilliseconds ?? 0, filesRestored: true,
+                databaseRestored: true)
+            run.reportOutcome(status: .succeeded, rollbackStatus: "success", error: nil, rollbackVersion: to)
+        } else {
+            run.reportOutcome(status: .succeeded, rollbackStatus: "not_required", error: nil)
         }
         // Tidy: keep this run's previous tree (the fast rollback path); drop older ones.
         Maintenance.removeWorkDirectories(journal: run.journal, keeping: run.id)
@@ -392,14 +511,17 @@ public enum Pipeline {
         let description: String
     }
 
-    static func checkTarget(_ target: PluginManifest, installed: PluginManifest, options: UpgradeOptions) throws {
+    static func checkTarget(
+        _ target: PluginManifest, installed: PluginManifest, options: UpgradeOptions,
+        highestAccepted: SemanticVersion? = nil
+    ) throws {
         guard target.name == installed.name else {
             throw UpgradeError.refused(
-                "release archive \(options.archive) holds plugin '\(target.name)', but the installed plugin is '\(installed.name)'")
+                "release archive \(options.source) holds plugin '\(target.name)', but the installed plugin is '\(installed.name)'")
         }
         if let expected = options.expectedVersion, expected != target.version {
             throw UpgradeError.refused(
-                "release archive \(options.archive) holds \(target.name) \(target.version), not the requested \(expected)")
+                "release archive \(options.source) holds \(target.name) \(target.version), not the requested \(expected)")
         }
         if target.version < installed.version && !options.force {
             throw UpgradeError.refused(
@@ -409,6 +531,20 @@ public enum Pipeline {
         if target.version == installed.version && !options.force {
             throw AlreadyInstalled(description: "\(target.name) \(target.version) is already installed")
         }
+        if let highestAccepted, target.version < highestAccepted, !options.force {
+            throw UpgradeError.refused(
+                "release \(target.name) \(target.version) is older than \(highestAccepted), the highest version this "
+                    + "install has accepted; pass --force to install it anyway")
+        }
+    }
+
+    /// Ends a run that found nothing to do (exit 0, "skipped: …").
+    static func skipped(_ run: PipelineRun, plugin: String, from: String, _ reason: String) throws -> RunOutcome {
+        tidy(run)
+        try run.finish(.skipped, rollbackStatus: "not_required", error: nil, exitCode: .ok)
+        return RunOutcome(
+            runID: run.id, command: run.command, plugin: plugin, fromVersion: from, toVersion: nil, status: .skipped,
+            rollbackStatus: "not_required", message: "skipped: \(reason)", exitCode: .ok)
     }
 
     static func loadMigrations(_ manifest: PluginManifest, root: String, refusing: Bool) throws -> [Migration] {
@@ -504,7 +640,11 @@ public enum Pipeline {
         _ run: PipelineRun, plugin: String, from: String?, to: String?, _ error: any Error, prefix: String = ""
     ) throws -> RunOutcome {
         let upgradeError = (error as? UpgradeError) ?? .failed("\(error)")
-        let status: RunStatus = upgradeError.exitCode == .refused ? .refused : .failed
+        let status: RunStatus = switch upgradeError.exitCode {
+        case .refused: .refused
+        case .unavailable: .unavailable
+        default: .failed
+        }
         let message = prefix + upgradeError.description
         try run.finish(status, rollbackStatus: "not_required", error: message, exitCode: upgradeError.exitCode)
         return RunOutcome(

@@ -9,6 +9,8 @@ final class PipelineRun {
     let command: String
     let trigger: String
     var state = RunState()
+    /// For a manual rollback: how long files and tables took to put back (its `complete` report).
+    var rollbackWindowMilliseconds: Int?
 
     init(context: UpgradeContext, journal: Journal, id: String, command: String, trigger: String) {
         self.context = context
@@ -97,6 +99,23 @@ final class ChangingSession {
         } catch {
             throw .configuration("\(error)")
         }
+    }
+
+    /// Delivers queued reports while the lock is still held (so a concurrent `flush` cannot send
+    /// the same report twice). Never throws: the run's outcome is already decided.
+    func deliverReports() -> ReportDelivery.Result? {
+        guard context.reportsEnabled, context.agent.apiURL != nil else { return nil }
+        guard (try? journal.reportCounts().pending) ?? 0 > 0 else { return ReportDelivery.Result() }
+        let api: CentralAPI
+        do {
+            api = try CentralRelease.client(context)
+        } catch {
+            var result = ReportDelivery.Result()
+            result.pending = (try? journal.reportCounts().pending) ?? 0
+            result.stoppedBy = "\(error)"
+            return result
+        }
+        return ReportDelivery.deliver(journal: journal, api: api, now: context.clock)
     }
 
     /// Opens a run and journals its `lock` and `recover` steps.

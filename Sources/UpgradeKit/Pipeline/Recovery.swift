@@ -68,6 +68,8 @@ public enum Recovery {
     /// The `recover` command: take the lock and finish whatever was interrupted.
     public static func run(context: UpgradeContext) throws(UpgradeError) -> [RunOutcome] {
         let session = try ChangingSession(context: context, command: "recover")
-        return recoverAll(journal: session.journal, context: context)
+        let outcomes = recoverAll(journal: session.journal, context: context)
+        _ = session.deliverReports()
+        return outcomes
     }
 }

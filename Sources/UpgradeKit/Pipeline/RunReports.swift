@@ -89,12 +89,13 @@ extension PipelineRun {
 
     /// `POST /api/plugins/rollback`: the rollback event on the upgrade log, once at the end of a
     /// reported run (`not_required` when nothing had to be put back).
-    func reportOutcome(status: RunStatus, rollbackStatus: String?, error: String?) {
+    func reportOutcome(status: RunStatus, rollbackStatus: String?, error: String?, rollbackVersion: String? = nil) {
         guard reportsEnabled, let upgrade = state.reportUpgradeSeq, !(state.reportOutcomeSent ?? false) else { return }
         let rollback = rollbackStatus ?? "not_required"
         let payload: [String: Any] = [
             "merchant_id": context.agent.merchantID ?? NSNull(), "plugin_name": state.reportPlugin ?? "",
-            "rollback_version": rollback == "not_required" ? NSNull() : (state.reportFromVersion ?? NSNull()),
+            "rollback_version": rollback == "not_required"
+                ? NSNull() : (rollbackVersion ?? state.reportFromVersion ?? NSNull()),
             "status": rollback, "reason": error ?? (status == .succeeded ? "upgrade succeeded" : status.rawValue),
             "run_status": status.rawValue, "run_id": id, "upgrade_id": NSNull(),
         ]

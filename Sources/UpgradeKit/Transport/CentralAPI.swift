@@ -47,12 +47,14 @@ public enum CentralAPIError: Error, CustomStringConvertible, Sendable {
     /// A failure on this host rather than on the network: libcurl could not be set up, or the
     /// download's `restart` or `sink` threw (disk full, ...).
     case localFailure(String)
+    /// The answer or download was larger than allowed (for a release: its signed size).
+    case tooLarge(String)
 
     public var description: String {
         switch self {
         case .unreachable(let text), .badAnswer(let text), .rejected(_, let text), .notFound(let text),
              .invalidRelease(let text), .invalidToken(let text), .invalidRequest(let text),
-             .localFailure(let text):
+             .localFailure(let text), .tooLarge(let text):
             return text
         }
     }
@@ -70,6 +72,7 @@ public enum CentralAPIError: Error, CustomStringConvertible, Sendable {
         case .invalidToken(let text): return .invalidToken(clean(text))
         case .invalidRequest(let text): return .invalidRequest(clean(text))
         case .localFailure(let text): return .localFailure(clean(text))
+        case .tooLarge(let text): return .tooLarge(clean(text))
         }
     }
 
@@ -78,7 +81,8 @@ public enum CentralAPIError: Error, CustomStringConvertible, Sendable {
         switch self {
         case .unreachable:
             return true
-        case .badAnswer, .rejected, .notFound, .invalidRelease, .invalidToken, .invalidRequest, .localFailure:
+        case .badAnswer, .rejected, .notFound, .invalidRelease, .invalidToken, .invalidRequest, .localFailure,
+             .tooLarge:
             return false
         }
     }
@@ -367,7 +371,7 @@ public final class CentralAPI {
             // may well be reachable later, so the outbox keeps its reports.
             return .unreachable("\(what) failed, not retried: \(error)")
         case .tooLarge(_, let limit):
-            return .badAnswer("\(what): the answer is larger than the \(limit)-byte limit")
+            return .tooLarge("\(what): the answer is larger than the \(limit)-byte limit")
         case .sinkFailed(_, let underlying):
             return .localFailure("\(what): could not store the download: \(underlying)")
         }

@@ -61,20 +61,47 @@ enum Commands {
 
     /// Prints a run's outcome: JSON with its steps, or one line (stdout on success, stderr otherwise).
     static func report(_ outcome: RunOutcome, context: UpgradeContext, output: Output) -> ExitCode {
-        for recovered in outcome.recovered where !output.json {
-            output.line("recovered run \(recovered.runID ?? "?"): \(recovered.message)")
-        }
+        report([(outcome, context)], output: output)
+    }
+
+    /// Prints the outcomes of one command over one or several installs. JSON is the outcome's object
+    /// for one install, `{"installs": [...]}` for several.
+    static func report(_ outcomes: [(RunOutcome, UpgradeContext)], output: Output) -> ExitCode {
+        let several = outcomes.count > 1
         if output.json {
-            var steps: [StepRecord] = []
-            if let id = outcome.runID, let journal = try? Maintenance.openJournal(context: context) {
-                steps = (try? journal.steps(run: id)) ?? []
+            let objects = outcomes.map { outcome, context -> [String: Any] in
+                var steps: [StepRecord] = []
+                if let id = outcome.runID, let journal = try? Maintenance.openJournal(context: context) {
+                    steps = (try? journal.steps(run: id)) ?? []
+                }
+                var object = outcome.jsonObject(steps: steps)
+                object["plugin_dir"] = context.site.pluginDirectory
+                return object
             }
-            output.emitJSON(outcome.jsonObject(steps: steps))
-        } else if outcome.exitCode == .ok {
-            output.line(outcome.message)
-        } else {
-            output.error(outcome.message)
+            if several { output.emitJSON(["installs": objects]) } else if let only = objects.first { output.emitJSON(only) }
+            return worst(outcomes.map(\.0.exitCode))
         }
-        return outcome.exitCode
+        for (outcome, context) in outcomes {
+            let prefix = several ? "\(context.site.pluginDirectory): " : ""
+            for recovered in outcome.recovered {
+                output.line("\(prefix)recovered run \(recovered.runID ?? "?"): \(recovered.message)")
+            }
+            if outcome.exitCode == .ok {
+                output.line(prefix + outcome.message)
+            } else {
+                output.error(prefix + outcome.message)
+            }
+            if let reports = outcome.reports, reports.pending > 0, let reason = reports.stoppedBy {
+                output.note("\(prefix)\(reports.pending) report\(reports.pending == 1 ? "" : "s") queued for the "
+                            + "central API (\(reason)); `molam-upgrade flush` delivers them")
+            }
+        }
+        return worst(outcomes.map(\.0.exitCode))
+    }
+
+    /// The exit code of a command over several installs: the one that most needs a human.
+    static func worst(_ codes: [ExitCode]) -> ExitCode {
+        let order: [ExitCode] = [.rollbackFailed, .rolledBack, .refused, .unavailable, .usage, .ok]
+        return order.first { codes.contains($0) } ?? .ok
     }
 }

@@ -3,25 +3,44 @@ import UpgradeKit
 
 enum StatusCommand {
     static func run(_ arguments: ParsedArguments, output: Output) throws -> ExitCode {
-        let context = try Commands.context(arguments, output: output)
-        let status = try Maintenance.status(context: context)
-        if output.json {
-            output.emitJSON([
-                "plugin": status.plugin ?? NSNull(),
-                "installed_version": status.installedVersion ?? NSNull(),
-                "installed_error": status.installedError ?? NSNull(),
-                "plugin_dir": context.site.pluginDirectory,
-                "db": context.site.database.description,
-                "state_dir": context.site.stateDirectory,
-                "last_run": status.lastRun?.jsonObject ?? NSNull(),
-                "unfinished_runs": status.unfinishedRuns.map(\.jsonObject),
-                "kept_tree": status.keptTree ?? NSNull(),
-                "backups": status.backups.map(\.jsonObject),
-                "pending_reports": status.pendingReports,
-                "oldest_pending_report": status.oldestPendingReport ?? NSNull(),
-            ] as [String: Any])
-            return .ok
+        let contexts = try Commands.contexts(arguments, output: output)
+        var objects: [[String: Any]] = []
+        for (index, context) in contexts.enumerated() {
+            let status = try Maintenance.status(context: context)
+            if output.json {
+                objects.append(jsonObject(status, context: context))
+                continue
+            }
+            if index > 0 { output.line("") }
+            printTable(status, context: context, output: output)
         }
+        if output.json {
+            if let only = objects.first, objects.count == 1 { output.emitJSON(only) } else { output.emitJSON(["installs": objects]) }
+        }
+        return .ok
+    }
+
+    static func jsonObject(_ status: Maintenance.Status, context: UpgradeContext) -> [String: Any] {
+        [
+            "plugin": status.plugin ?? NSNull(),
+            "installed_version": status.installedVersion ?? NSNull(),
+            "installed_error": status.installedError ?? NSNull(),
+            "plugin_dir": context.site.pluginDirectory,
+            "db": context.site.database.description,
+            "state_dir": context.site.stateDirectory,
+            "central_api": status.centralAPI ?? NSNull(),
+            "last_run": status.lastRun?.jsonObject ?? NSNull(),
+            "unfinished_runs": status.unfinishedRuns.map(\.jsonObject),
+            "kept_tree": status.keptTree ?? NSNull(),
+            "backups": status.backups.map(\.jsonObject),
+            "pending_reports": status.pendingReports,
+            "oldest_pending_report": status.oldestPendingReport ?? NSNull(),
+            "oldest_pending_report_age_s": status.oldestPendingReportAge.map { Int($0) } ?? NSNull(),
+            "rejected_reports": status.rejectedReports,
+        ]
+    }
+
+    static func printTable(_ status: Maintenance.Status, context: UpgradeContext, output: Output) {
         let installed = status.installedVersion.map { "\(status.plugin ?? "?") \($0)" }
             ?? "unknown (\(status.installedError ?? ""))"
         var rows: [[String]] = [
@@ -29,6 +48,7 @@ enum StatusCommand {
             ["plugin dir", context.site.pluginDirectory],
             ["database", context.site.database.description],
             ["state dir", context.site.stateDirectory],
+            ["central API", status.centralAPI ?? "none (local archives only)"],
         ]
         if let run = status.lastRun {
             rows.append(["last run", "\(run.startedAt)  \(run.command) \(run.fromVersion ?? "?") → "
@@ -42,8 +62,15 @@ enum StatusCommand {
         }
         rows.append(["kept tree", status.keptTree ?? "none"])
         rows.append(["backups", "\(status.backups.count)"])
-        rows.append(["pending reports", status.pendingReports == 0
-                     ? "0" : "\(status.pendingReports) (oldest \(status.oldestPendingReport ?? "?"))"])
+        var pending = "\(status.pendingReports)"
+        if status.pendingReports > 0 {
+            let age = status.oldestPendingReportAge.map { " (oldest \(Self.age($0)) old)" } ?? ""
+            pending += age + "; `molam-upgrade flush` delivers them"
+        }
+        rows.append(["pending reports", pending])
+        if status.rejectedReports > 0 {
+            rows.append(["rejected reports", "\(status.rejectedReports) (refused by the API; kept in the journal)"])
+        }
         output.table(["FIELD", "VALUE"], rows)
         if !status.backups.isEmpty {
             output.line("")
@@ -51,7 +78,14 @@ enum StatusCommand {
                 [$0.path, $0.version, $0.createdAt, "\($0.fileCount)", "\($0.sizeBytes)"]
             })
         }
-        return .ok
+    }
+
+    static func age(_ seconds: Double) -> String {
+        let whole = Int(seconds)
+        if whole < 60 { return "\(whole) s" }
+        if whole < 3600 { return "\(whole / 60) min" }
+        if whole < 86_400 { return "\(whole / 3600) h \(whole % 3600 / 60) min" }
+        return "\(whole / 86_400) d \(whole % 86_400 / 3600) h"
     }
 }
 
@@ -134,21 +168,33 @@ enum StatsCommand {
 
 enum FlushCommand {
     static func run(_ arguments: ParsedArguments, output: Output) throws -> ExitCode {
-        let context = try Commands.context(arguments, output: output)
-        let status = try Maintenance.status(context: context)
+        // One journal for every install: the first context names the state directory and the API.
+        guard let context = try Commands.contexts(arguments, output: output).first else { return .ok }
+        let result = try Maintenance.flush(context: context)
         if output.json {
-            output.emitJSON(["delivered": 0, "pending": status.pendingReports])
+            output.emitJSON([
+                "delivered": result.delivered, "rejected": result.rejected, "pending": result.pending,
+                "requests": result.requests, "stopped_by": result.stoppedBy ?? NSNull(),
+            ] as [String: Any])
         } else {
-            output.line("no central API configured: \(status.pendingReports) reports queued, none delivered")
+            var text = "delivered \(result.delivered) report\(result.delivered == 1 ? "" : "s")"
+            if result.rejected > 0 { text += ", \(result.rejected) refused by the API" }
+            text += "; \(result.pending) pending"
+            output.line(text)
+            if let reason = result.stoppedBy, result.pending > 0 { output.error("reports still pending: \(reason)") }
         }
-        return .ok
+        return result.pending > 0 ? .unavailable : .ok
     }
 }
 
 enum CleanupCommand {
     static func run(_ arguments: ParsedArguments, output: Output) throws -> ExitCode {
-        let context = try Commands.context(arguments, output: output)
-        let result = try Maintenance.cleanup(context: context)
+        var result = Maintenance.CleanupResult(removed: [], kept: [])
+        for context in try Commands.contexts(arguments, output: output) {
+            let one = try Maintenance.cleanup(context: context)
+            result.removed += one.removed
+            result.kept += one.kept
+        }
         if output.json {
             output.emitJSON(["removed": result.removed.map(\.jsonObject), "kept": result.kept.map(\.jsonObject)])
         } else {

@@ -3,7 +3,7 @@ import UpgradeKit
 
 enum UpgradeCommand {
     static func run(_ arguments: ParsedArguments, output: Output) throws -> ExitCode {
-        let options = try archiveOptions(arguments)
+        let options = try upgradeOptions(arguments)
         if let splay = arguments.value("--splay") {
             guard let seconds = Double(splay), seconds >= 0, seconds <= 86_400 else {
                 throw UsageError(description: "--splay: '\(splay)' is not a number of seconds (0–86400)",
@@ -12,45 +12,84 @@ enum UpgradeCommand {
             // Spreads a fleet's cron runs so they do not all hit the API at once.
             Thread.sleep(forTimeInterval: Double.random(in: 0...seconds))
         }
-        let context = try Commands.context(arguments, output: output)
-        let outcome = try Pipeline.upgrade(options, context: context)
-        return Commands.report(outcome, context: context, output: output)
+        // A local archive names one install; the central API serves every configured one, in turn.
+        let contexts = options.archive == nil
+            ? try Commands.contexts(arguments, output: output) : [try Commands.context(arguments, output: output)]
+        if contexts.count == 1, let only = contexts.first {
+            return Commands.report(try Pipeline.upgrade(options, context: only), context: only, output: output)
+        }
+        var outcomes: [(RunOutcome, UpgradeContext)] = []
+        var errors: [ExitCode] = []
+        for context in contexts {
+            // One shop's problem (its API answer, a bad plugin directory) must not keep the others
+            // from upgrading.
+            switch Result(catching: { () throws(UpgradeError) -> RunOutcome in
+                try Pipeline.upgrade(options, context: context)
+            }) {
+            case .success(let outcome):
+                outcomes.append((outcome, context))
+            case .failure(let error):
+                output.error("error: \(context.site.pluginDirectory): \(error)")
+                errors.append(error.exitCode)
+            }
+        }
+        return Commands.worst(errors + [Commands.report(outcomes, output: output)])
     }
 
-    /// `--archive PATH --sha256 HEX [--to VERSION] [--force] [--dry-run]`, shared with `check`.
-    static func archiveOptions(_ arguments: ParsedArguments) throws -> Pipeline.UpgradeOptions {
+    /// `[--archive PATH|URL --sha256 HEX] [--to VERSION] [--force] [--dry-run]`, shared with `check`.
+    static func upgradeOptions(_ arguments: ParsedArguments) throws -> Pipeline.UpgradeOptions {
         let command = arguments.command.name
-        guard let archive = arguments.value("--archive") else {
-            throw UsageError(
-                description: "\(command) needs --archive PATH --sha256 HEX (the central API client is not available yet)",
-                command: command)
-        }
-        guard let sha256 = arguments.value("--sha256") else {
+        var archive = arguments.value("--archive")
+        let sha256 = arguments.value("--sha256")
+        if archive != nil, sha256 == nil {
             throw UsageError(description: "--archive needs --sha256 HEX, the archive's expected checksum",
                              command: command)
         }
+        if archive == nil, sha256 != nil {
+            throw UsageError(description: "--sha256 goes with --archive PATH|URL", command: command)
+        }
+        if let path = archive, !path.hasPrefix("/"), !path.contains("://") {
+            archive = FileManager.default.currentDirectoryPath + "/" + path
+        }
         return Pipeline.UpgradeOptions(
-            archive: archive.hasPrefix("/") ? archive : FileManager.default.currentDirectoryPath + "/" + archive,
-            sha256: sha256, expectedVersion: try Commands.version(arguments, "--to"),
-            force: arguments.flag("--force"), dryRun: arguments.flag("--dry-run"), trigger: "manual")
+            archive: archive, sha256: sha256, expectedVersion: try Commands.version(arguments, "--to"),
+            force: arguments.flag("--force"), dryRun: arguments.flag("--dry-run"),
+            trigger: archive == nil && !arguments.flag("--force") && arguments.value("--to") == nil ? "scheduled" : "manual")
     }
 }
 
 enum CheckCommand {
     static func run(_ arguments: ParsedArguments, output: Output) throws -> ExitCode {
-        let options = try UpgradeCommand.archiveOptions(arguments)
-        let context = try Commands.context(arguments, output: output)
-        let result = try Check.run(options, context: context)
-        if output.json {
-            output.emitJSON([
-                "plugin": result.plugin, "installed_version": result.installedVersion,
-                "release_version": result.releaseVersion ?? NSNull(), "decision": result.decision.rawValue,
-                "reason": result.reason, "exit_code": Int(result.exitCode.rawValue),
-            ] as [String: Any])
-        } else {
-            output.line("\(result.decision.rawValue): \(result.reason)")
+        let options = try UpgradeCommand.upgradeOptions(arguments)
+        let contexts = options.archive == nil
+            ? try Commands.contexts(arguments, output: output) : [try Commands.context(arguments, output: output)]
+        var results: [Check.Result] = []
+        var codes: [ExitCode] = []
+        for context in contexts {
+            let result = try Check.run(options, context: context)
+            results.append(result)
+            codes.append(result.exitCode)
         }
-        return result.exitCode
+        if output.json {
+            let objects = results.map {
+                [
+                    "plugin": $0.plugin, "installed_version": $0.installedVersion,
+                    "release_version": $0.releaseVersion ?? NSNull(), "decision": $0.decision.rawValue,
+                    "reason": $0.reason, "exit_code": Int($0.exitCode.rawValue),
+                ] as [String: Any]
+            }
+            if let only = objects.first, objects.count == 1 {
+                output.emitJSON(only)
+            } else {
+                output.emitJSON(["installs": objects])
+            }
+        } else {
+            for (result, context) in zip(results, contexts) {
+                let prefix = contexts.count > 1 ? "\(context.site.pluginDirectory): " : ""
+                output.line("\(prefix)\(result.decision.rawValue): \(result.reason)")
+            }
+        }
+        return Commands.worst(codes)
     }
 }
 
@@ -59,7 +98,8 @@ enum RollbackCommand {
         let options = Pipeline.RollbackOptions(
             targetVersion: try Commands.version(arguments, "--to"), reason: arguments.value("--reason"),
             force: arguments.flag("--force"))
-        let context = try Commands.context(arguments, output: output)
+        var context = try Commands.context(arguments, output: output)
+        if arguments.flag("--no-report") { context.reportsEnabled = false }
         let outcome = try Pipeline.rollback(options, context: context)
         return Commands.report(outcome, context: context, output: output)
     }
@@ -74,8 +114,10 @@ enum BackupCommand {
 
 enum RecoverCommand {
     static func run(_ arguments: ParsedArguments, output: Output) throws -> ExitCode {
-        let context = try Commands.context(arguments, output: output)
-        let outcomes = try Recovery.run(context: context)
+        var outcomes: [RunOutcome] = []
+        for context in try Commands.contexts(arguments, output: output) {
+            outcomes += try Recovery.run(context: context)
+        }
         if output.json {
             output.emitJSON(["recovered": outcomes.map { $0.jsonObject(steps: []) }])
         } else if outcomes.isEmpty {

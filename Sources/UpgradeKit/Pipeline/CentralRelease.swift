@@ -1,0 +1,175 @@
+import Foundation
+import MolamCrypto
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// What the pipeline needs from the central API: the client built from the configuration, the
+/// rollout, the signed release metadata, and the download, each failure mapped to DESIGN.md's exit
+/// codes (unreachable or garbage: 75, try later; a release that fails its checks: 4).
+enum CentralRelease {
+    static func client(_ context: UpgradeContext) throws(UpgradeError) -> CentralAPI {
+        guard let url = context.agent.apiURL else {
+            throw .configuration(
+                "no central API is configured (api_url in \(context.agent.source ?? AgentConfiguration.defaultPath)); "
+                    + "pass --archive PATH --sha256 HEX to upgrade from a local release")
+        }
+        let token: String
+        do { token = try context.agent.readToken() } catch { throw .configuration("\(error)") }
+        do {
+            return try CentralAPI(endpoint: APIEndpoint(baseURL: url, token: token), retry: context.retry)
+        } catch {
+            throw .unavailable("\(error)")
+        }
+    }
+
+    /// The merchant as the rollout formula sees it.
+    static func merchant(_ context: UpgradeContext) -> MerchantProfile {
+        MerchantProfile(
+            merchantID: context.agent.merchantID ?? "", country: context.agent.country, tier: context.agent.tier)
+    }
+
+    static func rollout(_ api: CentralAPI, plugin: String) throws(UpgradeError) -> Rollout? {
+        do {
+            return try api.rollout(plugin: plugin)
+        } catch {
+            throw map(error, doing: "the rollout check")
+        }
+    }
+
+    /// The release metadata, checked before anything is downloaded: the plugin and version it names,
+    /// its Ed25519 signature against the configured keys, and the version against the highest this
+    /// install has accepted (a replayed old release is refused unless `--force`).
+    static func release(
+        _ api: CentralAPI, plugin: String, version: SemanticVersion, context: UpgradeContext,
+        highestAccepted: SemanticVersion?, force: Bool
+    ) throws(UpgradeError) -> (ReleaseMetadata, String) {
+        let release: ReleaseMetadata
+        do {
+            release = try api.release(plugin: plugin, version: version.description)
+        } catch {
+            if case .notFound(let text) = error {
+                throw .refused("release \(plugin) \(version) is not on the central API: \(text)")
+            }
+            throw map(error, doing: "the release check")
+        }
+        guard release.pluginName == plugin, release.version == version else {
+            throw .refused(
+                "the central API answered release \(release.pluginName) \(release.version) for \(plugin) \(version)")
+        }
+        let keys = try publicKeys(context)
+        let signer: String?
+        do {
+            signer = try ReleaseSignature.verify(release, keys: keys)
+        } catch {
+            throw .refused("\(error)")
+        }
+        if let highestAccepted, version < highestAccepted, !force {
+            throw .refused(
+                "release \(plugin) \(version) is older than \(highestAccepted), the highest version this install "
+                    + "has accepted; pass --force to install it anyway")
+        }
+        let how = signer.map { "signature verified (key \($0))" } ?? "unsigned (no release_public_keys configured)"
+        return (release, how)
+    }
+
+    static func publicKeys(_ context: UpgradeContext) throws(UpgradeError) -> [ReleasePublicKey] {
+        var keys: [ReleasePublicKey] = []
+        for (index, text) in context.agent.releasePublicKeys.enumerated() {
+            do {
+                keys.append(try ReleasePublicKey(text: text))
+            } catch {
+                throw .configuration(
+                    "\(context.agent.source ?? "configuration"): key 'release_public_keys[\(index)]': \(error)")
+            }
+        }
+        return keys
+    }
+
+    /// Streams the release to `destination`, hashing as it arrives, then holds it to the signed size
+    /// and SHA-256. A `file://` URL (CI's own releases) is copied the same way.
+    static func download(
+        _ release: ReleaseMetadata, api: CentralAPI?, baseURL: String?, to destination: String, maxBytes: Int64
+    ) throws -> Int64 {
+        let url = release.downloadURL
+        let cap = min(maxBytes, release.sizeBytes)
+        if url.hasPrefix("file://") {
+            let path = String(url.dropFirst("file://".count))
+            let bytes = try ReleaseDownload.copy(
+                from: path, to: destination, expectedSHA256: release.sha256, maxBytes: cap)
+            return bytes
+        }
+        var absolute = url
+        if url.hasPrefix("/"), let baseURL {
+            absolute = (baseURL.hasSuffix("/") ? String(baseURL.dropLast()) : baseURL) + url
+        }
+        guard let api else { throw UpgradeError.configuration("no HTTP client to download \(absolute)") }
+        let fd = try systemCall("open", path: destination) {
+            open(destination, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0o600)
+        }
+        defer { close(fd) }
+        var hasher = try SHA256()
+        var written: Int64 = 0
+        let received: Int64
+        do {
+            received = try api.download(url: absolute, maxBytes: cap, restart: {
+                guard ftruncate(fd, 0) == 0, lseek(fd, 0, SEEK_SET) == 0 else {
+                    throw SystemError(call: "ftruncate", path: destination, errno: errno)
+                }
+                hasher = try SHA256()
+                written = 0
+            }, sink: { bytes in
+                hasher.update(bytes)
+                var offset = 0
+                while offset < bytes.count {
+                    guard let base = bytes.baseAddress else { break }
+                    let count = write(fd, base + offset, bytes.count - offset)
+                    if count < 0 {
+                        if errno == EINTR { continue }
+                        throw SystemError(call: "write", path: destination, errno: errno)
+                    }
+                    offset += count
+                }
+                written += Int64(bytes.count)
+            })
+        } catch {
+            unlink(destination)
+            if case .tooLarge(let text) = error {
+                throw UpgradeError.refused(
+                    "release \(release.pluginName) \(release.version) is larger than its signed size "
+                        + "(\(release.sizeBytes) bytes): \(text)")
+            }
+            throw map(error, doing: "the download of \(release.pluginName) \(release.version)")
+        }
+        try systemCall("fsync", path: destination) { fsync(fd) }
+        guard received == release.sizeBytes, written == release.sizeBytes else {
+            unlink(destination)
+            throw UpgradeError.refused(
+                "release \(release.pluginName) \(release.version): downloaded \(written) bytes, "
+                    + "the signed size is \(release.sizeBytes)")
+        }
+        let actual = hasher.finalizeHex()
+        guard actual == release.sha256 else {
+            unlink(destination)
+            throw UpgradeError.refused(
+                "release \(release.pluginName) \(release.version): SHA-256 of the download is \(actual), "
+                    + "expected \(release.sha256)")
+        }
+        return written
+    }
+
+    static func map(_ error: CentralAPIError, doing what: String) -> UpgradeError {
+        switch error {
+        case .rejected(let status, _) where status == 401 || status == 403:
+            return .configuration("central API refused our credentials during \(what): \(error); check token_file")
+        case .invalidRelease:
+            return .refused("\(error)")
+        case .invalidToken, .invalidRequest:
+            return .configuration("\(error)")
+        case .localFailure:
+            return .failed("\(what): \(error)")
+        default:
+            return .unavailable("central API unavailable for \(what): \(error)")
+        }
+    }
+}

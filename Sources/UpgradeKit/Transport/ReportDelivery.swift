@@ -1,0 +1,129 @@
+import Foundation
+
+/// Delivers the outbox to the central API: in `seq` order, each report with the Idempotency-Key it
+/// was given when queued, so a retry after a lost answer is recognised by the API and not counted
+/// twice. A report that needs another's id (a step, its upgrade's; a rollback `complete`, its
+/// `initiate`'s) is sent only once that id is known.
+///
+/// Delivery stops at the first report that cannot be delivered now (API down, slow, garbage, or
+/// refusing our token): the order is kept, and the rest waits for the next run or `flush`. A report
+/// the API refuses for good (another 4xx) is marked rejected, kept in the journal, and skipped.
+public enum ReportDelivery {
+    public struct Result: Sendable, Equatable {
+        public var delivered: Int = 0
+        public var rejected: Int = 0
+        /// Still queued after this delivery.
+        public var pending: Int = 0
+        /// Why delivery stopped early, if it did.
+        public var stoppedBy: String?
+        public var requests: Int = 0
+    }
+
+    public static func deliver(journal: Journal, api: CentralAPI, now: () -> Date) -> Result {
+        var result = Result()
+        let startRequests = api.requestCount
+        defer { result.requests = api.requestCount - startRequests }
+        let entries: [OutboxEntry]
+        do {
+            entries = try journal.pendingOutbox()
+        } catch {
+            result.stoppedBy = "\(error)"
+            return result
+        }
+        var index = 0
+        delivery: while index < entries.count {
+            let entry = entries[index]
+            index += 1
+            var path = entry.path
+            var payload = entry.payload
+            if let parentSeq = entry.dependsOn {
+                guard let parent = try? journal.outboxEntry(seq: parentSeq) else {
+                    result.stoppedBy = "report \(entry.seq) depends on report \(parentSeq), which cannot be read"
+                    break delivery
+                }
+                switch parent.status {
+                case .rejected:
+                    let reason = "the \(parent.kind) report it belongs to was refused by the API"
+                    try? journal.markRejected(seq: entry.seq, error: reason, countAttempt: false, now: now())
+                    result.rejected += 1
+                    continue
+                case .pending:
+                    // Cannot happen in seq order unless the parent was queued later; wait for it.
+                    result.stoppedBy = "report \(entry.seq) waits for report \(parentSeq)"
+                    break delivery
+                case .delivered:
+                    guard let id = parent.responseID else {
+                        let reason = "the \(parent.kind) report it belongs to got no id from the API"
+                        try? journal.markRejected(seq: entry.seq, error: reason, countAttempt: false, now: now())
+                        result.rejected += 1
+                        continue
+                    }
+                    path = path.replacingOccurrences(of: "{id}", with: Self.pathComponent(id))
+                    if let field = entry.refField { payload = Self.setting(field, to: id, in: payload) }
+                }
+            }
+            do {
+                let body = try api.post(path: path, json: Data(payload.utf8), idempotencyKey: entry.idempotencyKey)
+                var responseID: String?
+                if entry.expectsID {
+                    guard let id = Self.responseID(body) else {
+                        // Without the id, the reports that depend on this one cannot be sent. A correct
+                        // API answers a retry with the same key with the same (this time whole) answer.
+                        let problem = "the API accepted the \(entry.kind) report but its answer carries no id"
+                        try? journal.markAttemptFailed(seq: entry.seq, error: problem, nextAttempt: nil, now: now())
+                        result.stoppedBy = problem
+                        break delivery
+                    }
+                    responseID = id
+                }
+                try journal.markDelivered(seq: entry.seq, responseID: responseID, now: now())
+                result.delivered += 1
+            } catch let error as CentralAPIError {
+                if case .rejected(let status, _) = error, status != 401, status != 403 {
+                    try? journal.markRejected(seq: entry.seq, error: "\(error)", countAttempt: true, now: now())
+                    result.rejected += 1
+                    continue
+                }
+                if case .notFound = error {
+                    try? journal.markRejected(seq: entry.seq, error: "\(error)", countAttempt: true, now: now())
+                    result.rejected += 1
+                    continue
+                }
+                try? journal.markAttemptFailed(seq: entry.seq, error: "\(error)", nextAttempt: nil, now: now())
+                result.stoppedBy = "\(error)"
+                break delivery
+            } catch {
+                result.stoppedBy = "\(error)"
+                break delivery
+            }
+        }
+        result.pending = (try? journal.reportCounts().pending) ?? 0
+        return result
+    }
+
+    /// `id` or `rollback_id` of a JSON answer, as text (an API may use numbers).
+    static func responseID(_ body: Data) -> String? {
+        guard let object = (try? JSONSerialization.jsonObject(with: body)) as? [String: Any] else { return nil }
+        for key in ["rollback_id", "id"] {
+            if let text = object[key] as? String, !text.isEmpty { return text }
+            if let number = JSONNumbers.integer(object[key]) { return String(number) }
+        }
+        return nil
+    }
+
+    static func setting(_ field: String, to value: String, in payload: String) -> String {
+        guard var object = (try? JSONSerialization.jsonObject(with: Data(payload.utf8))) as? [String: Any] else {
+            return payload
+        }
+        object[field] = value
+        guard let data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]) else {
+            return payload
+        }
+        return String(decoding: data, as: UTF8.self)
+    }
+
+    static func pathComponent(_ id: String) -> String {
+        id.addingPercentEncoding(withAllowedCharacters: .urlPathAllowed.subtracting(CharacterSet(charactersIn: "/")))
+            ?? id
+    }
+}
