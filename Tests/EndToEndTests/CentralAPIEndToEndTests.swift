@@ -387,4 +387,20 @@ struct CentralAPIEndToEndTests {
         let ambiguous = try host.run(["rollback"])
         #expect(ambiguous.status == 2 && ambiguous.stderr.contains("--plugin"))
     }
+
+    @Test("--archive URL downloads over HTTP with the checksum enforced, and sends no token without an API")
+    func archiveURL() throws {
+        let host = try CentralAPISite()
+        let release = try host.site.release(from: TestSite.fixturePlugin("4.0.0"), format: .zip)
+        let data = try #require(FileManager.default.contents(atPath: release.path))
+        let url = host.api.serveFile(name: "molam-form-4.0.0.zip", data: data)
+        let before = try host.site.snapshot()
+        let wrong = try host.site.run(["upgrade", "--archive", url, "--sha256", String(repeating: "0", count: 64)])
+        #expect(wrong.status == 4, "\(wrong.stderr)")
+        #expect(try host.site.snapshot() == before)
+        let result = try host.site.run(["upgrade", "--archive", url, "--sha256", release.sha256])
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(try host.site.installedVersion() == "4.0.0")
+        #expect(host.api.downloadsWithAuthorization == 0)
+    }
 }

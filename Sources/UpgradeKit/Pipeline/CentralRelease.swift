@@ -91,12 +91,36 @@ enum CentralRelease {
     static func download(
         _ release: ReleaseMetadata, api: CentralAPI?, baseURL: String?, to destination: String, maxBytes: Int64
     ) throws -> Int64 {
-        let url = release.downloadURL
-        let cap = min(maxBytes, release.sizeBytes)
+        try download(
+            url: release.downloadURL, sha256: release.sha256, sizeBytes: release.sizeBytes,
+            label: "release \(release.pluginName) \(release.version)", api: api, baseURL: baseURL, to: destination,
+            maxBytes: maxBytes)
+    }
+
+    /// A client for `--archive URL` on a host with no central API configured. Its origin is in the
+    /// reserved `.invalid` domain (RFC 6761), so its placeholder credential matches no URL and is
+    /// never sent: the download goes out without any Authorization header.
+    static func downloadClient(_ context: UpgradeContext) throws(UpgradeError) -> CentralAPI {
+        do {
+            return try CentralAPI(
+                endpoint: APIEndpoint(baseURL: "https://no-central-api.invalid", token: "unused"), retry: context.retry)
+        } catch {
+            throw .failed("\(error)")
+        }
+    }
+
+    static func download(
+        url: String, sha256: String, sizeBytes: Int64?, label: String, api: CentralAPI?, baseURL: String?,
+        to destination: String, maxBytes: Int64
+    ) throws -> Int64 {
+        let cap = min(maxBytes, sizeBytes ?? maxBytes)
         if url.hasPrefix("file://") {
             let path = String(url.dropFirst("file://".count))
-            let bytes = try ReleaseDownload.copy(
-                from: path, to: destination, expectedSHA256: release.sha256, maxBytes: cap)
+            let bytes = try ReleaseDownload.copy(from: path, to: destination, expectedSHA256: sha256, maxBytes: cap)
+            if let sizeBytes, bytes != sizeBytes {
+                unlink(destination)
+                throw UpgradeError.refused("\(label): \(path) holds \(bytes) bytes, the signed size is \(sizeBytes)")
+            }
             return bytes
         }
         var absolute = url
@@ -135,25 +159,20 @@ enum CentralRelease {
         } catch {
             unlink(destination)
             if case .tooLarge(let text) = error {
-                throw UpgradeError.refused(
-                    "release \(release.pluginName) \(release.version) is larger than its signed size "
-                        + "(\(release.sizeBytes) bytes): \(text)")
+                let limit = sizeBytes.map { "its signed size (\($0) bytes)" } ?? "the \(cap)-byte limit"
+                throw UpgradeError.refused("\(label) is larger than \(limit): \(text)")
             }
-            throw map(error, doing: "the download of \(release.pluginName) \(release.version)")
+            throw map(error, doing: "the download of \(label)")
         }
         try systemCall("fsync", path: destination) { fsync(fd) }
-        guard received == release.sizeBytes, written == release.sizeBytes else {
+        if let sizeBytes, received != sizeBytes || written != sizeBytes {
             unlink(destination)
-            throw UpgradeError.refused(
-                "release \(release.pluginName) \(release.version): downloaded \(written) bytes, "
-                    + "the signed size is \(release.sizeBytes)")
+            throw UpgradeError.refused("\(label): downloaded \(written) bytes, the signed size is \(sizeBytes)")
         }
         let actual = hasher.finalizeHex()
-        guard actual == release.sha256 else {
+        guard actual == sha256.lowercased() else {
             unlink(destination)
-            throw UpgradeError.refused(
-                "release \(release.pluginName) \(release.version): SHA-256 of the download is \(actual), "
-                    + "expected \(release.sha256)")
+            throw UpgradeError.refused("\(label): SHA-256 of the download is \(actual), expected \(sha256.lowercased())")
         }
         return written
     }

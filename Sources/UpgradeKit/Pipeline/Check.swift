@@ -23,6 +23,10 @@ public enum Check {
             return try fromAPI(options, context: context)
         }
         try Pipeline.validate(sha256: sha256)
+        if archive.contains("://") {
+            throw .configuration("check --archive takes a local path; download \(archive) first, or run check without "
+                                 + "--archive to ask the central API")
+        }
         let installed: PluginManifest
         do {
             installed = try Pipeline.openSite(context.site).0

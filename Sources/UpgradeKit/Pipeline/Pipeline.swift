@@ -154,7 +154,7 @@ public enum Pipeline {
             }
         }
         options.expectedVersion = targetVersion
-        run.openReports(plugin: plugin, from: from, to: targetVersion?.description)
+        if !options.dryRun { run.openReports(plugin: plugin, from: from, to: targetVersion?.description) }
         let highest = try run.journal.highestAcceptedVersion(pluginDirectory: site.pluginDirectory)
             .flatMap(SemanticVersion.init)
 
@@ -164,7 +164,18 @@ public enum Pipeline {
         do {
             let work = try prepareWorkDirectory(run)
             let download = work + "/release.archive"
-            if let archive = options.archive, let sha256 = options.sha256 {
+            if let archive = options.archive, let sha256 = options.sha256,
+               archive.hasPrefix("https://") || archive.hasPrefix("http://") {
+                try run.step(.download, "downloading and checking \(archive)") {
+                    // The API's client sends its token only to the API's own origin.
+                    let client = try api ?? (context.agent.apiURL != nil
+                        ? CentralRelease.client(context) : CentralRelease.downloadClient(context))
+                    let bytes = try CentralRelease.download(
+                        url: archive, sha256: sha256, sizeBytes: nil, label: "release archive \(archive)", api: client,
+                        baseURL: context.agent.apiURL, to: download, maxBytes: context.maxArchiveBytes)
+                    return ((), "\(bytes) bytes, SHA-256 verified")
+                }
+            } else if let archive = options.archive, let sha256 = options.sha256 {
                 try run.step(.download, "copying and checking \(archive)") {
                     let bytes = try ReleaseDownload.copy(
                         from: archive, to: download, expectedSHA256: sha256, maxBytes: context.maxArchiveBytes)
