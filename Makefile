@@ -19,5 +19,10 @@ test: deps
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build
 
+# Benchmarks that print figures (never timed assertions in tests): a cron run with nothing to do.
+bench: deps
+	$(SWIFT) build -c release --product molam-upgrade
+	python3 scripts/bench-cron.py .build/release/molam-upgrade 50
+
 clean:
 	rm -rf .build demo-site

@@ -147,7 +147,7 @@ public struct AgentConfiguration: Sendable, Equatable {
         guard let root = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else {
             throw ConfigurationError("\(path): is not a JSON object")
         }
-        var reader = KeyReader(path: path, object: root, prefix: "")
+        let reader = KeyReader(path: path, object: root, prefix: "")
         try reader.refuseUnknown([
             "merchant_id", "country", "tier", "api_url", "token_file", "state_dir", "release_public_keys", "plugins",
         ])
@@ -187,7 +187,7 @@ public struct AgentConfiguration: Sendable, Equatable {
         }
         var installs: [PluginInstall] = []
         for (index, entry) in list.enumerated() {
-            var item = KeyReader(path: path, object: entry, prefix: "plugins[\(index)].")
+            let item = KeyReader(path: path, object: entry, prefix: "plugins[\(index)].")
             try item.refuseUnknown(["name", "plugin_dir", "db"])
             let name = try item.required("name")
             let directory = SiteConfiguration.absolute(try item.required("plugin_dir"))

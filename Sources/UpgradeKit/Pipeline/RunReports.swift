@@ -92,10 +92,11 @@ extension PipelineRun {
     func reportOutcome(status: RunStatus, rollbackStatus: String?, error: String?, rollbackVersion: String? = nil) {
         guard reportsEnabled, let upgrade = state.reportUpgradeSeq, !(state.reportOutcomeSent ?? false) else { return }
         let rollback = rollbackStatus ?? "not_required"
+        let restored: Any = rollback == "not_required"
+            ? NSNull() : ((rollbackVersion ?? state.reportFromVersion).map { $0 as Any } ?? NSNull())
         let payload: [String: Any] = [
             "merchant_id": context.agent.merchantID ?? NSNull(), "plugin_name": state.reportPlugin ?? "",
-            "rollback_version": rollback == "not_required"
-                ? NSNull() : (rollbackVersion ?? state.reportFromVersion ?? NSNull()),
+            "rollback_version": restored,
             "status": rollback, "reason": error ?? (status == .succeeded ? "upgrade succeeded" : status.rawValue),
             "run_status": status.rawValue, "run_id": id, "upgrade_id": NSNull(),
         ]
