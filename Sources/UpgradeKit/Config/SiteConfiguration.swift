@@ -34,8 +34,6 @@ public struct SiteConfiguration: Sendable, Equatable {
     public var database: DatabaseLocation
     public var stateDirectory: String
 
-    public static let defaultConfigPath = "/etc/molam-upgrade/agent.json"
-    public static let defaultStateDirectory = "/var/lib/molam-upgrade"
 
     public init(pluginDirectory: String, database: DatabaseLocation, stateDirectory: String) {
         self.pluginDirectory = pluginDirectory

@@ -74,10 +74,6 @@ extension Journal {
         try outbox(where: "seq = \(seq)", limit: 1).first
     }
 
-    public func allOutbox() throws(JournalError) -> [OutboxEntry] {
-        try outbox(where: "1", limit: 1_000_000)
-    }
-
     public func markDelivered(seq: Int64, responseID: String?, now: Date) throws(JournalError) {
         try write("mark report delivered") {
             try db.run(
@@ -125,11 +121,6 @@ extension Journal {
                 pending: Int(row?["pending"].intValue ?? 0), rejected: Int(row?["rejected"].intValue ?? 0),
                 delivered: Int(row?["delivered"].intValue ?? 0), oldestPending: row?["oldest"].stringValue)
         }
-    }
-
-    public func pendingReports() throws(JournalError) -> (count: Int, oldest: String?) {
-        let counts = try reportCounts()
-        return (counts.pending, counts.oldestPending)
     }
 
     private func outbox(where condition: String, limit: Int) throws(JournalError) -> [OutboxEntry] {

@@ -144,16 +144,7 @@ enum CentralRelease {
                 written = 0
             }, sink: { bytes in
                 hasher.update(bytes)
-                var offset = 0
-                while offset < bytes.count {
-                    guard let base = bytes.baseAddress else { break }
-                    let count = write(fd, base + offset, bytes.count - offset)
-                    if count < 0 {
-                        if errno == EINTR { continue }
-                        throw SystemError(call: "write", path: destination, errno: errno)
-                    }
-                    offset += count
-                }
+                try FileSystem.writeAll(fd, bytes, path: destination)
                 written += Int64(bytes.count)
             })
         } catch {

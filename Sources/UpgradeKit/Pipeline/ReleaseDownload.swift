@@ -34,15 +34,10 @@ enum ReleaseDownload {
             guard total <= maxBytes else {
                 throw UpgradeError.refused("release archive \(source) is larger than the \(maxBytes)-byte limit")
             }
-            buffer.withUnsafeBytes { hasher.update(UnsafeRawBufferPointer(rebasing: $0[0..<count])) }
-            var offset = 0
-            while offset < count {
-                let written = buffer.withUnsafeBytes { write(output, $0.baseAddress! + offset, count - offset) }
-                if written < 0 {
-                    if errno == EINTR { continue }
-                    throw SystemError(call: "write", path: destination, errno: errno)
-                }
-                offset += written
+            try buffer.withUnsafeBytes { raw in
+                let chunk = UnsafeRawBufferPointer(rebasing: raw[0..<count])
+                hasher.update(chunk)
+                try FileSystem.writeAll(output, chunk, path: destination)
             }
         }
         try systemCall("fsync", path: destination) { fsync(output) }

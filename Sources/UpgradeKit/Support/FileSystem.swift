@@ -129,6 +129,20 @@ public enum FileSystem {
         }
     }
 
+    /// Writes all of `bytes` to `fd`, retrying short writes and EINTR.
+    public static func writeAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer, path: String) throws(SystemError) {
+        guard let base = bytes.baseAddress else { return }
+        var offset = 0
+        while offset < bytes.count {
+            let written = write(fd, base + offset, bytes.count - offset)
+            if written < 0 {
+                if errno == EINTR { continue }
+                throw SystemError(call: "write", path: path, errno: errno)
+            }
+            offset += written
+        }
+    }
+
     /// Writes a small file atomically and durably: temp file, fsync, rename, fsync of the directory.
     public static func writeAtomically(_ data: Data, to path: String, mode: mode_t = 0o600) throws(SystemError) {
         let temporary = path + ".tmp-\(getpid())"
@@ -136,17 +150,12 @@ public enum FileSystem {
             open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, mode)
         }
         var failure: SystemError?
-        data.withUnsafeBytes { raw in
-            var offset = 0
-            while offset < raw.count {
-                let written = write(fd, raw.baseAddress! + offset, raw.count - offset)
-                if written < 0 {
-                    if errno == EINTR { continue }
-                    failure = SystemError(call: "write", path: temporary, errno: errno)
-                    return
-                }
-                offset += written
-            }
+        do {
+            try data.withUnsafeBytes { raw in try writeAll(fd, raw, path: temporary) }
+        } catch let error as SystemError {
+            failure = error
+        } catch {
+            failure = SystemError(call: "write", path: temporary, errno: EIO)
         }
         if failure == nil && fsync(fd) != 0 { failure = SystemError(call: "fsync", path: temporary, errno: errno) }
         close(fd)
