@@ -16,17 +16,18 @@ public enum Check {
         public var decision: Decision
         public var reason: String
         public var exitCode: ExitCode
+
+        init(_ installed: PluginManifest, _ decision: Decision, _ release: String?, _ reason: String, _ code: ExitCode) {
+            plugin = installed.name
+            installedVersion = installed.version.description
+            releaseVersion = release
+            self.decision = decision
+            self.reason = reason
+            exitCode = code
+        }
     }
 
     public static func run(_ options: Pipeline.UpgradeOptions, context: UpgradeContext) throws(UpgradeError) -> Result {
-        guard let archive = options.archive, let sha256 = options.sha256 else {
-            return try fromAPI(options, context: context)
-        }
-        try Pipeline.validate(sha256: sha256)
-        if archive.contains("://") {
-            throw .configuration("check --archive takes a local path; download \(archive) first, or run check without "
-                                 + "--archive to ask the central API")
-        }
         let installed: PluginManifest
         do {
             installed = try Pipeline.openSite(context.site).0
@@ -35,9 +36,16 @@ public enum Check {
         } catch {
             throw .configuration("\(error)")
         }
+        guard let archive = options.archive, let sha256 = options.sha256 else {
+            return try fromAPI(options, context: context, installed: installed)
+        }
+        try Pipeline.validate(sha256: sha256)
+        if archive.contains("://") {
+            throw .configuration("check --archive takes a local path; download \(archive) first, or run check without "
+                                 + "--archive to ask the central API")
+        }
         func result(_ decision: Decision, _ release: String?, _ reason: String, _ code: ExitCode) -> Result {
-            Result(plugin: installed.name, installedVersion: installed.version.description, releaseVersion: release,
-                   decision: decision, reason: reason, exitCode: code)
+            Result(installed, decision, release, reason, code)
         }
         let actual: String
         do {
@@ -72,18 +80,11 @@ public enum Check {
     /// The central API's answer for this host: the rollout decision with its reason and, when the
     /// host is eligible, the release metadata checked as `upgrade` would (signature, version floor).
     /// Reads the journal only to learn the version floor; takes no lock and writes nothing.
-    static func fromAPI(_ options: Pipeline.UpgradeOptions, context: UpgradeContext) throws(UpgradeError) -> Result {
-        let installed: PluginManifest
-        do {
-            installed = try Pipeline.openSite(context.site).0
-        } catch let error as UpgradeError {
-            throw error
-        } catch {
-            throw .configuration("\(error)")
-        }
+    static func fromAPI(
+        _ options: Pipeline.UpgradeOptions, context: UpgradeContext, installed: PluginManifest
+    ) throws(UpgradeError) -> Result {
         func result(_ decision: Decision, _ release: String?, _ reason: String, _ code: ExitCode) -> Result {
-            Result(plugin: installed.name, installedVersion: installed.version.description, releaseVersion: release,
-                   decision: decision, reason: reason, exitCode: code)
+            Result(installed, decision, release, reason, code)
         }
         let api = try CentralRelease.client(context)
         var version = options.expectedVersion
