@@ -54,6 +54,8 @@ enum MolamUpgradeCommand {
             return ExitCode.usage.rawValue
         }
         do {
+            // A testing aid (molam-upgrade(1), FAULT INJECTION); a typo in it must not pass silently.
+            try FaultInjection.configure(environment: ProcessInfo.processInfo.environment)
             return try Commands.run(spec.name, parsed, output: output).rawValue
         } catch let error as UsageError {
             output.error("error: \(error) (\(error.hint))")

@@ -56,7 +56,7 @@ final class DirectoryHandle {
     }
 
     func sync() throws(SystemError) {
-        try systemCall("fsync", path: path) { fsync(fd) }
+        try FileSystem.fsync(fd, path: path)
     }
 
     /// Names in this directory (no "." or ".."), as raw bytes.

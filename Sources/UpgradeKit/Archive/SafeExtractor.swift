@@ -176,9 +176,12 @@ private struct Extraction {
         let sanitized = mode_t((mode & 0o755) | 0o600)
         do {
             try systemCall("fchmod", path: path) { fchmod(fd, sanitized) }
-            try systemCall("fsync", path: path) { fsync(fd) }
+            try FileSystem.fsync(fd, path: path)
         } catch {
             throw .io(error)
+        }
+        do { try FaultInjection.hit("mid-extract") } catch {
+            throw .io(SystemError(call: "extract", path: path, errno: EIO))
         }
     }
 }

@@ -267,6 +267,6 @@ public enum TreeArchive {
         }
         // fchmod, not the open mode: the umask must not change what we restore.
         try systemCall("fchmod", path: path) { fchmod(fd, mode_t(mode)) }
-        try systemCall("fsync", path: path) { fsync(fd) }
+        try FileSystem.fsync(fd, path: path)
     }
 }

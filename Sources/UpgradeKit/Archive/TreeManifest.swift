@@ -76,7 +76,7 @@ public struct TreeManifest: Codable, Sendable, Equatable {
         defer { close(fd) }
         try systemCall("fchmod", path: path) { fchmod(fd, 0o600) }
         try data.withUnsafeBytes { bytes in try writeAll(fd, bytes, path: path) }
-        try systemCall("fsync", path: path) { fsync(fd) }
+        try FileSystem.fsync(fd, path: path)
     }
 
     public static func read(from path: String) throws -> TreeManifest {

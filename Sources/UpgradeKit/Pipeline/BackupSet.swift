@@ -45,6 +45,7 @@ public struct BackupSet: Sendable, Equatable {
             let fileManifest = try TreeArchive.create(
                 from: pluginDirectory, topName: topName, archivePath: partial + "/" + filesArchiveName)
             try fileManifest.write(to: partial + "/" + filesManifestName)
+            try FaultInjection.hit("mid-backup")
             let summary = try database.backupTables(tables, to: partial + "/" + tablesName)
             // Checked before it is relied on: a backup that cannot be read back is no backup.
             _ = try SQLitePluginDatabase.verifyTableBackup(at: partial + "/" + tablesName)

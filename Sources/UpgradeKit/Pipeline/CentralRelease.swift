@@ -145,6 +145,7 @@ enum CentralRelease {
             }, sink: { bytes in
                 hasher.update(bytes)
                 try FileSystem.writeAll(fd, bytes, path: destination)
+                if written == 0 { try FaultInjection.hit("mid-download") }
                 written += Int64(bytes.count)
             })
         } catch {
@@ -155,7 +156,7 @@ enum CentralRelease {
             }
             throw map(error, doing: "the download of \(label)")
         }
-        try systemCall("fsync", path: destination) { fsync(fd) }
+        try FileSystem.fsync(fd, path: destination)
         if let sizeBytes, received != sizeBytes || written != sizeBytes {
             unlink(destination)
             throw UpgradeError.refused("\(label): downloaded \(written) bytes, the signed size is \(sizeBytes)")

@@ -509,6 +509,7 @@ public enum Pipeline {
         } else {
             run.reportOutcome(status: .succeeded, rollbackStatus: "not_required", error: nil)
         }
+        try FaultInjection.hit("before-tidy")
         // Tidy: keep this run's previous tree (the fast rollback path); drop older ones.
         Maintenance.removeWorkDirectories(journal: run.journal, keeping: run.id)
         return RunOutcome(

@@ -27,7 +27,9 @@ final class PipelineRun {
         let stepID = try journal.startStep(run: id, name, now: started)
         context.progress.stepStarted(name, message)
         do {
+            try FaultInjection.hit("before", name)
             let (value, detail) = try body()
+            try FaultInjection.hit("after", name)
             let finished = context.clock()
             try journal.finishStep(stepID, status: .done, detail: detail, now: finished)
             context.progress.stepFinished(name, .done, detail)

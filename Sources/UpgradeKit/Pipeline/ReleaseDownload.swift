@@ -39,8 +39,9 @@ enum ReleaseDownload {
                 hasher.update(chunk)
                 try FileSystem.writeAll(output, chunk, path: destination)
             }
+            if total == Int64(count) { try FaultInjection.hit("mid-download") }
         }
-        try systemCall("fsync", path: destination) { fsync(output) }
+        try FileSystem.fsync(output, path: destination)
         close(output)
         closed = true
         let actual = hasher.finalizeHex()

@@ -20,8 +20,11 @@ enum Rollback {
         var filesRestored = false
         var databaseRestored = false
         do {
+            try FaultInjection.hit("before", .rollback)
             filesRestored = try restoreFiles(run)
+            try FaultInjection.hit("mid-rollback")
             databaseRestored = try restoreTables(run)
+            try FaultInjection.hit("after", .rollback)
         } catch {
             let elapsed = Int(Date().timeIntervalSince(started) * 1000)
             let message = "ALERT: rollback of \(plugin) failed, the site needs a human: \(error) "
@@ -75,6 +78,7 @@ enum Rollback {
         run.reportRollbackCompleted(
             success: success, durationMilliseconds: elapsed, filesRestored: filesRestored,
             databaseRestored: databaseRestored)
+        try FaultInjection.hit("before-tidy")
         Pipeline.tidy(run)
 
         let summary = RollbackSummary(

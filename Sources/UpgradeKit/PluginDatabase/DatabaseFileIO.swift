@@ -69,7 +69,7 @@ enum DatabaseFileIO {
         let target = directory.isEmpty ? "." : directory
         let fd = try systemCall("open", path: target) { open(target, O_RDONLY | O_DIRECTORY | O_CLOEXEC) }
         defer { close(fd) }
-        try systemCall("fsync", path: target) { fsync(fd) }
+        try FileSystem.fsync(fd, path: target)
     }
 
     static func removeIfPresent(_ path: String) {

@@ -290,6 +290,7 @@ extension SQLitePluginDatabase {
                 try connection.run("DELETE FROM main.sqlite_sequence WHERE name = ?", [.text(table.name)])
             }
             summary.restored.append(table.name)
+            try FaultInjection.hit("mid-restore")
         }
         try restoreSchemaOrder(of: recreated)
         return summary

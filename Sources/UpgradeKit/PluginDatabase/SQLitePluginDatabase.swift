@@ -101,6 +101,7 @@ public final class SQLitePluginDatabase {
                              .text(migration.checksum), .text(appliedAt)]
                         )
                     }
+                    try FaultInjection.hit("between-migrations")
                 }
                 running = nil
             }

@@ -52,7 +52,19 @@ public enum FileSystem {
     public static func sync(_ path: String) throws(SystemError) {
         let fd = try systemCall("open", path: path) { open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW) }
         defer { close(fd) }
-        try systemCall("fsync", path: path) { fsync(fd) }
+        try fsync(fd, path: path)
+    }
+
+    /// fsync(2) of an open descriptor. Every fsync the agent makes goes through here: a failure is
+    /// fatal for the step that asked (after a failed fsync the page cache may already have dropped the
+    /// data, so retrying proves nothing), and the `fsync` fault point can fail it on purpose.
+    public static func fsync(_ fd: Int32, path: String) throws(SystemError) {
+        do {
+            try FaultInjection.hit("fsync")
+        } catch {
+            throw SystemError(call: "fsync", path: path, errno: EIO)
+        }
+        try systemCall("fsync", path: path) { Glibc.fsync(fd) }
     }
 
     public static func syncParent(of path: String) throws(SystemError) {
@@ -157,7 +169,9 @@ public enum FileSystem {
         } catch {
             failure = SystemError(call: "write", path: temporary, errno: EIO)
         }
-        if failure == nil && fsync(fd) != 0 { failure = SystemError(call: "fsync", path: temporary, errno: errno) }
+        if failure == nil {
+            do { try fsync(fd, path: temporary) } catch { failure = error }
+        }
         close(fd)
         if let failure {
             unlink(temporary)
