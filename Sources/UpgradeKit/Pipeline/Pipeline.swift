@@ -201,7 +201,7 @@ public enum Pipeline {
                         archive: download, into: stageDirectory, limits: context.extractionLimits)
                 } catch {
                     // A full disk or an I/O error is no fault of the release: exit 1, not a refusal.
-                    if case .io = error { throw UpgradeError.failed("staging failed, nothing was changed: \(error)") }
+                    if case .io? = error as? ArchiveRefusal { throw UpgradeError.failed("staging failed, nothing was changed: \(error)") }
                     throw UpgradeError.refused("\(error)")
                 }
                 try? FileSystem.removeTree(download)
