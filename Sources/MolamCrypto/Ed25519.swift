@@ -52,6 +52,9 @@ public final class Ed25519PrivateKey {
         let refusePassphrase: @convention(c) (
             UnsafeMutablePointer<CChar>?, Int32, Int32, UnsafeMutableRawPointer?
         ) -> Int32 = { _, _, _, _ in -1 }
+        // The queue is per thread and shared with libcurl's TLS: start it empty, so the message
+        // names this call's failure only, not a stale one left by another library.
+        ERR_clear_error()
         guard let read = PEM_read_bio_PrivateKey(bio.handle, nil, refusePassphrase, nil) else {
             throw CryptoError.fromQueue("PEM_read_bio_PrivateKey")
         }

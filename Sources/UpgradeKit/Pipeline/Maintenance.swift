@@ -2,24 +2,56 @@ import Foundation
 
 /// Status, cleanup and the other commands that look after the state directory.
 public enum Maintenance {
-    /// Removes work directories (staging leftovers, kept trees) of every finished run but `keeping`.
-    static func removeWorkDirectories(journal: Journal, keeping: String?) {
-        guard let runs = try? journal.recentRuns(limit: 10_000) else { return }
-        for run in runs where run.id != keeping && run.status != .running && run.status != .rollingBack {
-            if let directory = run.state.workDirectory, FileSystem.exists(directory) {
-                try? FileSystem.removeTree(directory)
+    /// Removes every work directory nothing needs any more: those of finished runs, and those a
+    /// crash left before its run could record them. Kept: the directories of unfinished runs (recovery
+    /// needs them) and, for each install, that of its newest succeeded upgrade or rollback, which
+    /// holds the previous tree (the fast rollback path). Looks at what is on disk, not only at what the
+    /// journal recorded.
+    static func sweepWorkDirectories(journal: Journal, context: UpgradeContext) {
+        guard let runs = try? journal.recentRuns(limit: 10_000) else { return }   // newest first
+        var keep = Set<String>()
+        var installsWithKeptTree = Set<String>()
+        for run in runs {
+            if run.status == .running || run.status == .rollingBack {
+                keep.insert(run.id)
+            } else if run.status == .succeeded, run.command == "upgrade" || run.command == "rollback",
+                      run.state.stagedTree != nil, !installsWithKeptTree.contains(run.pluginDirectory) {
+                installsWithKeptTree.insert(run.pluginDirectory)
+                keep.insert(run.id)
+            }
+        }
+        let pluginParent = (context.site.pluginDirectory as NSString).deletingLastPathComponent
+        for base in [context.paths.work, pluginParent + "/" + Pipeline.hiddenWorkName] {
+            for name in (try? FileManager.default.contentsOfDirectory(atPath: base)) ?? []
+            where !keep.contains(name) && FileSystem.isDirectory(base + "/" + name) {
+                try? FileSystem.removeTree(base + "/" + name)
             }
         }
     }
 
-    /// A `.partial-` backup is one a crash interrupted; it was never recorded and is never used.
-    static func removePartialBackups(paths: StatePaths) {
+    /// A `.partial-` backup is one a crash interrupted; it was never recorded and is never used. A
+    /// complete backup that its run never recorded (a crash between the rename and the journal) is
+    /// removed too, but only when the journal knows that run and it is over: a backup whose run is
+    /// unknown (a journal lost or reset) is never touched.
+    static func removePartialBackups(journal: Journal, paths: StatePaths) {
         guard let plugins = try? FileManager.default.contentsOfDirectory(atPath: paths.backups) else { return }
+        let recorded = Set(((try? journal.backups()) ?? []).map(\.path))
         for plugin in plugins {
             let directory = paths.backups + "/" + plugin
-            for entry in (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
-            where entry.hasPrefix(".partial-") {
-                try? FileSystem.removeTree(directory + "/" + entry)
+            for entry in (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? [] {
+                let path = directory + "/" + entry
+                if entry.hasPrefix(".partial-") {
+                    try? FileSystem.removeTree(path)
+                    continue
+                }
+                guard !recorded.contains(path),
+                      let meta = FileManager.default.contents(atPath: path + "/" + BackupSet.metaName),
+                      let object = try? JSONSerialization.jsonObject(with: meta) as? [String: Any],
+                      let runID = object["run_id"] as? String,
+                      let run = try? journal.run(id: runID),
+                      run.status != .running, run.status != .rollingBack
+                else { continue }
+                try? FileSystem.removeTree(path)
             }
         }
     }
@@ -67,8 +99,7 @@ public enum Maintenance {
                     removed.append(backup)
                 }
             }
-            let latest = try session.journal.recentRuns(limit: 10_000).first { $0.status == .succeeded }
-            removeWorkDirectories(journal: session.journal, keeping: latest?.id)
+            sweepWorkDirectories(journal: session.journal, context: context)
             return CleanupResult(removed: removed, kept: kept)
         } catch let error as UpgradeError {
             throw error

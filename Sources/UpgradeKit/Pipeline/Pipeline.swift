@@ -513,7 +513,7 @@ public enum Pipeline {
         }
         try FaultInjection.hit("before-tidy")
         // Tidy: keep this run's previous tree (the fast rollback path); drop older ones.
-        Maintenance.removeWorkDirectories(journal: run.journal, keeping: run.id)
+        Maintenance.sweepWorkDirectories(journal: run.journal, context: run.context)
         return RunOutcome(
             runID: run.id, command: run.command, plugin: plugin, fromVersion: from, toVersion: to, status: .succeeded,
             rollbackStatus: "not_required", message: message, exitCode: .ok)
@@ -621,7 +621,7 @@ public enum Pipeline {
         try FileSystem.makeDirectory(stateWork, mode: 0o700)
         var base = stateWork
         if FileSystem.identity(of: stateWork)?.device != FileSystem.identity(of: pluginParent)?.device {
-            base = pluginParent + "/.molam-upgrade-work"
+            base = pluginParent + "/" + hiddenWorkName
             try FileSystem.makeDirectory(base, mode: 0o700)
             let denyAll = Data("Require all denied\nDeny from all\n".utf8)
             if !FileSystem.exists(base + "/.htaccess") {
@@ -634,6 +634,9 @@ public enum Pipeline {
         try run.save()
         return directory
     }
+
+    /// The work folder next to the plugin directory, used when the state directory is on another filesystem.
+    static let hiddenWorkName = ".molam-upgrade-work"
 
     /// The previous tree kept by the run that made `backup`, if it is still there and still that version.
     static func keptTree(for backup: BackupRecord, journal: Journal) throws -> String? {

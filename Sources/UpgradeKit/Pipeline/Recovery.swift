@@ -11,7 +11,9 @@ public enum Recovery {
         for record in runs where record.id != current && record.pluginDirectory == context.site.pluginDirectory {
             outcomes.append(recover(record, journal: journal, context: context))
         }
-        Maintenance.removePartialBackups(paths: context.paths)
+        // What a crash left outside the journal's view: half-written backups and work directories.
+        Maintenance.removePartialBackups(journal: journal, paths: context.paths)
+        Maintenance.sweepWorkDirectories(journal: journal, context: context)
         return outcomes
     }
 
