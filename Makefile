@@ -2,7 +2,7 @@
 # Both install the Debian packages they need first.
 SWIFT ?= swift
 
-.PHONY: deps build demo test bench clean
+.PHONY: deps build demo test bench stress clean
 
 deps:
 	@sh scripts/install-deps.sh
@@ -23,6 +23,12 @@ test: deps
 bench: deps
 	$(SWIFT) build -c release --product molam-upgrade
 	python3 scripts/bench-cron.py .build/release/molam-upgrade 50
+
+# Random SIGKILLs of real upgrades, rollbacks and recoveries (sleeps on purpose, so not a test):
+# after each, the site must be exactly one version. Prints the outcome counts.
+stress: deps
+	$(SWIFT) build --product molam-upgrade
+	python3 scripts/crash-stress.py "$$($(SWIFT) build --show-bin-path)/molam-upgrade" $${ITERATIONS:-300}
 
 clean:
 	rm -rf .build demo-site

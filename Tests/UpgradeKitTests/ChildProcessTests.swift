@@ -27,9 +27,15 @@ struct ChildProcessTests {
             .trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0
         #expect(pid > 0)
         // The background sleep is gone (or a zombie about to be reaped by init), never still sleeping.
-        let state = (try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8))?
-            .split(separator: " ").dropFirst(2).first
-        #expect(state == nil || state == "Z")
+        // SIGKILL is delivered asynchronously: wait, with a deadline, for the kernel to act on it.
+        func gone() -> Bool {
+            let state = (try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8))?
+                .split(separator: " ").dropFirst(2).first
+            return state == nil || state == "Z"
+        }
+        let deadline = Date().addingTimeInterval(10)
+        while !gone() && Date() < deadline { usleep(5_000) }
+        #expect(gone())
     }
 
     @Test("A program that cannot be started is a typed error")

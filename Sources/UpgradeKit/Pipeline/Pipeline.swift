@@ -449,6 +449,8 @@ public enum Pipeline {
             return nil
         } catch {
             tidy(run)
+            // Whatever part of the backup was written is useless now (the lock is ours: no other run's).
+            Maintenance.removePartialBackups(journal: run.journal, paths: context.paths)
             let message = "backup of \(plugin) \(from) failed, nothing was changed: \(error)"
             try run.finish(.failed, rollbackStatus: "not_required", error: message, exitCode: .rolledBack)
             return RunOutcome(
@@ -628,10 +630,11 @@ public enum Pipeline {
                 try FileSystem.writeAtomically(denyAll, to: base + "/.htaccess", mode: 0o644)
             }
         }
+        // Recorded before it exists, so that whatever happens next, tidy and recovery know it.
         let directory = base + "/" + run.id
-        try FileSystem.makeDirectory(directory, mode: 0o700)
         run.state.workDirectory = directory
         try run.save()
+        try FileSystem.makeDirectory(directory, mode: 0o700)
         return directory
     }
 

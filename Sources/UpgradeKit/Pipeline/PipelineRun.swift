@@ -87,7 +87,7 @@ final class ChangingSession {
         do {
             try FileSystem.makeDirectory(paths.root, mode: 0o700)
         } catch {
-            throw .configuration("cannot create the state directory \(paths.root): \(error.message)")
+            throw .configuration("cannot create the state directory \(paths.root): \(error)")
         }
         do {
             lock = try StateLock(stateDirectory: paths.root, command: command)

@@ -15,6 +15,9 @@ public final class SQLitePluginDatabase {
         guard DatabaseFileIO.exists(path) else { throw .missingDatabase(path: path) }
         do {
             connection = try SQLiteConnection(path: path, mode: .readWrite)
+            // Per connection: our migrations and restores are on disk before the journal says so,
+            // whatever the site's own default is.
+            try connection.execute("PRAGMA synchronous = FULL")
         } catch {
             throw .sqlite(error, context: "cannot open plugin database \(path)")
         }

@@ -32,7 +32,9 @@ public enum FileSystem {
         return lstat(path, &info) == 0
     }
 
-    /// Creates a directory and its missing parents with `mode` (the umask does not widen it).
+    /// Creates a directory and its missing parents with `mode` (the umask does not widen it), and
+    /// syncs each new directory's parent so that it survives a power cut (a staging or work directory
+    /// lost after the swap would take the kept previous tree with it).
     public static func makeDirectory(_ path: String, mode: mode_t = 0o700) throws(SystemError) {
         if isDirectory(path) { return }
         let parent = (path as NSString).deletingLastPathComponent
@@ -45,6 +47,7 @@ public enum FileSystem {
             throw SystemError(call: "mkdir", path: path, errno: code)
         }
         try systemCall("chmod", path: path) { chmod(path, mode) }
+        try syncParent(of: path)
     }
 
     /// fsync(2) on a file or directory. A directory must be synced for a rename or create inside it
