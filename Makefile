@@ -2,7 +2,7 @@
 # Both install the Debian packages they need first.
 SWIFT ?= swift
 
-.PHONY: deps build demo test bench stress clean
+.PHONY: deps build demo test bench stress fuzz clean
 
 deps:
 	@sh scripts/install-deps.sh
@@ -29,6 +29,12 @@ bench: deps
 stress: deps
 	$(SWIFT) build --product molam-upgrade
 	python3 scripts/crash-stress.py "$$($(SWIFT) build --show-bin-path)/molam-upgrade" $${ITERATIONS:-300}
+
+# Mutated releases (flipped, spliced, truncated bytes) the binary has never seen: never a crash, the
+# site always exactly one version. Prints the exit-status counts.
+fuzz: deps
+	$(SWIFT) build --product molam-upgrade
+	python3 scripts/archive-fuzz.py "$$($(SWIFT) build --show-bin-path)/molam-upgrade" $${ITERATIONS:-500}
 
 clean:
 	rm -rf .build demo-site
