@@ -1,6 +1,9 @@
 import Foundation
 import Testing
 import UpgradeKit
+#if canImport(Glibc)
+import Glibc
+#endif
 
 @Suite("child processes")
 struct ChildProcessTests {
@@ -36,6 +39,36 @@ struct ChildProcessTests {
         let deadline = Date().addingTimeInterval(10)
         while !gone() && Date() < deadline { usleep(5_000) }
         #expect(gone())
+    }
+
+    @Test("As root, a child can run as another user, without root's groups, and cannot get root back",
+          .enabled(if: geteuid() == 0, "needs root to switch users"))
+    func runsAsAnotherUser() throws {
+        let outcome = try ChildProcess.run(
+            ["/bin/sh", "-c", "id -u; id -g; id -G; pwd"], directory: "/tmp", environment: ["PATH": "/usr/bin:/bin"],
+            timeoutSeconds: 10, as: ChildProcess.User(uid: 65534, gid: 65534))
+        #expect(outcome.exitStatus == 0, "\(outcome.outputTail)")
+        #expect(outcome.outputTail.split(separator: "\n") == ["65534", "65534", "65534", "/tmp"])
+        #expect(throws: SystemError.self) {
+            _ = try ChildProcess.run(["/nonexistent/smoke"], directory: "/", environment: [:], timeoutSeconds: 1,
+                                     as: ChildProcess.User(uid: 65534, gid: 65534))
+        }
+    }
+
+    @Test("A smoke command from a tree another user owns runs as that user, never as root",
+          .enabled(if: geteuid() == 0, "needs root to switch users"))
+    func smokeRunsAsTreeOwner() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("smoke-\(UUID())").path
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        try FileManager.default.createDirectory(atPath: directory + "/bin", withIntermediateDirectories: true)
+        try "#!/bin/sh\nid -u\n".write(toFile: directory + "/bin/smoke", atomically: true, encoding: .utf8)
+        chmod(directory + "/bin/smoke", 0o755)
+        chmod(directory, 0o755)
+        let runner = SmokeRunner(pluginDirectory: directory, database: .sqlite(path: "/nonexistent.db"),
+                                 version: try #require(SemanticVersion("1.0.0")))
+        #expect(runner.run([.command(run: ["bin/smoke"], timeoutSeconds: 10)]).first?.detail == "0")
+        chown(directory, 33, 33)
+        #expect(runner.run([.command(run: ["bin/smoke"], timeoutSeconds: 10)]).first?.detail == "33")
     }
 
     @Test("A program that cannot be started is a typed error")

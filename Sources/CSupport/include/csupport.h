@@ -24,4 +24,13 @@ int csys_spawn_add_chdir(posix_spawn_file_actions_t *actions, const char *path);
 /// not inherit descriptors the agent did not give it (a leaked pipe keeps a reader waiting forever).
 int csys_spawn_add_closefrom(posix_spawn_file_actions_t *actions, int lowest);
 
+#include <sys/types.h>
+
+/// Starts `path` as user `uid`/`gid` (no supplementary groups) in its own process group, in
+/// `directory`, stdin from /dev/null, stdout and stderr on `output_fd`, no other descriptor below
+/// 1024 inherited. Returns the pid, or -errno when it could not be started (exec failure included).
+/// For root running a plugin's smoke command as the plugin's owner: posix_spawn cannot switch users.
+pid_t csys_spawn_as_user(const char *path, char *const argv[], char *const envp[], const char *directory,
+                         int output_fd, uid_t uid, gid_t gid, int search_path);
+
 #endif

@@ -21,6 +21,15 @@ public struct SmokeRunner {
         self.version = version
     }
 
+    /// Who runs a smoke command: when the agent is root and the plugin tree belongs to another user
+    /// (the web server's, say), that user. The tree is theirs to change, so code from it never runs as
+    /// root; otherwise the agent's own user.
+    static func commandUser(pluginDirectory: String) -> ChildProcess.User? {
+        var info = stat()
+        guard geteuid() == 0, lstat(pluginDirectory, &info) == 0, info.st_uid != 0 else { return nil }
+        return ChildProcess.User(uid: info.st_uid, gid: info.st_gid)
+    }
+
     /// Runs every check in order and stops at the first failure.
     public func run(_ checks: [SmokeCheck]) -> [Result] {
         var results: [Result] = []
@@ -46,7 +55,8 @@ public struct SmokeRunner {
             environment["MOLAM_DB"] = database.description
             do {
                 let outcome = try ChildProcess.run(
-                    argv, directory: pluginDirectory, environment: environment, timeoutSeconds: timeout)
+                    argv, directory: pluginDirectory, environment: environment, timeoutSeconds: timeout,
+                    as: Self.commandUser(pluginDirectory: pluginDirectory))
                 let tail = Self.lastLine(outcome.outputTail)
                 if outcome.timedOut {
                     result.detail = "timed out after \(Self.seconds(timeout))" + (tail.isEmpty ? "" : ": \(tail)")

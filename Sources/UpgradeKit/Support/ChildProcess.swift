@@ -25,6 +25,33 @@ public enum ChildProcess {
 
     public static let tailBytes = 4096
 
+    /// A user to run a child as (root only): its uid and gid, without supplementary groups.
+    public struct User: Sendable, Equatable {
+        public let uid: UInt32
+        public let gid: UInt32
+        public init(uid: UInt32, gid: UInt32) {
+            self.uid = uid
+            self.gid = gid
+        }
+    }
+
+    /// Starts a program as `user` (fork and exec: posix_spawn cannot switch users), output on `fd`.
+    static func spawn(
+        _ arguments: [String], directory: String, environment: [String: String], outputDescriptor fd: Int32,
+        as user: User
+    ) throws(SystemError) -> pid_t {
+        let argv = arguments.map { strdup($0) } + [nil]
+        let envp = environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
+        defer {
+            argv.forEach { free($0) }
+            envp.forEach { free($0) }
+        }
+        let pid = csys_spawn_as_user(
+            arguments[0], argv, envp, directory, fd, uid_t(user.uid), gid_t(user.gid), arguments[0].contains("/") ? 0 : 1)
+        guard pid > 0 else { throw SystemError(call: "spawn as uid \(user.uid)", path: arguments[0], errno: -pid) }
+        return pid
+    }
+
     /// Starts `arguments[0]` (a path, or a name searched in PATH) in `directory`; returns its pid.
     public static func spawn(
         _ arguments: [String], directory: String, environment: [String: String], output: Output
@@ -81,8 +108,10 @@ public enum ChildProcess {
     }
 
     /// Runs a program to completion or until the deadline, keeping the tail of its output.
+    /// With `user`, the program runs as that user (the caller must be root).
     public static func run(
-        _ arguments: [String], directory: String, environment: [String: String], timeoutSeconds: Double
+        _ arguments: [String], directory: String, environment: [String: String], timeoutSeconds: Double,
+        as user: User? = nil
     ) throws(SystemError) -> Outcome {
         let started = Date()
         var pipeFDs: [Int32] = [0, 0]
@@ -90,7 +119,12 @@ public enum ChildProcess {
         let readEnd = pipeFDs[0], writeEnd = pipeFDs[1]
         let pid: pid_t
         do {
-            pid = try spawn(arguments, directory: directory, environment: environment, output: .descriptor(writeEnd))
+            if let user {
+                pid = try spawn(arguments, directory: directory, environment: environment, outputDescriptor: writeEnd,
+                                as: user)
+            } else {
+                pid = try spawn(arguments, directory: directory, environment: environment, output: .descriptor(writeEnd))
+            }
         } catch {
             close(readEnd)
             close(writeEnd)
