@@ -102,18 +102,32 @@ import Glibc
 
     /// Extracts `archive` into `<temp>/out/stage`, expecting a refusal `matches` accepts, then checks
     /// that nothing is left in the stage and nothing appeared next to it or in the temp directory.
+    /// With `beforeWriting`, also that nothing was ever created in the stage: the header pass refused
+    /// it. (Creating or removing anything in a directory updates its mtime, which starts in 2001.)
     private func expectRefusal(
         _ archive: String, temp: TemporaryDirectory, limits: ExtractionLimits = .default,
+        beforeWriting: Bool = true, betweenPasses: () -> Void = {},
         sourceLocation: SourceLocation = #_sourceLocation, _ matches: (ArchiveRefusal) -> Bool
     ) throws {
         let before = Tree.listing(temp.path)
         let stage = try temp.directory("out/stage")
+        Tree.setMtime(stage, Tree.year2001)
         do {
-            let tree = try SafeExtractor.extract(archive: archive, into: stage, limits: limits)
+            let tree = try SafeExtractor.extract(
+                archive: archive, into: stage, limits: limits, owner: nil, betweenPasses: betweenPasses)
             Issue.record("extracted \(tree.root) instead of refusing", sourceLocation: sourceLocation)
         } catch {
             #expect(matches(error), "unexpected refusal: \(error)", sourceLocation: sourceLocation)
             #expect(error.description.contains(archive), sourceLocation: sourceLocation)
+            #expect(!error.description.contains("\n"), sourceLocation: sourceLocation)
+        }
+        if beforeWriting {
+            #expect(Tree.mtime(stage) == Tree.year2001, "the stage was written to before the refusal",
+                    sourceLocation: sourceLocation)
+        } else {
+            #expect(Tree.mtime(stage) != Tree.year2001,
+                    "refused before writing: this case tests the limits enforced while writing",
+                    sourceLocation: sourceLocation)
         }
         #expect(Tree.listing(stage).isEmpty, "left behind in stage", sourceLocation: sourceLocation)
         #expect(Tree.listing(temp.path) == Set(before + ["out", "out/stage"]).sorted(),
@@ -303,7 +317,7 @@ import Glibc
         }
     }
 
-    @Test("a compression-ratio bomb is refused on bytes written")
+    @Test("a compression-ratio bomb with honest headers is refused before writing")
     func ratioBomb() throws {
         let temp = try TemporaryDirectory()
         let zeros = [UInt8](repeating: 0, count: 8 << 20)
@@ -319,7 +333,7 @@ import Glibc
         }
     }
 
-    @Test("more bytes than the total limit are refused")
+    @Test("headers declaring more bytes than the total limit are refused before writing")
     func tooManyBytes() throws {
         let temp = try TemporaryDirectory()
         try makeTar(temp.sub("r.tar")) { writer in
@@ -328,7 +342,7 @@ import Glibc
         var limits = ExtractionLimits.default
         limits.maxTotalBytes = 2048
         try expectRefusal(temp.sub("r.tar"), temp: temp, limits: limits) {
-            if case .limitExceeded(_, "over 2 KiB written") = $0 { return true }
+            if case .limitExceeded(_, "its headers declare over 2 KiB") = $0 { return true }
             return false
         }
     }
@@ -380,5 +394,219 @@ import Glibc
             return false
         }
         #expect(Tree.listing(stage) == ["already"])
+    }
+
+    // MARK: - Header pass
+
+    @Test("every entry is admitted before any is written: a bad last entry leaves the stage untouched")
+    func badLastEntryWritesNothing() throws {
+        let temp = try TemporaryDirectory()
+        try makeTar(temp.sub("r.tar")) { writer in
+            try writer.addDirectory(path: "p/", mode: 0o755)
+            for index in 0..<50 { try writer.file("p/\(index).php", "<?php // \(index)") }
+            try writer.addSymlink(path: "p/zz-link", target: "/etc")
+        }
+        try expectRefusal(temp.sub("r.tar"), temp: temp) {
+            if case .forbiddenEntry(_, "p/zz-link", "symbolic link") = $0 { return true }
+            return false
+        }
+    }
+
+    /// A deflated entry of 8 MiB of zeros whose local and central headers both claim `declared` bytes.
+    private func understatedZip(_ path: String, declared: Int, in temp: TemporaryDirectory) throws {
+        let script = """
+            z = Zip()
+            z.add('p/ok.php', 'ok')
+            z.add('p/zeros.bin', bytes(8 << 20), declared=\(declared))
+            z.save(sys.argv[1])
+            """
+        try ZipForge.run(script, [path], in: temp.path)
+    }
+
+    @Test("headers that understate sizes do not get past the limits on bytes actually written")
+    func understatedSizes() throws {
+        let temp = try TemporaryDirectory()
+        try understatedZip(temp.sub("ratio.zip"), declared: 1000, in: temp)
+        try expectRefusal(temp.sub("ratio.zip"), temp: temp, beforeWriting: false) {
+            if case .limitExceeded(_, "compression ratio over 200:1") = $0 { return true }
+            return false
+        }
+        var limits = ExtractionLimits.default
+        limits.maxTotalBytes = 512 << 10
+        try understatedZip(temp.sub("total.zip"), declared: 1000, in: temp)
+        try expectRefusal(temp.sub("total.zip"), temp: temp, limits: limits, beforeWriting: false) {
+            if case .limitExceeded(_, "over 512 KiB written") = $0 { return true }
+            return false
+        }
+    }
+
+    @Test("an archive that reads differently on the second pass is refused and its writes removed")
+    func changedBetweenPasses() throws {
+        let temp = try TemporaryDirectory()
+        try makeTar(temp.sub("r.tar")) { writer in
+            try writer.file("p/a.php", "a")
+            try writer.file("p/b.php", "b")
+        }
+        try makeTar(temp.sub("renamed.tar")) { writer in
+            try writer.file("p/a.php", "a")
+            try writer.file("p/c.php", "c")
+        }
+        try makeTar(temp.sub("shorter.tar")) { writer in try writer.file("p/a.php", "a") }
+        // Replaced in place (same inode, same path), as a process with write access could.
+        func replace(with other: String) -> () -> Void {
+            return {
+                let bytes = FileManager.default.contents(atPath: temp.sub(other)) ?? Data()
+                let handle = FileHandle(forWritingAtPath: temp.sub("r.tar"))
+                handle?.truncateFile(atOffset: 0)
+                handle?.write(bytes)
+                handle?.closeFile()
+            }
+        }
+        try expectRefusal(temp.sub("r.tar"), temp: temp, beforeWriting: false,
+                          betweenPasses: replace(with: "renamed.tar")) {
+            if case .inconsistent(_, "p/c.php", let reason) = $0 { return reason.contains("the archive changed") }
+            return false
+        }
+        try makeTar(temp.sub("r2.tar")) { writer in
+            try writer.file("p/a.php", "a")
+            try writer.file("p/b.php", "b")
+        }
+        try FileManager.default.removeItem(atPath: temp.sub("r.tar"))
+        try FileManager.default.moveItem(atPath: temp.sub("r2.tar"), toPath: temp.sub("r.tar"))
+        try expectRefusal(temp.sub("r.tar"), temp: temp, beforeWriting: false,
+                          betweenPasses: replace(with: "shorter.tar")) {
+            if case .inconsistent(_, "p/b.php", let reason) = $0 { return reason.contains("vanished") }
+            return false
+        }
+    }
+
+    // MARK: - Zip layout
+
+    @Test("overlapping zip entries (a better zip bomb's construction) are refused before writing")
+    func overlappingZipEntries() throws {
+        let temp = try TemporaryDirectory()
+        // Quoted overlap: b's local header and data sit inside a's stored data, so the central
+        // directory lists two files that share bytes. Full overlap: two central records, one local
+        // header.
+        let script = """
+            inner = Zip()
+            inner.add('p/b.php', 'bbbb', deflate=False)
+            z = Zip()
+            z.add('p/ok.php', 'ok')
+            a = z.add('p/a.php', bytes(inner.body), deflate=False)
+            b = dict(inner.entries[0])
+            b['offset'] = a['offset'] + 30 + len(a['name'])
+            z.entries.append(b)
+            z.save(sys.argv[1])
+
+            z = Zip()
+            a = z.add('p/a.php', 'aaaa')
+            twin = dict(a)
+            twin['name'] = b'p/c.php'
+            z.entries.append(twin)
+            z.save(sys.argv[2])
+            """
+        try ZipForge.run(script, [temp.sub("quoted.zip"), temp.sub("full.zip")], in: temp.path)
+        try expectRefusal(temp.sub("quoted.zip"), temp: temp) {
+            if case .overlappingEntries(_, "p/b.php", "p/a.php") = $0 { return true }
+            return false
+        }
+        try expectRefusal(temp.sub("full.zip"), temp: temp) {
+            if case .overlappingEntries(_, "p/c.php", "p/a.php") = $0 { return true }
+            return false
+        }
+    }
+
+    @Test("a central record pointing at no local header, or running into the central directory, is refused")
+    func zipCentralRecordsOutOfPlace() throws {
+        let temp = try TemporaryDirectory()
+        let script = """
+            z = Zip()
+            z.add('p/a.php', 'aaaa')
+            b = z.add('p/b.php', 'bbbb')
+            b['offset'] += 1
+            z.save(sys.argv[1])
+
+            z = Zip()
+            z.add('p/a.php', 'aaaa')
+            b = z.add('p/b.php', 'bbbb')
+            b['csize'] += 40
+            z.save(sys.argv[2])
+            """
+        try ZipForge.run(script, [temp.sub("signature.zip"), temp.sub("long.zip")], in: temp.path)
+        try expectRefusal(temp.sub("signature.zip"), temp: temp) {
+            if case .inconsistent(_, "p/b.php", let reason) = $0 { return reason.hasPrefix("has no local header") }
+            return false
+        }
+        try expectRefusal(temp.sub("long.zip"), temp: temp) {
+            if case .inconsistent(_, "p/b.php", "runs into the central directory") = $0 { return true }
+            return false
+        }
+    }
+
+    @Test("a well-formed zip whose central records use zip64 fields extracts")
+    func zip64CentralRecords() throws {
+        let temp = try TemporaryDirectory()
+        let script = """
+            z = Zip()
+            z.add('p/a.php', 'aaaa')
+            z.add('p/b.php', 'bbbb' * 100)
+            z.save(sys.argv[1], zip64=True)
+            """
+        try ZipForge.run(script, [temp.sub("z64.zip")], in: temp.path)
+        let stage = try temp.directory("stage")
+        let tree = try SafeExtractor.extract(archive: temp.sub("z64.zip"), into: stage)
+        #expect(tree.fileCount == 2)
+        #expect(try String(contentsOfFile: stage + "/p/b.php", encoding: .utf8) == String(repeating: "bbbb", count: 100))
+    }
+
+    @Test("a zip declaring more entries than the limit is refused from its end record")
+    func zipEntryCountFromEndRecord() throws {
+        let temp = try TemporaryDirectory()
+        let script = """
+            z = Zip()
+            for i in range(5):
+                z.add('p/%d.php' % i, 'x')
+            z.save(sys.argv[1])
+            """
+        try ZipForge.run(script, [temp.sub("many.zip")], in: temp.path)
+        var limits = ExtractionLimits.default
+        limits.maxEntries = 3
+        try expectRefusal(temp.sub("many.zip"), temp: temp, limits: limits) {
+            if case .limitExceeded(_, "more than 3 entries (the zip declares 5)") = $0 { return true }
+            return false
+        }
+    }
+
+    // MARK: - Ownership
+
+    @Test("with an owner, every file and directory created is given to it; without, to us",
+          .enabled(if: geteuid() == 0, "changing a file's owner needs root (CAP_CHOWN)"))
+    func ownership() throws {
+        let temp = try TemporaryDirectory()
+        try makeTar(temp.sub("r.tar")) { writer in
+            try writer.addDirectory(path: "p/", mode: 0o755)
+            try writer.file("p/a.php", "a", mode: 0o4755)
+            // Implied directories: no entries of their own.
+            try writer.file("p/lib/deep/b.php", "b")
+            try writer.addDirectory(path: "p/lib/", mode: 0o2775)
+        }
+        let owner = FileOwner(uid: 4242, gid: 4343)
+        let stage = try temp.directory("owned")
+        _ = try SafeExtractor.extract(archive: temp.sub("r.tar"), into: stage, owner: owner)
+        let listing = Tree.listing(stage)
+        #expect(listing == ["p", "p/a.php", "p/lib", "p/lib/deep", "p/lib/deep/b.php"])
+        for path in listing {
+            let found = Tree.owner(stage + "/" + path)
+            #expect(found?.uid == 4242 && found?.gid == 4343, "\(path) is owned by \(String(describing: found))")
+        }
+        // chown(2) happened before the mode was set, so it could not have widened or kept special bits.
+        #expect(Tree.mode(stage + "/p/a.php") == 0o755)
+        #expect(Tree.mode(stage + "/p/lib") == 0o755)
+        // The destination is the caller's, and without an owner nothing is given away.
+        #expect(Tree.owner(stage)?.uid == 0)
+        let plain = try temp.directory("plain")
+        _ = try SafeExtractor.extract(archive: temp.sub("r.tar"), into: plain)
+        #expect(Tree.listing(plain).allSatisfy { Tree.owner(plain + "/" + $0)?.uid == geteuid() })
     }
 }

@@ -1,7 +1,8 @@
 import Foundation
 
-/// Caps on what a release archive may make us write. Enforced on bytes actually written, not on the
-/// sizes headers declare, which an attacker controls.
+/// Caps on what a release archive may make us write. The sizes headers declare are checked before
+/// extracting, as an early refusal; the bytes actually written are checked again while extracting,
+/// since declared sizes are the attacker's word.
 public struct ExtractionLimits: Sendable {
     public var maxTotalBytes: Int64
     public var maxEntries: Int
@@ -43,6 +44,13 @@ public enum ArchiveRefusal: Error, CustomStringConvertible, Sendable {
     case duplicate(archive: String, entry: String)
     case notSingleTopDirectory(archive: String, found: [String])
     case limitExceeded(archive: String, limit: String)
+    /// Two zip entries whose bytes overlap: the construction of non-recursive zip bombs (David
+    /// Fifield, "A better zip bomb", 2019), where many entries share one compressed kernel.
+    case overlappingEntries(archive: String, entry: String, other: String)
+    /// Headers that contradict each other: a zip entry without a local header where the central
+    /// directory says, or running into the central directory; an archive that reads differently the
+    /// second time.
+    case inconsistent(archive: String, entry: String, reason: String)
     case io(SystemError)
 
     public var description: String {
@@ -64,6 +72,11 @@ public enum ArchiveRefusal: Error, CustomStringConvertible, Sendable {
             return "release archive \(archive): must hold exactly one top directory, found \(names)"
         case .limitExceeded(let archive, let limit):
             return "release archive \(archive): refused, \(limit)"
+        case .overlappingEntries(let archive, let entry, let other):
+            return "release archive \(archive): zip entry '\(entry)' overlaps entry '\(other)' "
+                + "(overlapping entries are how zip bombs multiply their output)"
+        case .inconsistent(let archive, let entry, let reason):
+            return "release archive \(archive): entry '\(entry)' \(reason)"
         case .io(let error):
             if error.isOutOfSpace {
                 return "no space left on the filesystem of \(error.path ?? "the destination") "

@@ -112,12 +112,20 @@ struct EntryChecker {
     private mutating func matchCentralDirectory(_ info: ArchiveEntryInfo) throws(ArchiveRefusal) {
         if centralNames == nil {
             do {
-                let directory = try ZipCentralDirectory.read(path: archive)
+                let directory = try ZipCentralDirectory.read(path: archive, maxEntries: limits.maxEntries)
                 centralNames = directory.names.reduce(into: [:]) { $0[$1, default: 0] += 1 }
             } catch {
                 switch error {
                 case .malformed(let reason):
                     throw .unreadable(archive: archive, reason: "zip central directory: \(reason)")
+                case .tooManyEntries(let declared):
+                    throw .limitExceeded(archive: archive, limit: "more than \(limits.maxEntries) entries "
+                                         + "(the zip declares \(declared))")
+                case .entry(let name, let reason):
+                    throw .inconsistent(archive: archive, entry: ArchiveEntryInfo.display(name), reason: reason)
+                case .overlap(let name, let other):
+                    throw .overlappingEntries(archive: archive, entry: ArchiveEntryInfo.display(name),
+                                              other: ArchiveEntryInfo.display(other))
                 }
             }
         }

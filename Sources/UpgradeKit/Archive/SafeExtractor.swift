@@ -9,17 +9,36 @@ public enum SafeExtractor {
     /// Extracts a release archive (.zip, .tar, .tar.gz, .tar.zst — detected by content) into
     /// `destination`, an EXISTING EMPTY directory the caller created on the plugin's filesystem.
     ///
-    /// The archive must hold exactly one top directory (the plugin directory); only regular files and
-    /// directories are accepted. Files are created with `openat(O_CREAT|O_EXCL|O_NOFOLLOW)` relative to
-    /// directory descriptors opened with `O_NOFOLLOW|O_DIRECTORY`, walking components from
-    /// `destination`, so nothing can land outside it. Permission bits are kept minus setuid, setgid,
-    /// sticky and group/other write; files get at least 0600, directories 0700. Files get the current
-    /// time as mtime on purpose: PHP's opcache reloads by mtime, so restoring a reproducible build's
-    /// fixed mtimes could keep the old code running. Every file is fsynced, then every directory
-    /// bottom-up, then `destination`. On any refusal or error everything written under
+    /// Two passes. The first reads every header, skipping the data, and admits every entry before a
+    /// single byte is written: only regular files and directories, safe names, exactly one top
+    /// directory (the plugin directory), no duplicates, at most `maxEntries` entries, declared sizes
+    /// within `maxTotalBytes` and `maxRatio`, and for zips a central directory that agrees with the
+    /// local headers and has no overlapping entries. So anything decidable from the headers is refused
+    /// with nothing written. The second pass extracts, and refuses unless it meets exactly the entries
+    /// (names and kinds, in order) the first admitted; the byte and ratio limits are enforced again on
+    /// what is actually written, since declared sizes are the attacker's word.
+    ///
+    /// Files are created with `openat(O_CREAT|O_EXCL|O_NOFOLLOW)` relative to directory descriptors
+    /// opened with `O_NOFOLLOW|O_DIRECTORY`, walking components from `destination`, so nothing can land
+    /// outside it. Permission bits are kept minus setuid, setgid, sticky and group/other write; files
+    /// get at least 0600, directories 0700. With `owner`, every file and directory created (the top
+    /// directory and implied directories included) is given to it by descriptor before it is synced.
+    /// Files get the current time as mtime on purpose: PHP's opcache reloads by mtime, so restoring a
+    /// reproducible build's fixed mtimes could keep the old code running. Every file is fsynced, then
+    /// every directory bottom-up, then `destination`. On any refusal or error everything written under
     /// `destination` is removed before throwing.
     public static func extract(
-        archive: String, into destination: String, limits: ExtractionLimits = .default
+        archive: String, into destination: String, limits: ExtractionLimits = .default,
+        owner: FileOwner? = nil
+    ) throws(ArchiveRefusal) -> ExtractedTree {
+        try extract(archive: archive, into: destination, limits: limits, owner: owner, betweenPasses: {})
+    }
+
+    /// `extract` with a hook run between the header pass and the extraction pass, for tests that
+    /// change the archive under it.
+    static func extract(
+        archive: String, into destination: String, limits: ExtractionLimits, owner: FileOwner?,
+        betweenPasses: () -> Void
     ) throws(ArchiveRefusal) -> ExtractedTree {
         let destinationPath = absolutePath(destination)
         let root: DirectoryHandle
@@ -31,9 +50,12 @@ public enum SafeExtractor {
         } catch {
             throw .io(error)
         }
+        // The header pass writes nothing, so a refusal there needs no cleanup.
+        let admitted = try HeaderPass.run(archive: archive, limits: limits)
+        betweenPasses()
         do {
-            var extraction = Extraction(archive: archive, root: root, limits: limits)
-            return try extraction.run()
+            var extraction = Extraction(archive: archive, root: root, limits: limits, owner: owner)
+            return try extraction.run(expecting: admitted)
         } catch {
             removeContents(of: destinationPath)
             throw error
@@ -41,12 +63,96 @@ public enum SafeExtractor {
     }
 }
 
-/// One extraction's state; never outlives `SafeExtractor.extract`.
+/// What the header pass admitted: every entry's name bytes and kind, in archive order, stored flat
+/// (one byte buffer and the end offset of each name) so 100,000 entries cost little more than their
+/// names.
+private struct AdmittedEntries {
+    private var nameBytes: [UInt8] = []
+    private var nameEnds: [Int] = []
+    private var kinds: [ArchiveEntryKind] = []
+    var topName = ""
+
+    var count: Int { nameEnds.count }
+
+    mutating func append(_ info: ArchiveEntryInfo) {
+        nameBytes.append(contentsOf: info.pathBytes)
+        nameEnds.append(nameBytes.count)
+        kinds.append(info.kind)
+    }
+
+    func matches(_ index: Int, _ info: ArchiveEntryInfo) -> Bool {
+        guard index < count, kinds[index] == info.kind else { return false }
+        return nameBytes[range(index)].elementsEqual(info.pathBytes)
+    }
+
+    func displayName(_ index: Int) -> String { ArchiveEntryInfo.display(Array(nameBytes[range(index)])) }
+
+    private func range(_ index: Int) -> Range<Int> { (index == 0 ? 0 : nameEnds[index - 1])..<nameEnds[index] }
+}
+
+/// The first pass: headers only, nothing written.
+private enum HeaderPass {
+    static func run(archive: String, limits: ExtractionLimits) throws(ArchiveRefusal) -> AdmittedEntries {
+        let reader = try openReader(archive)
+        var checker = EntryChecker(archive: archive, limits: limits)
+        var admitted = AdmittedEntries()
+        var declaredBytes: Int64 = 0
+        while let info = try nextEntry(reader, archive: archive) {
+            _ = try checker.admit(info, isZip: reader.isZip)
+            admitted.append(info)
+            if info.kind == .file, let size = info.size {
+                let (sum, overflow) = declaredBytes.addingReportingOverflow(max(size, 0))
+                declaredBytes = overflow ? .max : sum
+                if declaredBytes > limits.maxTotalBytes {
+                    let limit = "its headers declare over \(formatBytes(limits.maxTotalBytes))"
+                    throw .limitExceeded(archive: archive, limit: limit)
+                }
+            }
+            // Skipping still reads a compressed stream through, so truncation shows up here too.
+            do { try reader.skipData() } catch {
+                throw .unreadable(archive: archive, reason: "entry '\(info.displayPath)': \(error.message)")
+            }
+        }
+        guard let topName = checker.topName else { throw .empty(archive: archive) }
+        admitted.topName = topName
+        // If the declared sizes are honest, writing them would break the ratio limit anyway (the
+        // compressed bytes read can never exceed the file), so refuse now rather than after a gigabyte.
+        if declaredBytes > ExtractionLimits.ratioGrace {
+            var info = stat()
+            guard stat(archive, &info) == 0 else {
+                throw .unreadable(archive: archive, reason: String(cString: strerror(errno)))
+            }
+            if Double(declaredBytes) / Double(max(info.st_size, 1)) > limits.maxRatio {
+                throw .limitExceeded(archive: archive, limit: ratioLimit(limits))
+            }
+        }
+        return admitted
+    }
+}
+
+private func openReader(_ archive: String) throws(ArchiveRefusal) -> ArchiveReader {
+    do { return try ArchiveReader(path: archive) } catch {
+        throw .unreadable(archive: archive, reason: error.message)
+    }
+}
+
+private func nextEntry(_ reader: ArchiveReader, archive: String) throws(ArchiveRefusal) -> ArchiveEntryInfo? {
+    do { return try reader.nextEntry() } catch {
+        throw .unreadable(archive: archive, reason: error.message)
+    }
+}
+
+private func ratioLimit(_ limits: ExtractionLimits) -> String {
+    let ratio = limits.maxRatio.rounded() == limits.maxRatio ? String(Int(limits.maxRatio)) : String(limits.maxRatio)
+    return "compression ratio over \(ratio):1"
+}
+
+/// The second pass's state; never outlives `SafeExtractor.extract`.
 private struct Extraction {
     let archive: String
     let root: DirectoryHandle
     let limits: ExtractionLimits
-    var checker: EntryChecker
+    let owner: FileOwner?
     var fileCount = 0
     var bytesWritten: Int64 = 0
     /// Every directory created below `root`, as components, for the final fsync.
@@ -55,36 +161,42 @@ private struct Extraction {
     /// re-walking the path for almost every file.
     var cachedParent: (components: [String], handle: DirectoryHandle)?
 
-    init(archive: String, root: DirectoryHandle, limits: ExtractionLimits) {
+    init(archive: String, root: DirectoryHandle, limits: ExtractionLimits, owner: FileOwner?) {
         self.archive = archive
         self.root = root
         self.limits = limits
-        self.checker = EntryChecker(archive: archive, limits: limits)
+        self.owner = owner
     }
 
-    mutating func run() throws(ArchiveRefusal) -> ExtractedTree {
-        let reader: ArchiveReader
-        do {
-            reader = try ArchiveReader(path: archive)
-        } catch {
-            throw .unreadable(archive: archive, reason: error.message)
-        }
+    mutating func run(expecting admitted: AdmittedEntries) throws(ArchiveRefusal) -> ExtractedTree {
+        let reader = try openReader(archive)
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 256 * 1024, alignment: 16)
         defer { buffer.deallocate() }
-        while true {
-            let next: ArchiveEntryInfo?
-            do { next = try reader.nextEntry() } catch {
-                throw .unreadable(archive: archive, reason: error.message)
+        var index = 0
+        while let info = try nextEntry(reader, archive: archive) {
+            // The same file read twice should read the same; if not, it changed under us, and what
+            // the first pass admitted says nothing about what we would write.
+            guard admitted.matches(index, info) else {
+                throw .inconsistent(archive: archive, entry: info.displayPath,
+                                    reason: "was not in the headers read before extracting (the archive changed)")
             }
-            guard let info = next else { break }
-            let components = try checker.admit(info, isZip: reader.isZip)
+            index += 1
+            let components: [String]
+            switch entryComponents(info.pathBytes, isDirectory: info.kind == .directory, limits: limits) {
+            case .success(let value): components = value
+            case .failure(let problem):
+                throw .unsafePath(archive: archive, entry: info.displayPath, reason: problem.reason)
+            }
             if info.kind == .directory {
                 try makeDirectory(components, mode: info.mode)
             } else {
                 try writeFile(components, mode: info.mode, reader: reader, buffer: buffer)
             }
         }
-        guard let topName = checker.topName else { throw .empty(archive: archive) }
+        guard index == admitted.count else {
+            throw .inconsistent(archive: archive, entry: admitted.displayName(index),
+                                reason: "vanished after the headers were read (the archive changed)")
+        }
         cachedParent = nil
         do {
             // Deepest first, so a directory is synced after the entries it holds (fsync(2): syncing
@@ -97,7 +209,7 @@ private struct Extraction {
             throw .io(error)
         }
         return ExtractedTree(
-            root: root.path + "/" + topName, topName: topName, fileCount: fileCount,
+            root: root.path + "/" + admitted.topName, topName: admitted.topName, fileCount: fileCount,
             directoryCount: directories.count, bytesWritten: bytesWritten
         )
     }
@@ -111,6 +223,7 @@ private struct Extraction {
             let (handle, created) = try current.child(parentComponents[index], create: true)
             if created {
                 // Implied directories (no entry of their own) get the usual 0755.
+                try owner?.apply(to: handle.fd, path: handle.path)
                 try systemCall("fchmod", path: handle.path) { fchmod(handle.fd, 0o755) }
                 directories.append(Array(parentComponents[...index]))
             }
@@ -124,7 +237,10 @@ private struct Extraction {
         do {
             let parent = try parent(of: components)
             let (handle, created) = try parent.child(components[components.count - 1], create: true)
-            if created { directories.append(components) }
+            if created {
+                try owner?.apply(to: handle.fd, path: handle.path)
+                directories.append(components)
+            }
             let sanitized = mode_t((mode & 0o755) | 0o700)
             try systemCall("fchmod", path: handle.path) { fchmod(handle.fd, sanitized) }
         } catch {
@@ -164,9 +280,7 @@ private struct Extraction {
             if bytesWritten > ExtractionLimits.ratioGrace {
                 let compressed = max(reader.compressedBytesRead, 1)
                 if Double(bytesWritten) / Double(compressed) > limits.maxRatio {
-                    let ratio = limits.maxRatio.rounded() == limits.maxRatio
-                        ? String(Int(limits.maxRatio)) : String(limits.maxRatio)
-                    throw .limitExceeded(archive: archive, limit: "compression ratio over \(ratio):1")
+                    throw .limitExceeded(archive: archive, limit: ratioLimit(limits))
                 }
             }
             do { try writeAll(fd, UnsafeRawBufferPointer(rebasing: buffer[..<count]), path: path) } catch {
@@ -175,6 +289,8 @@ private struct Extraction {
         }
         let sanitized = mode_t((mode & 0o755) | 0o600)
         do {
+            // Owner first: chown(2) may clear mode bits, and the mode must be the last word.
+            try owner?.apply(to: fd, path: path)
             try systemCall("fchmod", path: path) { fchmod(fd, sanitized) }
             try FileSystem.fsync(fd, path: path)
         } catch {
