@@ -1,4 +1,7 @@
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// The upgrade pipeline of DESIGN.md, and the manual rollback that reuses its second half.
 ///
@@ -196,9 +199,14 @@ public enum Pipeline {
                 let stageDirectory = work + "/stage"
                 try FileSystem.makeDirectory(stageDirectory, mode: 0o700)
                 let tree: ExtractedTree
+                // The new tree belongs to whoever owns the live one (the web server's user, often),
+                // and is given that owner inside staging, before the swap. Only root can give files
+                // away; any other agent user owns what it writes already.
+                let owner = geteuid() == 0 ? FileOwner.of(site.pluginDirectory) : nil
                 do {
                     tree = try SafeExtractor.extract(
-                        archive: download, into: stageDirectory, limits: context.extractionLimits)
+                        archive: download, into: stageDirectory, limits: context.extractionLimits, owner: owner)
+                    try matchTopDirectoryMode(of: tree.root, to: site.pluginDirectory)
                 } catch {
                     // A full disk or an I/O error is no fault of the release: exit 1, not a refusal.
                     if case .io? = error as? ArchiveRefusal { throw UpgradeError.failed("staging failed, nothing was changed: \(error)") }
@@ -625,6 +633,15 @@ public enum Pipeline {
         if FileSystem.identity(of: stateWork)?.device != FileSystem.identity(of: pluginParent)?.device {
             base = pluginParent + "/" + hiddenWorkName
             try FileSystem.makeDirectory(base, mode: 0o700)
+            // It sits in a folder the web server may write to: if it is not ours alone (someone
+            // replaced it, or widened it), whatever is inside could be swapped under us.
+            var info = stat()
+            guard lstat(base, &info) == 0, info.st_mode & S_IFMT == S_IFDIR, info.st_uid == geteuid(),
+                  info.st_mode & 0o077 == 0 else {
+                throw UpgradeError.failed(
+                    "\(base) is not a directory of this user's alone (mode 0700); refusing to stage there, "
+                        + "remove it and retry")
+            }
             let denyAll = Data("Require all denied\nDeny from all\n".utf8)
             if !FileSystem.exists(base + "/.htaccess") {
                 try FileSystem.writeAtomically(denyAll, to: base + "/.htaccess", mode: 0o644)
@@ -636,6 +653,20 @@ public enum Pipeline {
         try run.save()
         try FileSystem.makeDirectory(directory, mode: 0o700)
         return directory
+    }
+
+    /// Gives the staged top directory the live one's permission bits (a host may keep plugins 0750 for
+    /// the web server's group), minus setuid, setgid, sticky and group/other write.
+    static func matchTopDirectoryMode(of staged: String, to live: String) throws(ArchiveRefusal) {
+        var info = stat()
+        guard lstat(live, &info) == 0 else { return }
+        let mode = (info.st_mode & 0o755) | 0o700
+        do {
+            try systemCall("chmod", path: staged) { chmod(staged, mode) }
+            try FileSystem.sync(staged)
+        } catch {
+            throw .io(error)
+        }
     }
 
     /// The work folder next to the plugin directory, used when the state directory is on another filesystem.
