@@ -211,6 +211,37 @@ import Glibc
         }
     }
 
+    @Test("BackupSet checks its archive: a fresh backup verifies, one altered afterwards does not")
+    func backupSetVerify() throws {
+        let temp = try TemporaryDirectory()
+        let live = try makeTree(in: temp)
+        try Tree.write(live + "/molam-plugin.json", #"{"name":"molam-form","version":"3.9.0","tables":["t"]}"#,
+                       mode: 0o644)
+        let databasePath = temp.sub("site.db")
+        let connection = try SQLiteConnection(path: databasePath, mode: .readWriteCreate)
+        try connection.executeScript("CREATE TABLE t (x INTEGER); INSERT INTO t VALUES (1), (2);")
+        let backup = try BackupSet.create(
+            pluginDirectory: live, manifest: try PluginManifest.load(pluginDirectory: live), tables: ["t"],
+            database: try SQLitePluginDatabase(path: databasePath), paths: StatePaths(root: temp.sub("state")),
+            runID: nil, now: Date())
+        #expect(!backup.directory.contains(".partial-"))
+        #expect(Set(Tree.listing(backup.directory)) == [
+            BackupSet.filesArchiveName, BackupSet.filesManifestName, BackupSet.tablesName, "meta.json",
+        ])
+        try backup.verify()
+
+        try rewrite(backup.filesArchive, to: temp.sub("edited.tar.zst")) { name in
+            name == "molam-form/run.sh" ? .replace(Array("#!/bin/ls\n".utf8)) : .keep
+        }
+        #expect(rename(temp.sub("edited.tar.zst"), backup.filesArchive) == 0)
+        #expect {
+            try backup.verify()
+        } throws: { error in
+            guard case .mismatch(_, let differences) = error as? TreeArchiveError else { return false }
+            return differences == ["'run.sh' has different content"]
+        }
+    }
+
     // MARK: owners
 
     @Test("owners are recorded and a restore as root gives them back, links and setuid bits included",
