@@ -119,11 +119,16 @@ import Glibc
 
     // MARK: verify: the archive read back against its manifest
 
+    /// Backs `live` up into `b.tar.zst` in `temp`.
+    private func backUp(_ live: String, in temp: TemporaryDirectory) throws -> TreeManifest {
+        try TreeArchive.create(from: live, topName: "molam-form", archivePath: temp.sub("b.tar.zst"))
+    }
+
     @Test("verify reads a fresh backup back in full and writes nothing")
     func verifyFresh() throws {
         let temp = try TemporaryDirectory()
         let live = try makeTree(in: temp)
-        let manifest = try TreeArchive.create(from: live, topName: "molam-form", archivePath: temp.sub("b.tar.zst"))
+        let manifest = try backUp(live, in: temp)
         let before = Tree.listing(temp.path)
         try TreeArchive.verify(archivePath: temp.sub("b.tar.zst"), expecting: manifest)
         #expect(Tree.listing(temp.path) == before)
@@ -140,7 +145,7 @@ import Glibc
     func verifyRewrittenArchive(edit: String, expected: String) throws {
         let temp = try TemporaryDirectory()
         let live = try makeTree(in: temp)
-        let manifest = try TreeArchive.create(from: live, topName: "molam-form", archivePath: temp.sub("b.tar.zst"))
+        let manifest = try backUp(live, in: temp)
         try rewrite(temp.sub("b.tar.zst"), to: temp.sub("edited.tar.zst")) { name in
             switch (edit, name) {
             // Same length, other bytes: only the hash can tell.
@@ -164,7 +169,7 @@ import Glibc
     func verifyEditedManifest() throws {
         let temp = try TemporaryDirectory()
         let live = try makeTree(in: temp)
-        let manifest = try TreeArchive.create(from: live, topName: "molam-form", archivePath: temp.sub("b.tar.zst"))
+        let manifest = try backUp(live, in: temp)
         func differences(_ edit: (inout TreeManifest) -> Void) -> [String] {
             var edited = manifest
             edit(&edited)
@@ -199,7 +204,7 @@ import Glibc
     func verifyTruncated() throws {
         let temp = try TemporaryDirectory()
         let live = try makeTree(in: temp)
-        let manifest = try TreeArchive.create(from: live, topName: "molam-form", archivePath: temp.sub("b.tar.zst"))
+        let manifest = try backUp(live, in: temp)
         let bytes = try Data(contentsOf: URL(fileURLWithPath: temp.sub("b.tar.zst")))
         for length in [bytes.count / 2, bytes.count - 8, 0] {
             try bytes.prefix(length).write(to: URL(fileURLWithPath: temp.sub("cut.tar.zst")))
@@ -254,7 +259,7 @@ import Glibc
         #expect(chown(live + "/run.sh", 33, 33) == 0)
         #expect(chmod(live + "/run.sh", 0o6755) == 0)
         #expect(lchown(live + "/current.php", 1234, 4321) == 0)
-        let manifest = try TreeArchive.create(from: live, topName: "molam-form", archivePath: temp.sub("b.tar.zst"))
+        let manifest = try backUp(live, in: temp)
         func owner(_ path: String) -> String? {
             manifest.entries.first { $0.path == path }.map { "\($0.uid ?? 0):\($0.gid ?? 0)" }
         }
@@ -266,8 +271,8 @@ import Glibc
         try manifest.write(to: temp.sub("manifest.json"))
         #expect(try TreeManifest.read(from: temp.sub("manifest.json")) == manifest)
 
-        let root = try TreeArchive.restore(archivePath: temp.sub("b.tar.zst"), into: try temp.directory("restore"),
-                                           expecting: manifest)
+        let root = try TreeArchive.restore(
+            archivePath: temp.sub("b.tar.zst"), into: try temp.directory("restore"), expecting: manifest)
         // scan reads owners with lstat: equal manifests mean equal owners, modes and bytes.
         #expect(try TreeManifest.scan(directory: root) == manifest)
         #expect(Tree.mode(root + "/run.sh") == 0o6755)
@@ -281,10 +286,12 @@ import Glibc
     func manifestWithoutOwners() throws {
         let temp = try TemporaryDirectory()
         let live = try makeTree(in: temp)
-        let manifest = try TreeArchive.create(from: live, topName: "molam-form", archivePath: temp.sub("b.tar.zst"))
+        let manifest = try backUp(live, in: temp)
         // Written by the older agent: no uid, gid or root.
         let entries = manifest.entries.map { entry -> [String: Any] in
-            var object: [String: Any] = ["path": entry.path, "kind": entry.kind, "mode": entry.mode, "size": entry.size]
+            var object: [String: Any] = [
+                "path": entry.path, "kind": entry.kind, "mode": entry.mode, "size": entry.size,
+            ]
             if let sha256 = entry.sha256 { object["sha256"] = sha256 }
             if let target = entry.target { object["target"] = target }
             return object
@@ -297,8 +304,8 @@ import Glibc
         #expect(old.entries.map(\.path) == manifest.entries.map(\.path))
 
         try TreeArchive.verify(archivePath: temp.sub("b.tar.zst"), expecting: old)
-        let root = try TreeArchive.restore(archivePath: temp.sub("b.tar.zst"), into: try temp.directory("restore"),
-                                           expecting: old)
+        let root = try TreeArchive.restore(
+            archivePath: temp.sub("b.tar.zst"), into: try temp.directory("restore"), expecting: old)
         var info = stat()
         #expect(lstat(root + "/run.sh", &info) == 0 && info.st_uid == geteuid())
     }

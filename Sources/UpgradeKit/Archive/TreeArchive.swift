@@ -90,7 +90,8 @@ public enum TreeArchive {
                         entries.append(item.entry(kind: "directory", size: 0))
                     case .symlink(let target):
                         try writer.addSymlink(path: name, target: target, mode: item.mode, mtime: item.mtime)
-                        entries.append(item.entry(kind: "symlink", size: Int64(target.utf8.count), target: target))
+                        entries.append(item.entry(kind: "symlink", size: Int64(target.utf8.count),
+                                                  target: target))
                     case .file(let fd, let size):
                         try writer.addFile(path: name, mode: item.mode, mtime: item.mtime, size: size)
                         let hasher = try TreeManifest.makeHasher(path: item.absolutePath)
@@ -179,8 +180,8 @@ public enum TreeArchive {
                 entries.append(.init(path: path, kind: "directory", mode: info.mode, size: 0))
             case .symlink:
                 let target = String(decoding: info.symlinkTarget ?? [], as: UTF8.self)
-                entries.append(.init(path: path, kind: "symlink", mode: info.mode, size: Int64(target.utf8.count),
-                                     target: target))
+                entries.append(.init(path: path, kind: "symlink", mode: info.mode,
+                                     size: Int64(target.utf8.count), target: target))
             default:
                 // Whatever the manifest says this path is, it is not this.
                 entries.append(.init(path: path, kind: info.kind.rawValue, mode: info.mode, size: 0))
