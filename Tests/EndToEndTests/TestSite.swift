@@ -261,3 +261,28 @@ func dump(_ path: String) throws -> String {
     }
     return lines.joined(separator: "\n")
 }
+
+extension TreeSnapshot {
+    /// `take(_:)` with each path's owner and group appended ("file 644 <sha256> 33:33"), read with lstat
+    /// so a symlink's own owner counts, not its target's.
+    static func takeWithOwners(_ root: String) throws -> TreeSnapshot {
+        var snapshot = try take(root)
+        for (relative, description) in snapshot.entries {
+            let path = relative.isEmpty ? root : root + "/" + relative
+            var info = stat()
+            guard lstat(path, &info) == 0 else { throw TestFailure("lstat \(path)") }
+            snapshot.entries[relative] = description + " \(info.st_uid):\(info.st_gid)"
+        }
+        return snapshot
+    }
+}
+
+extension TestSite {
+    /// `snapshot()` whose tree also records every path's owner and group.
+    func snapshotWithOwners() throws -> SiteSnapshot {
+        SiteSnapshot(
+            tree: try TreeSnapshot.takeWithOwners(pluginDirectory),
+            databaseSHA256: try sha256(ofFile: databasePath),
+            databaseDump: try dump(databasePath))
+    }
+}

@@ -1,5 +1,6 @@
 import Foundation
 import MolamArchive
+import MolamSQLite
 import Testing
 @testable import UpgradeKit
 #if canImport(Glibc)
@@ -114,5 +115,242 @@ import Glibc
             try TreeArchive.create(from: live, topName: "molam-form", archivePath: temp.sub("b.tar.zst"))
         }
         #expect((try? String(contentsOfFile: temp.sub("b.tar.zst"), encoding: .utf8)) == "keep me")
+    }
+
+    // MARK: verify: the archive read back against its manifest
+
+    /// Backs `live` up into `b.tar.zst` in `temp`.
+    private func backUp(_ live: String, in temp: TemporaryDirectory) throws -> TreeManifest {
+        try TreeArchive.create(from: live, topName: "molam-form", archivePath: temp.sub("b.tar.zst"))
+    }
+
+    @Test("verify reads a fresh backup back in full and writes nothing")
+    func verifyFresh() throws {
+        let temp = try TemporaryDirectory()
+        let live = try makeTree(in: temp)
+        let manifest = try backUp(live, in: temp)
+        let before = Tree.listing(temp.path)
+        try TreeArchive.verify(archivePath: temp.sub("b.tar.zst"), expecting: manifest)
+        #expect(Tree.listing(temp.path) == before)
+        // The root is recorded, with the live root's mode.
+        #expect(manifest.root?.mode == Tree.mode(live))
+    }
+
+    @Test("verify finds an archive rewritten with one file's bytes changed, an entry dropped or repeated",
+          arguments: [
+            ("change", "'run.sh' has different content"),
+            ("drop", "'lib/deep/er/code.php' is missing"),
+            ("twice", "'run.sh' is in the archive more than once"),
+          ])
+    func verifyRewrittenArchive(edit: String, expected: String) throws {
+        let temp = try TemporaryDirectory()
+        let live = try makeTree(in: temp)
+        let manifest = try backUp(live, in: temp)
+        try rewrite(temp.sub("b.tar.zst"), to: temp.sub("edited.tar.zst")) { name in
+            switch (edit, name) {
+            // Same length, other bytes: only the hash can tell.
+            case ("change", "molam-form/run.sh"): .replace(Array("#!/bin/bash".utf8.dropLast()))
+            case ("drop", "molam-form/lib/deep/er/code.php"): .drop
+            case ("twice", "molam-form/run.sh"): .twice
+            default: .keep
+            }
+        }
+        let before = Tree.listing(temp.path)
+        #expect {
+            try TreeArchive.verify(archivePath: temp.sub("edited.tar.zst"), expecting: manifest)
+        } throws: { error in
+            guard case .mismatch(_, let differences) = error as? TreeArchiveError else { return false }
+            return differences == [expected] && !"\(error)".contains("\n") && "\(error)".contains(expected)
+        }
+        #expect(Tree.listing(temp.path) == before)
+    }
+
+    @Test("verify finds a manifest edited after the backup")
+    func verifyEditedManifest() throws {
+        let temp = try TemporaryDirectory()
+        let live = try makeTree(in: temp)
+        let manifest = try backUp(live, in: temp)
+        func differences(_ edit: (inout TreeManifest) -> Void) -> [String] {
+            var edited = manifest
+            edit(&edited)
+            do {
+                try TreeArchive.verify(archivePath: temp.sub("b.tar.zst"), expecting: edited)
+                return []
+            } catch {
+                guard case .mismatch(_, let differences) = error else { return ["unexpected \(error)"] }
+                return differences
+            }
+        }
+        func index(_ path: String) -> Int { manifest.entries.firstIndex { $0.path == path } ?? -1 }
+        #expect(differences { $0.entries[index("run.sh")].mode = 0o4755 }
+            == ["'run.sh' has mode 755, expected 4755"])
+        #expect(differences { $0.entries[index("molam-plugin.json")].size += 1 }
+            == ["'molam-plugin.json' has different content"])
+        #expect(differences { $0.entries[index("current.php")].target = "/etc/shadow" }
+            == ["'current.php' has different content"])
+        #expect(differences { $0.entries[index("empty")].kind = "file" }
+            == ["'empty' is a directory, expected a file"])
+        #expect(differences { $0.entries.remove(at: index("run.sh")) } == ["'run.sh' is unexpected"])
+        #expect(differences { $0.entries.append(.init(path: "gone.php", kind: "file", mode: 0o644, size: 0)) }
+            == ["'gone.php' is missing"])
+        #expect(differences { $0.entries.append($0.entries[index("run.sh")]) }
+            == ["'run.sh' is in the manifest more than once"])
+        #expect(differences { $0.root?.mode = 0o700 } == ["the top directory has mode 755, expected 700"])
+        // Owners are not in the archive's headers, so verify leaves them to the restore.
+        #expect(differences { $0.entries[index("run.sh")].uid = 4242 } == [])
+    }
+
+    @Test("verify refuses a truncated archive and writes nothing")
+    func verifyTruncated() throws {
+        let temp = try TemporaryDirectory()
+        let live = try makeTree(in: temp)
+        let manifest = try backUp(live, in: temp)
+        let bytes = try Data(contentsOf: URL(fileURLWithPath: temp.sub("b.tar.zst")))
+        for length in [bytes.count / 2, bytes.count - 8, 0] {
+            try bytes.prefix(length).write(to: URL(fileURLWithPath: temp.sub("cut.tar.zst")))
+            let before = Tree.listing(temp.path)
+            #expect(throws: TreeArchiveError.self, "\(length) bytes") {
+                try TreeArchive.verify(archivePath: temp.sub("cut.tar.zst"), expecting: manifest)
+            }
+            #expect(Tree.listing(temp.path) == before)
+        }
+    }
+
+    @Test("BackupSet checks its archive: a fresh backup verifies, one altered afterwards does not")
+    func backupSetVerify() throws {
+        let temp = try TemporaryDirectory()
+        let live = try makeTree(in: temp)
+        try Tree.write(live + "/molam-plugin.json", #"{"name":"molam-form","version":"3.9.0","tables":["t"]}"#,
+                       mode: 0o644)
+        let databasePath = temp.sub("site.db")
+        let connection = try SQLiteConnection(path: databasePath, mode: .readWriteCreate)
+        try connection.executeScript("CREATE TABLE t (x INTEGER); INSERT INTO t VALUES (1), (2);")
+        let backup = try BackupSet.create(
+            pluginDirectory: live, manifest: try PluginManifest.load(pluginDirectory: live), tables: ["t"],
+            database: try SQLitePluginDatabase(path: databasePath), paths: StatePaths(root: temp.sub("state")),
+            runID: nil, now: Date())
+        #expect(!backup.directory.contains(".partial-"))
+        #expect(Set(Tree.listing(backup.directory)) == [
+            BackupSet.filesArchiveName, BackupSet.filesManifestName, BackupSet.tablesName, "meta.json",
+        ])
+        try backup.verify()
+
+        try rewrite(backup.filesArchive, to: temp.sub("edited.tar.zst")) { name in
+            name == "molam-form/run.sh" ? .replace(Array("#!/bin/ls\n".utf8)) : .keep
+        }
+        #expect(rename(temp.sub("edited.tar.zst"), backup.filesArchive) == 0)
+        #expect {
+            try backup.verify()
+        } throws: { error in
+            guard case .mismatch(_, let differences) = error as? TreeArchiveError else { return false }
+            return differences == ["'run.sh' has different content"]
+        }
+    }
+
+    // MARK: owners
+
+    @Test("owners are recorded and a restore as root gives them back, links and setuid bits included",
+          .enabled(if: geteuid() == 0, "chown(2) to other users needs root"))
+    func ownersRoundTrip() throws {
+        let temp = try TemporaryDirectory()
+        let live = try makeTree(in: temp)
+        #expect(chown(live, 65534, 65534) == 0)
+        #expect(chown(live + "/lib", 65534, 0) == 0)
+        #expect(chown(live + "/run.sh", 33, 33) == 0)
+        #expect(chmod(live + "/run.sh", 0o6755) == 0)
+        #expect(lchown(live + "/current.php", 1234, 4321) == 0)
+        let manifest = try backUp(live, in: temp)
+        func owner(_ path: String) -> String? {
+            manifest.entries.first { $0.path == path }.map { "\($0.uid ?? 0):\($0.gid ?? 0)" }
+        }
+        #expect(owner("run.sh") == "33:33")
+        #expect(owner("current.php") == "1234:4321")
+        #expect(owner("lib") == "65534:0")
+        #expect(owner("molam-plugin.json") == "0:0")
+        #expect(manifest.root?.uid == 65534 && manifest.root?.gid == 65534)
+        try manifest.write(to: temp.sub("manifest.json"))
+        #expect(try TreeManifest.read(from: temp.sub("manifest.json")) == manifest)
+
+        let root = try TreeArchive.restore(
+            archivePath: temp.sub("b.tar.zst"), into: try temp.directory("restore"), expecting: manifest)
+        // scan reads owners with lstat: equal manifests mean equal owners, modes and bytes.
+        #expect(try TreeManifest.scan(directory: root) == manifest)
+        #expect(Tree.mode(root + "/run.sh") == 0o6755)
+        var info = stat()
+        #expect(lstat(root + "/current.php", &info) == 0 && info.st_uid == 1234 && info.st_gid == 4321)
+        // The link was given away, not its target.
+        #expect(lstat(root + "/lib/deep/er/code.php", &info) == 0 && info.st_uid == 0)
+    }
+
+    @Test("a manifest written before owners were recorded still reads, and restores as the current user")
+    func manifestWithoutOwners() throws {
+        let temp = try TemporaryDirectory()
+        let live = try makeTree(in: temp)
+        let manifest = try backUp(live, in: temp)
+        // Written by the older agent: no uid, gid or root.
+        let entries = manifest.entries.map { entry -> [String: Any] in
+            var object: [String: Any] = [
+                "path": entry.path, "kind": entry.kind, "mode": entry.mode, "size": entry.size,
+            ]
+            if let sha256 = entry.sha256 { object["sha256"] = sha256 }
+            if let target = entry.target { object["target"] = target }
+            return object
+        }
+        let json = try JSONSerialization.data(withJSONObject: ["entries": entries])
+        try json.write(to: URL(fileURLWithPath: temp.sub("old.json")))
+        let old = try TreeManifest.read(from: temp.sub("old.json"))
+        #expect(old.root == nil)
+        #expect(old.entries.allSatisfy { $0.uid == nil && $0.gid == nil })
+        #expect(old.entries.map(\.path) == manifest.entries.map(\.path))
+
+        try TreeArchive.verify(archivePath: temp.sub("b.tar.zst"), expecting: old)
+        let root = try TreeArchive.restore(
+            archivePath: temp.sub("b.tar.zst"), into: try temp.directory("restore"), expecting: old)
+        var info = stat()
+        #expect(lstat(root + "/run.sh", &info) == 0 && info.st_uid == geteuid())
+    }
+
+    private enum Edit {
+        case keep, drop, twice
+        case replace([UInt8])
+    }
+
+    /// Copies a backup archive entry by entry through libarchive, letting `edit` drop, repeat or
+    /// change entries: a backup altered after the fact that is still a well-formed tar.zst.
+    private func rewrite(_ source: String, to destination: String, edit: (String) -> Edit) throws {
+        let reader = try ArchiveReader(path: source, formats: [.tar])
+        let writer = try ArchiveWriter(path: destination, format: .paxRestricted, filter: .zstd(level: 3))
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 64 * 1024, alignment: 16)
+        defer { buffer.deallocate() }
+        while let info = try reader.nextEntry() {
+            var data: [UInt8] = []
+            while info.kind == .file {
+                let count = try reader.readData(into: buffer)
+                if count == 0 { break }
+                data += buffer[..<count]
+            }
+            let name = String(decoding: info.pathBytes, as: UTF8.self)
+            let action = edit(name)
+            var copies = 1
+            switch action {
+            case .keep: break
+            case .drop: copies = 0
+            case .twice: copies = 2
+            case .replace(let bytes): data = bytes
+            }
+            for _ in 0..<copies {
+                switch info.kind {
+                case .directory:
+                    try writer.addDirectory(path: name, mode: info.mode)
+                case .symlink:
+                    let target = String(decoding: info.symlinkTarget ?? [], as: UTF8.self)
+                    try writer.addSymlink(path: name, target: target, mode: info.mode)
+                default:
+                    try writer.addFile(path: name, mode: info.mode, size: Int64(data.count))
+                    try writer.writeData(data)
+                }
+            }
+        }
+        try writer.close()
     }
 }

@@ -1,5 +1,6 @@
 import Foundation
 import MolamArchive
+import MolamCrypto
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -10,7 +11,7 @@ public enum TreeArchiveError: Error, CustomStringConvertible, Sendable {
     case archive(ArchiveError)
     /// A name in our own backup that is not a safe relative path under its top directory.
     case unsafeEntry(archive: String, entry: String, reason: String)
-    /// The restored tree differs from the manifest recorded at backup time.
+    /// The archive, or the tree restored from it, differs from the manifest recorded at backup time.
     case mismatch(archive: String, differences: [String])
 
     public var description: String {
@@ -31,7 +32,7 @@ public enum TreeArchiveError: Error, CustomStringConvertible, Sendable {
         case .mismatch(let archive, let differences):
             let shown = differences.prefix(5).joined(separator: "; ")
             let more = differences.count > 5 ? " (and \(differences.count - 5) more)" : ""
-            return "backup archive \(archive): restored tree does not match its manifest: \(shown)\(more)"
+            return "backup archive \(archive) does not match its manifest: \(shown)\(more)"
         }
     }
 }
@@ -42,8 +43,10 @@ public enum TreeArchive {
     /// Backs up the tree at `directory` into a NEW tar.zst at `archivePath` (0600): regular files,
     /// directories and symlinks (stored as symlinks, never followed), with exact modes; entry names are
     /// relative paths under a top directory `topName`. Each file is read once, the same buffer feeding
-    /// the archive and the SHA-256 in the manifest. The archive is fsynced. Returns the manifest (the
-    /// caller writes it next to the archive).
+    /// the archive and the SHA-256 in the manifest, which also records every entry's owner and group
+    /// (the archive's headers carry none: the manifest is what a restore applies). The archive is
+    /// fsynced. Returns the manifest (the caller writes it next to the archive and checks the archive
+    /// against it with `verify`).
     public static func create(
         from directory: String, topName: String, archivePath: String
     ) throws -> TreeManifest {
@@ -62,16 +65,13 @@ public enum TreeArchive {
     private static func createArchive(
         from directory: String, topName: String, archivePath: String, created: inout Bool
     ) throws(TreeArchiveError) -> TreeManifest {
-        var rootInfo = stat()
-        do { try systemCall("lstat", path: directory) { lstat(directory, &rootInfo) } } catch {
-            throw .system(error)
-        }
+        let root: TreeWalk.Item
+        do { root = try TreeWalk.root(directory) } catch { throw .system(error) }
         let writer: ArchiveWriter
         do {
             writer = try ArchiveWriter(path: archivePath, format: .paxRestricted, filter: .zstd(level: 3))
             created = true
-            try writer.addDirectory(path: topName + "/", mode: UInt32(rootInfo.st_mode) & 0o7777,
-                                    mtime: Int64(rootInfo.st_mtim.tv_sec))
+            try writer.addDirectory(path: topName + "/", mode: root.mode, mtime: root.mtime)
         } catch {
             throw .archive(error)
         }
@@ -87,12 +87,11 @@ public enum TreeArchive {
                     switch item.kind {
                     case .directory:
                         try writer.addDirectory(path: name + "/", mode: item.mode, mtime: item.mtime)
-                        entries.append(.init(path: item.relativePath, kind: "directory", mode: item.mode,
-                                             size: 0))
+                        entries.append(item.entry(kind: "directory", size: 0))
                     case .symlink(let target):
                         try writer.addSymlink(path: name, target: target, mode: item.mode, mtime: item.mtime)
-                        entries.append(.init(path: item.relativePath, kind: "symlink", mode: item.mode,
-                                             size: Int64(target.utf8.count), target: target))
+                        entries.append(item.entry(kind: "symlink", size: Int64(target.utf8.count),
+                                                  target: target))
                     case .file(let fd, let size):
                         try writer.addFile(path: name, mode: item.mode, mtime: item.mtime, size: size)
                         let hasher = try TreeManifest.makeHasher(path: item.absolutePath)
@@ -109,8 +108,7 @@ public enum TreeArchive {
                             try writer.writeData(chunk)
                             total += Int64(count)
                         }
-                        entries.append(.init(path: item.relativePath, kind: "file", mode: item.mode,
-                                             size: total, sha256: hasher.finalizeHex()))
+                        entries.append(item.entry(kind: "file", size: total, sha256: hasher.finalizeHex()))
                     }
                 } catch let error as ArchiveError {
                     archiveFailure = error
@@ -130,16 +128,87 @@ public enum TreeArchive {
         } catch {
             throw .system(SystemError(call: "backup", path: directory, errno: EIO))
         }
-        return TreeManifest(entries: entries)
+        return TreeManifest(entries: entries, root: root.entry(kind: "directory", size: 0))
+    }
+
+    /// Reads the backup archive at `archivePath` back completely, writing nothing to disk, and checks
+    /// it against `manifest`: every entry's path, kind, mode, size, SHA-256 (files) and target
+    /// (symlinks), the top directory's mode, and that each manifest entry is in the archive exactly
+    /// once. Owners are in the manifest only, so they are not compared here. Run right after `create`
+    /// and before a restore: a backup that does not read back as recorded is no backup. Throws
+    /// `.mismatch` listing the differences, `.archive` when the archive cannot be read at all (a
+    /// truncated or corrupted file), `.unsafeEntry` for names a restore would refuse.
+    public static func verify(archivePath: String, expecting manifest: TreeManifest) throws(TreeArchiveError) {
+        let reader: ArchiveReader
+        do { reader = try ArchiveReader(path: archivePath, formats: [.tar]) } catch { throw .archive(error) }
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: TreeManifest.chunkSize, alignment: 16)
+        defer { buffer.deallocate() }
+        var top: (name: String, entry: TreeManifest.Entry)?
+        var entries: [TreeManifest.Entry] = []
+        var seen = Set<String>()
+        var differences: [String] = []
+        while true {
+            let next: ArchiveEntryInfo?
+            do { next = try reader.nextEntry() } catch { throw .archive(error) }
+            guard let info = next else { break }
+            let components = try backupComponents(info, topName: top?.name, archivePath: archivePath)
+            guard let topName = top?.name else {
+                top = (components[0], .init(path: "", kind: "directory", mode: info.mode, size: 0))
+                continue
+            }
+            precondition(components[0] == topName)
+            let path = components.dropFirst().joined(separator: "/")
+            guard seen.insert(path).inserted else {
+                differences.append("'\(path)' is in the archive more than once")
+                continue
+            }
+            switch info.kind {
+            case .file:
+                let hasher: SHA256
+                do { hasher = try TreeManifest.makeHasher(path: archivePath) } catch { throw .system(error) }
+                var total: Int64 = 0
+                while true {
+                    let count: Int
+                    do { count = try reader.readData(into: buffer) } catch { throw .archive(error) }
+                    if count == 0 { break }
+                    hasher.update(UnsafeRawBufferPointer(rebasing: buffer[..<count]))
+                    total += Int64(count)
+                }
+                entries.append(.init(path: path, kind: "file", mode: info.mode, size: total,
+                                     sha256: hasher.finalizeHex()))
+            case .directory:
+                entries.append(.init(path: path, kind: "directory", mode: info.mode, size: 0))
+            case .symlink:
+                let target = String(decoding: info.symlinkTarget ?? [], as: UTF8.self)
+                entries.append(.init(path: path, kind: "symlink", mode: info.mode,
+                                     size: Int64(target.utf8.count), target: target))
+            default:
+                // Whatever the manifest says this path is, it is not this.
+                entries.append(.init(path: path, kind: info.kind.rawValue, mode: info.mode, size: 0))
+            }
+        }
+        guard let top else {
+            throw .unsafeEntry(archive: archivePath, entry: "", reason: "is missing: the archive is empty")
+        }
+        var listed = Set<String>()
+        for entry in manifest.entries where !listed.insert(entry.path).inserted {
+            differences.append("'\(entry.path)' is in the manifest more than once")
+        }
+        differences += TreeManifest(entries: entries, root: top.entry)
+            .differences(from: manifest, comparingOwners: false)
+        if !differences.isEmpty { throw .mismatch(archive: archivePath, differences: differences) }
     }
 
     /// Restores a backup made by `create` into `destination` (existing, empty): exact modes (on
     /// directories applied bottom-up after their contents), symlinks recreated as they were, current
-    /// mtimes, every file then directory bottom-up then `destination` fsynced; then checks the restored
-    /// tree against `manifest` (paths, kinds, modes, sizes, sha256) and throws on any difference. Names
-    /// are still held to the release rules (no '..', no absolute paths), and everything is created
-    /// through O_NOFOLLOW directory descriptors, so a symlink in the backup cannot redirect a later
-    /// entry. On failure, everything written under `destination` is removed.
+    /// mtimes; when running as root, the owners `manifest` recorded, applied by descriptor (fchown, or
+    /// fchownat with AT_SYMLINK_NOFOLLOW for symlinks) before each fsync and before the mode, since
+    /// chown(2) clears setuid and setgid bits. Every file then directory bottom-up then `destination`
+    /// is fsynced; then the restored tree is checked against `manifest` (paths, kinds, modes, sizes,
+    /// sha256, and owners where they were applied) and any difference throws. Names are still held
+    /// to the release rules (no '..', no absolute paths), and everything is created through
+    /// O_NOFOLLOW directory descriptors, so a symlink in the backup cannot redirect a later entry.
+    /// On failure, everything written under `destination` is removed.
     /// Returns the root path of the restored top directory.
     public static func restore(
         archivePath: String, into destination: String, expecting manifest: TreeManifest
@@ -154,12 +223,15 @@ public enum TreeArchive {
         } catch let error as SystemError {
             throw TreeArchiveError.system(error)
         }
+        // Only root can give a file to another user (chown(2)); anyone else restores as themselves.
+        let owners = geteuid() == 0 ? Owners(manifest) : Owners()
         do {
-            let topName = try restoreEntries(archivePath: archivePath, root: root)
+            let topName = try restoreEntries(archivePath: archivePath, root: root, owners: owners)
             let restored = destinationPath + "/" + topName
             let differences: [String]
             do {
-                differences = try TreeManifest.scan(directory: restored).differences(from: manifest)
+                differences = try TreeManifest.scan(directory: restored)
+                    .differences(from: manifest, comparingOwners: !owners.isEmpty)
             } catch {
                 throw TreeArchiveError.system(error)
             }
@@ -173,15 +245,57 @@ public enum TreeArchive {
         }
     }
 
+    /// The owner and group to give each restored entry, by path below the top directory ("" is the top
+    /// directory itself). Empty when the manifest recorded none or we cannot apply them.
+    struct Owners {
+        private var byPath: [String: (uid: uid_t, gid: gid_t)] = [:]
+
+        init() {}
+
+        init(_ manifest: TreeManifest) {
+            for entry in manifest.entries + (manifest.root.map { [$0] } ?? []) {
+                if let uid = entry.uid, let gid = entry.gid { byPath[entry.path] = (uid, gid) }
+            }
+        }
+
+        var isEmpty: Bool { byPath.isEmpty }
+
+        subscript(components: [String]) -> (uid: uid_t, gid: gid_t)? {
+            byPath[components.dropFirst().joined(separator: "/")]
+        }
+    }
+
+    /// The components of a backup entry's name, checked as restores check them: a safe relative path,
+    /// the first entry the top directory, every later one inside it.
+    private static func backupComponents(
+        _ info: ArchiveEntryInfo, topName: String?, archivePath: String
+    ) throws(TreeArchiveError) -> [String] {
+        // Our own archive: generous limits on names, none on size.
+        let limits = ExtractionLimits(maxPathBytes: Int(PATH_MAX), maxDepth: 1024)
+        let name = info.displayPath
+        let components: [String]
+        switch entryComponents(info.pathBytes, isDirectory: info.kind == .directory, limits: limits) {
+        case .success(let value): components = value
+        case .failure(let problem):
+            throw .unsafeEntry(archive: archivePath, entry: name, reason: problem.reason)
+        }
+        if topName == nil {
+            guard components.count == 1, info.kind == .directory else {
+                throw .unsafeEntry(archive: archivePath, entry: name, reason: "comes before the top directory")
+            }
+        } else if components[0] != topName || components.count == 1 {
+            throw .unsafeEntry(archive: archivePath, entry: name, reason: "is outside the top directory")
+        }
+        return components
+    }
+
     private static func restoreEntries(
-        archivePath: String, root: DirectoryHandle
+        archivePath: String, root: DirectoryHandle, owners: Owners
     ) throws(TreeArchiveError) -> String {
         let reader: ArchiveReader
         do { reader = try ArchiveReader(path: archivePath, formats: [.tar]) } catch { throw .archive(error) }
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: TreeManifest.chunkSize, alignment: 16)
         defer { buffer.deallocate() }
-        // Our own archive: generous limits on names, none on size.
-        let limits = ExtractionLimits(maxPathBytes: Int(PATH_MAX), maxDepth: 1024)
         var topName: String?
         /// Directories and their recorded modes, applied deepest first once everything is written.
         var directoryModes: [([String], UInt32)] = []
@@ -189,22 +303,8 @@ public enum TreeArchive {
             let next: ArchiveEntryInfo?
             do { next = try reader.nextEntry() } catch { throw .archive(error) }
             guard let info = next else { break }
-            let name = info.displayPath
-            let components: [String]
-            switch entryComponents(info.pathBytes, isDirectory: info.kind == .directory, limits: limits) {
-            case .success(let value): components = value
-            case .failure(let problem):
-                throw .unsafeEntry(archive: archivePath, entry: name, reason: problem.reason)
-            }
-            if topName == nil {
-                guard components.count == 1, info.kind == .directory else {
-                    throw .unsafeEntry(archive: archivePath, entry: name,
-                                       reason: "comes before the top directory")
-                }
-                topName = components[0]
-            } else if components[0] != topName || components.count == 1 {
-                throw .unsafeEntry(archive: archivePath, entry: name, reason: "is outside the top directory")
-            }
+            let components = try backupComponents(info, topName: topName, archivePath: archivePath)
+            if topName == nil { topName = components[0] }
             do {
                 let parent = try root.descend(components.dropLast(), create: false)
                 let last = components[components.count - 1]
@@ -216,12 +316,19 @@ public enum TreeArchive {
                 case .symlink:
                     let target = String(decoding: info.symlinkTarget ?? [], as: UTF8.self)
                     try systemCall("symlink", path: path) { symlinkat(target, parent.fd, last) }
+                    if let owner = owners[components] {
+                        // The link itself, never what it points to.
+                        try systemCall("lchown", path: path) {
+                            fchownat(parent.fd, last, owner.uid, owner.gid, AT_SYMLINK_NOFOLLOW)
+                        }
+                    }
                 case .file:
-                    try restoreFile(parent: parent, name: last, mode: info.mode, reader: reader,
-                                    buffer: buffer)
+                    try restoreFile(parent: parent, name: last, mode: info.mode, owner: owners[components],
+                                    reader: reader, buffer: buffer)
                 default:
                     let reason = "is a \(info.kind.rawValue), which backups never hold"
-                    throw TreeArchiveError.unsafeEntry(archive: archivePath, entry: name, reason: reason)
+                    throw TreeArchiveError.unsafeEntry(archive: archivePath, entry: info.displayPath,
+                                                       reason: reason)
                 }
             } catch let error as SystemError {
                 throw .system(error)
@@ -237,12 +344,15 @@ public enum TreeArchive {
             throw .unsafeEntry(archive: archivePath, entry: "", reason: "is missing: the archive is empty")
         }
         do {
-            // Deepest first: a directory's mode (perhaps read-only) is applied after its contents exist,
-            // and it is synced after the entries it holds.
+            // Deepest first: a directory's owner and mode (perhaps read-only) are applied after its
+            // contents exist, and it is synced after the entries it holds.
             for (components, mode) in directoryModes.sorted(by: { $0.0.count > $1.0.count }) {
                 let handle = try root.descend(components[...], create: false)
-                try handle.sync()
+                if let owner = owners[components] {
+                    try systemCall("fchown", path: handle.path) { fchown(handle.fd, owner.uid, owner.gid) }
+                }
                 try systemCall("fchmod", path: handle.path) { fchmod(handle.fd, mode_t(mode)) }
+                try handle.sync()
             }
             try root.sync()
         } catch {
@@ -252,8 +362,8 @@ public enum TreeArchive {
     }
 
     private static func restoreFile(
-        parent: DirectoryHandle, name: String, mode: UInt32, reader: ArchiveReader,
-        buffer: UnsafeMutableRawBufferPointer
+        parent: DirectoryHandle, name: String, mode: UInt32, owner: (uid: uid_t, gid: gid_t)?,
+        reader: ArchiveReader, buffer: UnsafeMutableRawBufferPointer
     ) throws {
         let path = parent.path + "/" + name
         let fd = try systemCall("open", path: path) {
@@ -264,6 +374,10 @@ public enum TreeArchive {
             let count = try reader.readData(into: buffer)
             if count == 0 { break }
             try writeAll(fd, UnsafeRawBufferPointer(rebasing: buffer[..<count]), path: path)
+        }
+        // Owner before mode: chown(2) clears the setuid and setgid bits the mode may set.
+        if let owner {
+            try systemCall("fchown", path: path) { fchown(fd, owner.uid, owner.gid) }
         }
         // fchmod, not the open mode: the umask must not change what we restore.
         try systemCall("fchmod", path: path) { fchmod(fd, mode_t(mode)) }

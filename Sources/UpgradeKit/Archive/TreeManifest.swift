@@ -16,23 +16,32 @@ public struct TreeManifest: Codable, Sendable, Equatable {
         public var size: Int64
         public var sha256: String?
         public var target: String?
+        /// Owner and group. Optional so that manifests written before owners were recorded still decode;
+        /// a restore running as root gives them back.
+        public var uid: UInt32?
+        public var gid: UInt32?
 
         public init(path: String, kind: String, mode: UInt32, size: Int64, sha256: String? = nil,
-                    target: String? = nil) {
+                    target: String? = nil, uid: UInt32? = nil, gid: UInt32? = nil) {
             self.path = path
             self.kind = kind
             self.mode = mode
             self.size = size
             self.sha256 = sha256
             self.target = target
+            self.uid = uid
+            self.gid = gid
         }
     }
 
     /// Sorted by path (bytewise); paths relative to the tree root, the root itself ("") excluded.
     public var entries: [Entry]
+    /// The tree's root directory itself (path ""): its mode and owners. Absent from older manifests.
+    public var root: Entry?
 
-    public init(entries: [Entry]) {
+    public init(entries: [Entry], root: Entry? = nil) {
         self.entries = entries.sorted { $0.path.utf8.lexicographicallyPrecedes($1.path.utf8) }
+        self.root = root
     }
 
     /// Scans a live tree with lstat (never follows symlinks), hashing files with SHA-256 in 256 KiB chunks.
@@ -40,13 +49,13 @@ public struct TreeManifest: Codable, Sendable, Equatable {
         var entries: [Entry] = []
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: chunkSize, alignment: 16)
         defer { buffer.deallocate() }
+        let root = try TreeWalk.root(absolutePath(directory)).entry(kind: "directory", size: 0)
         try TreeWalk.walk(absolutePath(directory)) { (item) throws(SystemError) in
             switch item.kind {
             case .directory:
-                entries.append(Entry(path: item.relativePath, kind: "directory", mode: item.mode, size: 0))
+                entries.append(item.entry(kind: "directory", size: 0))
             case .symlink(let target):
-                entries.append(Entry(path: item.relativePath, kind: "symlink", mode: item.mode,
-                                     size: Int64(target.utf8.count), target: target))
+                entries.append(item.entry(kind: "symlink", size: Int64(target.utf8.count), target: target))
             case .file(let fd, _):
                 let hasher = try makeHasher(path: item.absolutePath)
                 var total: Int64 = 0
@@ -58,11 +67,10 @@ public struct TreeManifest: Codable, Sendable, Equatable {
                     total += Int64(count)
                     hasher.update(UnsafeRawBufferPointer(rebasing: buffer[..<count]))
                 }
-                entries.append(Entry(path: item.relativePath, kind: "file", mode: item.mode, size: total,
-                                     sha256: hasher.finalizeHex()))
+                entries.append(item.entry(kind: "file", size: total, sha256: hasher.finalizeHex()))
             }
         }
-        return TreeManifest(entries: entries)
+        return TreeManifest(entries: entries, root: root)
     }
 
     /// Writes the manifest as JSON to a new or replaced file with mode 0600, fsynced.
@@ -82,30 +90,51 @@ public struct TreeManifest: Codable, Sendable, Equatable {
     public static func read(from path: String) throws -> TreeManifest {
         let data = try Data(contentsOf: URL(fileURLWithPath: path))
         let decoded = try JSONDecoder().decode(TreeManifest.self, from: data)
-        return TreeManifest(entries: decoded.entries)
+        return TreeManifest(entries: decoded.entries, root: decoded.root)
     }
 
-    /// One line per difference, for error messages; empty when equal.
-    public func differences(from expected: TreeManifest) -> [String] {
+    /// One line per difference, for error messages; empty when equal. Owners are compared only when
+    /// `comparingOwners` is set and `expected` recorded them (a restore that could not apply them, not
+    /// being root, must not fail over them); the root is compared only when both sides recorded it.
+    public func differences(from expected: TreeManifest, comparingOwners: Bool = true) -> [String] {
         let mine = Dictionary(entries.map { ($0.path, $0) }, uniquingKeysWith: { first, _ in first })
         let theirs = Set(expected.entries.map(\.path))
         var lines: [String] = []
+        if let wanted = expected.root, let actual = root {
+            lines += Self.differences(actual, wanted, comparingOwners: comparingOwners)
+        }
         for entry in expected.entries {
             guard let actual = mine[entry.path] else { lines.append("'\(entry.path)' is missing"); continue }
-            if actual.kind != entry.kind {
-                lines.append("'\(entry.path)' is a \(actual.kind), expected a \(entry.kind)")
-            } else if actual.mode != entry.mode {
-                lines.append("'\(entry.path)' has mode \(String(actual.mode, radix: 8)), "
-                             + "expected \(String(entry.mode, radix: 8))")
-            } else if actual.size != entry.size || actual.sha256 != entry.sha256
-                        || actual.target != entry.target {
-                lines.append("'\(entry.path)' has different content")
-            }
+            lines += Self.differences(actual, entry, comparingOwners: comparingOwners)
         }
         for entry in entries where !theirs.contains(entry.path) {
             lines.append("'\(entry.path)' is unexpected")
         }
         return lines
+    }
+
+    private static func differences(_ actual: Entry, _ entry: Entry, comparingOwners: Bool) -> [String] {
+        let name = entry.path.isEmpty ? "the top directory" : "'\(entry.path)'"
+        var lines: [String] = []
+        if actual.kind != entry.kind {
+            return ["\(name) is a \(actual.kind), expected a \(entry.kind)"]
+        }
+        if actual.mode != entry.mode {
+            lines.append("\(name) has mode \(String(actual.mode, radix: 8)), "
+                         + "expected \(String(entry.mode, radix: 8))")
+        }
+        if actual.size != entry.size || actual.sha256 != entry.sha256 || actual.target != entry.target {
+            lines.append("\(name) has different content")
+        }
+        if comparingOwners, entry.uid != nil || entry.gid != nil,
+           actual.uid != entry.uid || actual.gid != entry.gid {
+            lines.append("\(name) is owned by \(owner(actual)), expected \(owner(entry))")
+        }
+        return lines
+    }
+
+    private static func owner(_ entry: Entry) -> String {
+        "\(entry.uid.map(String.init) ?? "?"):\(entry.gid.map(String.init) ?? "?")"
     }
 
     static let chunkSize = 256 * 1024
@@ -132,7 +161,30 @@ enum TreeWalk {
         let absolutePath: String
         let mode: UInt32
         let mtime: Int64
+        let uid: UInt32
+        let gid: UInt32
         let kind: Kind
+
+        /// The manifest entry for this item, with what only the caller knows (size, hash, target).
+        func entry(kind name: String, size: Int64, sha256: String? = nil, target: String? = nil)
+            -> TreeManifest.Entry
+        {
+            TreeManifest.Entry(path: relativePath, kind: name, mode: mode, size: size, sha256: sha256,
+                               target: target, uid: uid, gid: gid)
+        }
+    }
+
+    /// The root directory itself, as an item with an empty relative path (lstat: a root that is a
+    /// symlink is refused rather than followed).
+    static func root(_ root: String) throws(SystemError) -> Item {
+        var info = stat()
+        try systemCall("lstat", path: root) { lstat(root, &info) }
+        guard info.st_mode & S_IFMT == S_IFDIR else {
+            throw SystemError(call: "scan (not a directory)", path: root, errno: ENOTDIR)
+        }
+        return Item(relativePath: "", absolutePath: root, mode: UInt32(info.st_mode) & 0o7777,
+                    mtime: Int64(info.st_mtim.tv_sec), uid: UInt32(info.st_uid), gid: UInt32(info.st_gid),
+                    kind: .directory)
     }
 
     static func walk(_ root: String, visit: (Item) throws(SystemError) -> Void) throws(SystemError) {
@@ -153,12 +205,14 @@ enum TreeWalk {
             let relativePath = relative.isEmpty ? name : relative + "/" + name
             var info = stat()
             try systemCall("lstat", path: path) { fstatat(directory.fd, name, &info, AT_SYMLINK_NOFOLLOW) }
-            let mode = UInt32(info.st_mode) & 0o7777
-            let mtime = Int64(info.st_mtim.tv_sec)
+            func item(_ kind: Kind) -> Item {
+                Item(relativePath: relativePath, absolutePath: path, mode: UInt32(info.st_mode) & 0o7777,
+                     mtime: Int64(info.st_mtim.tv_sec), uid: UInt32(info.st_uid), gid: UInt32(info.st_gid),
+                     kind: kind)
+            }
             switch info.st_mode & S_IFMT {
             case S_IFDIR:
-                try visit(Item(relativePath: relativePath, absolutePath: path, mode: mode, mtime: mtime,
-                               kind: .directory))
+                try visit(item(.directory))
                 try walk(try directory.child(name, create: false).0, relative: relativePath, visit: visit)
             case S_IFLNK:
                 var target = [UInt8](repeating: 0, count: Int(PATH_MAX) + 1)
@@ -166,15 +220,13 @@ enum TreeWalk {
                     readlinkat(directory.fd, name, &target, target.count)
                 }
                 let text = String(decoding: target[..<length], as: UTF8.self)
-                try visit(Item(relativePath: relativePath, absolutePath: path, mode: mode, mtime: mtime,
-                               kind: .symlink(target: text)))
+                try visit(item(.symlink(target: text)))
             case S_IFREG:
                 let fd = try systemCall("open", path: path) {
                     openat(directory.fd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
                 }
                 defer { close(fd) }
-                try visit(Item(relativePath: relativePath, absolutePath: path, mode: mode, mtime: mtime,
-                               kind: .file(fd: fd, size: Int64(info.st_size))))
+                try visit(item(.file(fd: fd, size: Int64(info.st_size))))
             default:
                 // FIFOs, sockets and devices have no place in a plugin tree and cannot be backed up.
                 throw SystemError(call: "scan (not a file, directory or symlink)", path: path, errno: EINVAL)

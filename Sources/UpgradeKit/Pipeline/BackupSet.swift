@@ -45,10 +45,21 @@ public struct BackupSet: Sendable, Equatable {
             let fileManifest = try TreeArchive.create(
                 from: pluginDirectory, topName: topName, archivePath: partial + "/" + filesArchiveName)
             try fileManifest.write(to: partial + "/" + filesManifestName)
-            try FaultInjection.hit("mid-backup")
-            let summary = try database.backupTables(tables, to: partial + "/" + tablesName)
-            // Checked before it is relied on: a backup that cannot be read back is no backup.
-            _ = try SQLitePluginDatabase.verifyTableBackup(at: partial + "/" + tablesName)
+            // Checked before it is relied on: a backup that cannot be read back is no backup. The archive
+            // is read back on its own thread while the tables are copied, so the check costs no time
+            // when the tables are the bigger half.
+            let archiveCheck = ArchiveCheck(archive: partial + "/" + filesArchiveName, manifest: fileManifest)
+            let summary: TableBackupSummary
+            do {
+                try FaultInjection.hit("mid-backup")
+                summary = try database.backupTables(tables, to: partial + "/" + tablesName)
+                _ = try SQLitePluginDatabase.verifyTableBackup(at: partial + "/" + tablesName)
+            } catch {
+                // The check still reads the partial directory: let it finish before that is removed.
+                try? archiveCheck.wait()
+                throw error
+            }
+            try archiveCheck.wait()
 
             let record = BackupRecord(
                 id: "\(manifest.name)/\(name)", plugin: manifest.name, version: manifest.version.description,
@@ -83,11 +94,19 @@ public struct BackupSet: Sendable, Equatable {
         BackupSet(directory: record.path, record: record)
     }
 
-    /// Checks that the backup is whole before it is used for a restore.
+    /// Checks that the backup is whole before it is used for a restore: every part present, the files
+    /// archive reading back exactly as its manifest recorded, the tables backup intact.
     func verify() throws {
         for file in [filesArchive, filesManifest, tables] where !FileSystem.exists(file) {
             throw UpgradeError.failed("backup \(directory) is incomplete: \((file as NSString).lastPathComponent) is missing")
         }
+        let manifest: TreeManifest
+        do {
+            manifest = try TreeManifest.read(from: filesManifest)
+        } catch {
+            throw UpgradeError.failed("backup \(directory): cannot read \(Self.filesManifestName): \(error)")
+        }
+        try TreeArchive.verify(archivePath: filesArchive, expecting: manifest)
         _ = try SQLitePluginDatabase.verifyTableBackup(at: tables)
     }
 
@@ -97,5 +116,32 @@ public struct BackupSet: Sendable, Equatable {
         formatter.timeZone = TimeZone(identifier: "UTC")
         formatter.dateFormat = "yyyyMMdd'T'HHmmss'Z'"
         return formatter.string(from: date)
+    }
+}
+
+/// `TreeArchive.verify` of a fresh backup archive, run on a thread of its own so that it overlaps the
+/// tables backup. `wait()` is called once, by the thread that made the check; the semaphore orders the
+/// worker's write of `outcome` before that read.
+private final class ArchiveCheck: @unchecked Sendable {
+    private let finished = DispatchSemaphore(value: 0)
+    private var outcome: Result<Void, TreeArchiveError> = .success(())
+    private var waited = false
+
+    init(archive: String, manifest: TreeManifest) {
+        Thread.detachNewThread { [self] in
+            do throws(TreeArchiveError) {
+                try TreeArchive.verify(archivePath: archive, expecting: manifest)
+            } catch {
+                outcome = .failure(error)
+            }
+            finished.signal()
+        }
+    }
+
+    func wait() throws(TreeArchiveError) {
+        precondition(!waited, "ArchiveCheck.wait called twice")
+        waited = true
+        finished.wait()
+        try outcome.get()
     }
 }
