@@ -229,21 +229,15 @@ struct HostileHostTests {
         let databaseAfter = try dump(site.databasePath)
         let backupsAfter = (try? FileManager.default.contentsOfDirectory(atPath: site.stateDirectory + "/backups"))
             ?? []
-        // Known bug outside this suite's files: SiteConfiguration.absolute uses NSString.standardizingPath,
-        // which on Linux resolves symlinks, so the agent upgrades whatever directory the link names.
-        // The fix (lexical normalisation, and openSite refusing a symlink) is in the wt-backup report;
-        // once it lands this block passes and withKnownIssue fails: remove the wrapper then.
-        withKnownIssue("a symlinked plugin directory is followed, not refused") {
-            #expect(result.status == 2, "\(result.stderr)")
-            #expect(result.stderrLines.count == 1, "\(result.stderr)")
-            #expect(result.stderr.contains(site.pluginDirectory))
-            #expect(result.stderr.contains("symbolic link"))
-            #expect(pluginsAfter == pluginsBefore)
-            #expect(elsewhereAfter == elsewhereBefore)
-            #expect(databaseAfter == databaseBefore)
-            #expect(site.workLeftovers().isEmpty)
-            #expect(backupsAfter.isEmpty)
-        }
+        #expect(result.status == 2, "\(result.stderr)")
+        #expect(result.stderrLines.count == 1, "\(result.stderr)")
+        #expect(result.stderr.contains(site.pluginDirectory))
+        #expect(result.stderr.contains("symbolic link"))
+        #expect(pluginsAfter == pluginsBefore)
+        #expect(elsewhereAfter == elsewhereBefore)
+        #expect(databaseAfter == databaseBefore)
+        #expect(site.workLeftovers().isEmpty)
+        #expect(backupsAfter.isEmpty)
     }
 
     @Test("A backup archive altered after the upgrade is refused before the rollback changes anything")

@@ -18,7 +18,7 @@ public enum DatabaseLocation: Sendable, Equatable, CustomStringConvertible {
         guard path.hasPrefix("/"), path.count > 1 else {
             throw ConfigurationError("\(source): '\(dsn)' must name an absolute path (sqlite:///absolute/path.db)")
         }
-        return .sqlite(path: (path as NSString).standardizingPath)
+        return .sqlite(path: SiteConfiguration.absolute(path))
     }
 
     public var description: String {
@@ -41,12 +41,21 @@ public struct SiteConfiguration: Sendable, Equatable {
         self.stateDirectory = stateDirectory
     }
 
+    /// `path` made absolute and normalised lexically ("." and ".." removed, no trailing "/"), never by
+    /// resolving symlinks: swift-corelibs-foundation's `standardizingPath` resolves them, so a symlink
+    /// the web server's user planted at the plugin directory would silently redirect the agent, as
+    /// root, to whatever directory it names.
     static func absolute(_ path: String) -> String {
-        let expanded = path.hasPrefix("/")
-            ? path : (FileManager.default.currentDirectoryPath as NSString).appendingPathComponent(path)
-        var standardized = (expanded as NSString).standardizingPath
-        while standardized.count > 1 && standardized.hasSuffix("/") { standardized.removeLast() }
-        return standardized
+        let expanded = path.hasPrefix("/") ? path : FileManager.default.currentDirectoryPath + "/" + path
+        var components: [Substring] = []
+        for component in expanded.split(separator: "/") {
+            switch component {
+            case ".": continue
+            case "..": if !components.isEmpty { components.removeLast() }
+            default: components.append(component)
+            }
+        }
+        return "/" + components.joined(separator: "/")
     }
 }
 

@@ -227,6 +227,7 @@ public enum Pipeline {
                     throw UpgradeError.refused("release \(manifest.name) \(manifest.version): \(error)")
                 }
                 run.state.stagedTree = tree.root
+                run.stagedIdentityAtStage = FileSystem.identity(of: tree.root)
                 run.state.targetManifestVersion = manifest.version.description
                 try run.save()
                 return ((manifest, migrations),
@@ -394,13 +395,16 @@ public enum Pipeline {
                     throw UpgradeError.failed("backup \(source.directory) holds \(manifest.name), not \(installed.name)")
                 }
                 run.state.stagedTree = root
+                run.stagedIdentityAtStage = FileSystem.identity(of: root)
                 run.state.targetManifestVersion = manifest.version.description
                 try run.save()
                 return (manifest, how)
             }
         } catch {
             tidy(run)
-            return try refuse(run, plugin: plugin, from: from, to: to, error)
+            let failure = (error as? UpgradeError)
+                ?? .failed("preparing \(plugin) \(to) failed, nothing was changed: \(error)")
+            return try refuse(run, plugin: plugin, from: from, to: to, failure)
         }
 
         if let failed = try backup(
@@ -473,6 +477,11 @@ public enum Pipeline {
         let live = run.context.site.pluginDirectory
         guard let staged = run.state.stagedTree, let work = run.state.workDirectory else {
             preconditionFailure("swap before stage")
+        }
+        // The work area may sit in a folder the web server's user can write to: what is swapped in must
+        // be the very tree staged and checked, not one put in its place since.
+        guard let checked = run.stagedIdentityAtStage, FileSystem.identity(of: staged) == checked else {
+            throw UpgradeError.failed("the staged tree \(staged) is not the one extracted and checked; refusing to swap it in")
         }
         run.state.liveIdentityBefore = FileSystem.identity(of: live)
         run.state.stagedIdentity = FileSystem.identity(of: staged)
@@ -590,6 +599,12 @@ public enum Pipeline {
     }
 
     static func openSite(_ site: SiteConfiguration) throws -> (PluginManifest, SQLitePluginDatabase) {
+        if let target = try? FileManager.default.destinationOfSymbolicLink(atPath: site.pluginDirectory) {
+            // Never followed: the web server's user can write next to the plugin and may have planted it.
+            throw UpgradeError.configuration(
+                "plugin directory \(site.pluginDirectory) is a symbolic link (to \(target)), not a directory; "
+                    + "refusing to follow it: set --plugin-dir (or plugin_dir) to the real directory")
+        }
         guard FileSystem.isDirectory(site.pluginDirectory) else {
             throw UpgradeError.configuration("plugin directory \(site.pluginDirectory) does not exist")
         }

@@ -9,6 +9,8 @@ final class PipelineRun {
     let command: String
     let trigger: String
     var state = RunState()
+    /// The staged tree's identity when it was extracted and checked; the swap refuses any other.
+    var stagedIdentityAtStage: FileIdentity?
     /// For a manual rollback: how long files and tables took to put back (its `complete` report).
     var rollbackWindowMilliseconds: Int?
 
