@@ -5,6 +5,11 @@ with its own SHA-256, so only the archive handling stands between it and the sit
 
 After every run: the exit status is 0, 1 or 4 (never a crash or a signal), stderr is one line when
 it is not 0, and the site is exactly the old or the new version with nothing left in the work area.
+One exception is counted, not failed: a mutation inside a gzip body can decode to other bytes that
+still form a valid tar, and libarchive does not check the gzip CRC (a TODO in its gzip filter).
+The archive's SHA-256 is the one the agent was given, so such a release is, to the agent, the
+verified one; it is installed only if its manifest and smoke checks pass, and then must be whole
+(journal succeeded, `verify` passes).
 Not a test (random by design); `make fuzz` runs it and prints figures.
 
 usage: archive-fuzz.py BINARY [ITERATIONS] [SEED]
@@ -69,6 +74,7 @@ def main():
 
     statuses = {}
     failures = []
+    different = 0
     for index in range(iterations):
         path, _ = rng.choice(originals)
         with open(path, "rb") as handle:
@@ -86,6 +92,15 @@ def main():
             problem = "stderr is not one line: %r" % result.stderr[-300:]
         else:
             try:
+                if result.returncode == 0 and stress.tree_snapshot(site.plugin) not in [t for t, _ in references.values()]:
+                    verified = site.run("verify")
+                    if verified.returncode != 0:
+                        raise AssertionError("accepted a mutated release that fails verify: %s" % verified.stderr)
+                    different += 1
+                    site.remove()
+                    site = stress.Site(base, binary)
+                    os.unlink(candidate)
+                    continue
                 version = stress.check(site, references, "fuzz #%d" % index)
                 if version == "4.0.0":
                     # A mutation the archive format shrugged off: start again from the old version.
@@ -101,8 +116,9 @@ def main():
             site = stress.Site(base, binary)
         os.unlink(candidate)
 
-    print("archive fuzz (seed %d): %d mutated releases; exit statuses %s; failures: %d"
-          % (seed, iterations, dict(sorted(statuses.items())), len(failures)))
+    print("archive fuzz (seed %d): %d mutated releases; exit statuses %s; %d installed with other bytes "
+          "that still passed the manifest and smoke checks (gzip CRC unchecked by libarchive); failures: %d"
+          % (seed, iterations, dict(sorted(statuses.items())), different, len(failures)))
     if not failures:
         shutil.rmtree(base, ignore_errors=True)
     return 1 if failures else 0
