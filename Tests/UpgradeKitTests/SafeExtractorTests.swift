@@ -578,6 +578,31 @@ import Glibc
         }
     }
 
+    @Test("a zip's central directory is held to the rules as written, before libarchive rewrites it",
+          arguments: ["fifo", "backslash"])
+    func centralRecordsAsWritten(kind: String) throws {
+        let temp = try TemporaryDirectory()
+        // libarchive 3.6 reads a FIFO in a zip as a regular file, and a backslash in a zip name as
+        // a slash; unzip and a reviewer see the FIFO and the backslash.
+        let script = """
+            import stat, sys, zipfile
+            with zipfile.ZipFile(sys.argv[1], 'w') as z:
+                z.writestr('p/ok.php', 'ok')
+                info = zipfile.ZipInfo('p/pipe' if sys.argv[2] == 'fifo' else 'p\\..\\..\\evil.php')
+                info.create_system = 3
+                info.external_attr = ((stat.S_IFIFO if sys.argv[2] == 'fifo' else stat.S_IFREG) | 0o644) << 16
+                z.writestr(info, 'x')
+            """
+        try Tool.run(["python3", "-c", script, temp.sub("r.zip"), kind], in: temp.path)
+        try expectRefusal(temp.sub("r.zip"), temp: temp) {
+            switch (kind, $0) {
+            case ("fifo", .forbiddenEntry(_, "p/pipe", "FIFO")): return true
+            case ("backslash", .unsafePath(_, "p\\..\\..\\evil.php", "contains a backslash")): return true
+            default: return false
+            }
+        }
+    }
+
     // MARK: - Ownership
 
     @Test("with an owner, every file and directory created is given to it; without, to us",

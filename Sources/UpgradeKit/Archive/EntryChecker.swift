@@ -108,32 +108,60 @@ struct EntryChecker {
     }
 
     /// Refuses a zip entry whose name (from its local header, see `ZipCentralDirectory`) is not one the
-    /// central directory lists.
+    /// central directory lists. On the first entry, reads the central directory and holds every
+    /// record to the rules entries are held to, as `unzip` and a reviewer would read it: libarchive
+    /// rewrites some of what it says (backslashes in names become slashes; a FIFO becomes a regular
+    /// file), and what the release says it contains must be acceptable as said.
     private mutating func matchCentralDirectory(_ info: ArchiveEntryInfo) throws(ArchiveRefusal) {
         if centralNames == nil {
+            let directory: ZipCentralDirectory
             do {
-                let directory = try ZipCentralDirectory.read(path: archive, maxEntries: limits.maxEntries)
-                centralNames = directory.names.reduce(into: [:]) { $0[$1, default: 0] += 1 }
+                directory = try ZipCentralDirectory.read(path: archive, maxEntries: limits.maxEntries)
             } catch {
-                switch error {
-                case .malformed(let reason):
-                    throw .unreadable(archive: archive, reason: "zip central directory: \(reason)")
-                case .tooManyEntries(let declared):
-                    throw .limitExceeded(archive: archive, limit: "more than \(limits.maxEntries) entries "
-                                         + "(the zip declares \(declared))")
-                case .entry(let name, let reason):
-                    throw .inconsistent(archive: archive, entry: ArchiveEntryInfo.display(name), reason: reason)
-                case .overlap(let name, let other):
-                    throw .overlappingEntries(archive: archive, entry: ArchiveEntryInfo.display(name),
-                                              other: ArchiveEntryInfo.display(other))
-                }
+                throw refusal(error)
             }
+            for entry in directory.entries { try checkCentralRecord(entry) }
+            centralNames = directory.names.reduce(into: [:]) { $0[$1, default: 0] += 1 }
         }
         guard let remaining = centralNames?[info.pathBytes], remaining > 0 else {
             throw .unsafePath(archive: archive, entry: info.displayPath,
                               reason: "is not the name the zip's central directory lists")
         }
         centralNames?[info.pathBytes] = remaining - 1
+    }
+
+    private func refusal(_ problem: ZipCentralDirectory.Problem) -> ArchiveRefusal {
+        switch problem {
+        case .malformed(let reason):
+            return .unreadable(archive: archive, reason: "zip central directory: \(reason)")
+        case .tooManyEntries(let declared):
+            return .limitExceeded(archive: archive, limit: "more than \(limits.maxEntries) entries "
+                                  + "(the zip declares \(declared))")
+        case .entry(let name, let reason):
+            return .inconsistent(archive: archive, entry: ArchiveEntryInfo.display(name), reason: reason)
+        case .overlap(let name, let other):
+            return .overlappingEntries(archive: archive, entry: ArchiveEntryInfo.display(name),
+                                       other: ArchiveEntryInfo.display(other))
+        }
+    }
+
+    /// A central-directory record's own file type and name, before libarchive's reading of them.
+    private func checkCentralRecord(_ entry: ZipCentralDirectory.Entry) throws(ArchiveRefusal) {
+        let name = ArchiveEntryInfo.display(entry.name)
+        let kind: String? = switch entry.unixFileType {
+        case 0, 0o100000, 0o040000: nil
+        case 0o120000: "symbolic link"
+        case 0o020000: "character device"
+        case 0o060000: "block device"
+        case 0o010000: "FIFO"
+        case 0o140000: "socket"
+        default: "entry of unknown type"
+        }
+        if let kind { throw .forbiddenEntry(archive: archive, entry: name, kind: kind) }
+        let isDirectory = entry.unixFileType == 0o040000 || entry.name.last == UInt8(ascii: "/")
+        if case .failure(let problem) = entryComponents(entry.name, isDirectory: isDirectory, limits: limits) {
+            throw .unsafePath(archive: archive, entry: name, reason: problem.reason)
+        }
     }
 
     private mutating func record(
