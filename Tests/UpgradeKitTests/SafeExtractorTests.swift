@@ -480,6 +480,22 @@ import Glibc
         }
     }
 
+    @Test("refusals name the archive as the caller asks, from the header pass and from extraction alike")
+    func displayName() throws {
+        let temp = try TemporaryDirectory()
+        try makeTar(temp.sub("headers.tar")) { writer in try writer.file("p/../evil", "x") }
+        try understatedZip(temp.sub("written.zip"), declared: 1000, in: temp)
+        for archive in ["headers.tar", "written.zip"] {
+            let stage = try temp.directory("stage-" + archive)
+            #expect {
+                try SafeExtractor.extract(archive: temp.sub(archive), into: stage, displayName: "https://example.test/r")
+            } throws: { error in
+                let text = (error as? ArchiveRefusal)?.description ?? ""
+                return text.hasPrefix("release archive https://example.test/r: ") && !text.contains(temp.path)
+            }
+        }
+    }
+
     // MARK: - Zip layout
 
     @Test("overlapping zip entries (a better zip bomb's construction) are refused before writing")

@@ -45,7 +45,10 @@ struct EntryNameProblem: Error {
 /// Admits a release archive's entries one at a time, enforcing everything that can be decided from the
 /// headers: kinds, names, one top directory, duplicates, entry count. Data limits are the caller's.
 struct EntryChecker {
+    /// The archive as refusals name it.
     let archive: String
+    /// Where to read it (for a zip's central directory).
+    let path: String
     let limits: ExtractionLimits
     private(set) var topName: String?
     private(set) var entryCount = 0
@@ -57,8 +60,9 @@ struct EntryChecker {
     /// For zips: names the central directory lists and not yet matched by an entry.
     private var centralNames: [[UInt8]: Int]?
 
-    init(archive: String, limits: ExtractionLimits) {
+    init(archive: String, path: String? = nil, limits: ExtractionLimits) {
         self.archive = archive
+        self.path = path ?? archive
         self.limits = limits
     }
 
@@ -116,7 +120,7 @@ struct EntryChecker {
         if centralNames == nil {
             let directory: ZipCentralDirectory
             do {
-                directory = try ZipCentralDirectory.read(path: archive, maxEntries: limits.maxEntries)
+                directory = try ZipCentralDirectory.read(path: path, maxEntries: limits.maxEntries)
             } catch {
                 throw refusal(error)
             }
