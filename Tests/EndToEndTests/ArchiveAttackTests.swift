@@ -121,6 +121,9 @@ struct ArchiveAttackTests {
                 "tar(F, lambda t: tadd(t, TOP + '/zeros.bin', bytes(64 << 20)))")
         refused("overlapping.zip", "overlaps entry", "overlapping(F)")
         refused("million-entries.tar.gz", "more than 100000 entries", "million_entries(F)")
+        refused("names-in-total.tar.gz", "entry names over 8 MiB in total", """
+            tar(F, lambda t: [tadd(t, TOP + '/%05d/' % i + '/'.join(['n' * 250] * 15) + '.php') for i in range(1000)])
+            """)
         // Broken or inconsistent containers.
         refused("local-header-signature.zip", "has no local header", "bad_local_signature(F)")
         refused("local-central-names.zip", "is not the name the zip's central directory lists",

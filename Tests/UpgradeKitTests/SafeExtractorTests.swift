@@ -317,6 +317,23 @@ import Glibc
         }
     }
 
+    @Test("names that would hold too much memory in total are refused before writing")
+    func tooManyNameBytes() throws {
+        let temp = try TemporaryDirectory()
+        try makeTar(temp.sub("r.tar")) { writer in
+            for index in 0..<40 { try writer.file("p/\(index)-" + String(repeating: "n", count: 200) + "/x.php", "x") }
+        }
+        var limits = ExtractionLimits.default
+        limits.maxNameBytes = 8 << 10
+        try expectRefusal(temp.sub("r.tar"), temp: temp, limits: limits) {
+            if case .limitExceeded(_, "entry names over 8 KiB in total") = $0 { return true }
+            return false
+        }
+        // The same archive within the default limit extracts.
+        let stage = try temp.directory("stage")
+        #expect(try SafeExtractor.extract(archive: temp.sub("r.tar"), into: stage).fileCount == 40)
+    }
+
     @Test("a compression-ratio bomb with honest headers is refused before writing")
     func ratioBomb() throws {
         let temp = try TemporaryDirectory()

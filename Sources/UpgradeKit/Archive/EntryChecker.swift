@@ -57,6 +57,8 @@ struct EntryChecker {
     /// it is a directory.
     private var seen: [String: (bytes: [UInt8], isDirectory: Bool)] = [:]
     private var explicit: Set<String> = []
+    /// Total bytes of the paths in `seen`, held to `maxNameBytes`.
+    private var seenBytes = 0
     /// For zips: names the central directory lists and not yet matched by an entry.
     private var centralNames: [[UInt8]: Int]?
 
@@ -180,6 +182,11 @@ struct EntryChecker {
                 throw .duplicate(archive: archive, entry: entry)
             }
         } else {
+            seenBytes += bytes.count
+            if seenBytes > limits.maxNameBytes {
+                let limit = "entry names over \(formatBytes(Int64(limits.maxNameBytes))) in total"
+                throw .limitExceeded(archive: archive, limit: limit)
+            }
             seen[key] = (bytes, isDirectory)
         }
         if isExplicit {
