@@ -55,7 +55,8 @@ struct ArchiveAttackTests {
                 "zip_(F, lambda z: zadd(z, ESCAPE.replace('/', '\\\\'), PAYLOAD))")
         refused("slip-backslash.tar.gz", "contains a backslash",
                 "tar(F, lambda t: tadd(t, ESCAPE.replace('/', '\\\\'), PAYLOAD))")
-        refused("absolute.zip", "is an absolute path", "zip_(F, lambda z: zadd(z, CANARY + '/pwned.php', PAYLOAD))")
+        refused("absolute.zip", "is an absolute path",
+                "zip_(F, lambda z: zadd(z, CANARY + '/pwned.php', PAYLOAD))")
         refused("absolute.tar.gz", "is an absolute path",
                 "tar(F, lambda t: tadd(t, CANARY + '/pwned.php', PAYLOAD))")
         // Escapes through links.
@@ -67,8 +68,9 @@ struct ArchiveAttackTests {
             zip_(F, lambda z: (zadd(z, TOP + '/escape', CANARY.encode(), 0o777, stat.S_IFLNK),
                                zadd(z, TOP + '/escape/pwned.php', PAYLOAD)))
             """)
-        refused("hardlink-outside.tar.gz", "hard link",
-                "tar(F, lambda t: tadd(t, TOP + '/pwned.php', type=tarfile.LNKTYPE, linkname=CANARY + '/canary.txt'))")
+        refused("hardlink-outside.tar.gz", "hard link", """
+            tar(F, lambda t: tadd(t, TOP + '/pwned.php', type=tarfile.LNKTYPE, linkname=CANARY + '/canary.txt'))
+            """)
         refused("dir-then-symlink.tar.gz", "symbolic link", """
             tar(F, lambda t: (tadd(t, TOP + '/lib/', mode=0o755, type=tarfile.DIRTYPE),
                               tadd(t, TOP + '/lib', type=tarfile.SYMTYPE, linkname=CANARY),
@@ -91,8 +93,10 @@ struct ArchiveAttackTests {
         refused("block-device.tar.gz", "block device",
                 "tar(F, lambda t: tadd(t, TOP + '/disk', type=tarfile.BLKTYPE, dev=(8, 0)))")
         refused("fifo.tar.gz", "FIFO", "tar(F, lambda t: tadd(t, TOP + '/pipe', type=tarfile.FIFOTYPE))")
-        refused("char-device.zip", "character device", "zip_(F, lambda z: zadd(z, TOP + '/null', b'', 0o666, stat.S_IFCHR))")
-        refused("block-device.zip", "block device", "zip_(F, lambda z: zadd(z, TOP + '/disk', b'', 0o660, stat.S_IFBLK))")
+        refused("char-device.zip", "character device",
+                "zip_(F, lambda z: zadd(z, TOP + '/null', b'', 0o666, stat.S_IFCHR))")
+        refused("block-device.zip", "block device",
+                "zip_(F, lambda z: zadd(z, TOP + '/disk', b'', 0o660, stat.S_IFBLK))")
         refused("fifo.zip", "FIFO", "zip_(F, lambda z: zadd(z, TOP + '/pipe', b'', 0o644, stat.S_IFIFO))")
         refused("socket.zip", "socket", "zip_(F, lambda z: zadd(z, TOP + '/sock', b'', 0o755, stat.S_IFSOCK))")
         // Names no filesystem or reviewer should have to handle.
@@ -122,7 +126,8 @@ struct ArchiveAttackTests {
         refused("overlapping.zip", "overlaps entry", "overlapping(F)")
         refused("million-entries.tar.gz", "more than 100000 entries", "million_entries(F)")
         refused("names-in-total.tar.gz", "entry names over 8 MiB in total", """
-            tar(F, lambda t: [tadd(t, TOP + '/%05d/' % i + '/'.join(['n' * 250] * 15) + '.php') for i in range(1000)])
+            tar(F, lambda t: [tadd(t, TOP + '/%05d/' % i + '/'.join(['n' * 250] * 15) + '.php')
+                              for i in range(1000)])
             """)
         // Broken or inconsistent containers.
         refused("local-header-signature.zip", "has no local header", "bad_local_signature(F)")
@@ -353,11 +358,12 @@ struct ArchiveAttackTests {
         var canary: String { base + "/outside" }
 
         init() throws {
-            base = FileManager.default.temporaryDirectory.appendingPathComponent("molam-attacks-\(UUID().uuidString)").path
+            base = FileManager.default.temporaryDirectory.path + "/molam-attacks-\(UUID().uuidString)"
             for directory in [base + "/tree", base + "/archives", base + "/outside"] {
                 try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
             }
-            try Data("canary: nothing may change me\n".utf8).write(to: URL(fileURLWithPath: canary + "/canary.txt"))
+            try Data("canary: nothing may change me\n".utf8)
+                .write(to: URL(fileURLWithPath: canary + "/canary.txt"))
             try AcmePay.write(version: "1.1.0", into: base + "/tree")
             // Two builders side by side: the million-entry archive takes as long as all the others.
             let (slow, quick) = ArchiveAttackTests.attacks.partitioned { $0.file.hasPrefix("million") }
@@ -365,14 +371,16 @@ struct ArchiveAttackTests {
                 let calls = attacks.map { "F = \(pythonString($0.file))\n\($0.build)" }
                 let process = Process()
                 process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-                process.arguments = ["python3", "-c", ArchiveAttackTests.builderPrelude + calls.joined(separator: "\n"),
-                                     tree, archives, canary]
+                let script = ArchiveAttackTests.builderPrelude + calls.joined(separator: "\n")
+                process.arguments = ["python3", "-c", script, tree, archives, canary]
                 try process.run()
                 return process
             }
             for builder in builders {
                 builder.waitUntilExit()
-                guard builder.terminationStatus == 0 else { throw TestFailure("the attack archive builder failed") }
+                guard builder.terminationStatus == 0 else {
+                    throw TestFailure("the attack archive builder failed")
+                }
             }
         }
 
@@ -387,7 +395,7 @@ struct ArchiveAttackTests {
         var refusedBeforeWriting = false
     }
 
-    @Test("Every archive attack is refused with exit 4, one line and nothing written outside staging; hostile modes are sanitised")
+    @Test("Every archive attack is refused: exit 4, one line, nothing outside staging; hostile modes sanitised")
     func attackMatrix() async throws {
         let workshop = try Workshop()
         // Control: the kill fault does fire on a release that gets as far as writing a file, so an
@@ -402,12 +410,15 @@ struct ArchiveAttackTests {
             var pending = (slow + quick)[...]
             // Two at a time: each run is mostly fsync and process start, so this halves the wall time
             // on two cores without oversubscribing them.
+            func start(_ attack: Attack) {
+                group.addTask { try await Self.offThePool { try Self.run(attack, workshop) } }
+            }
             for _ in 0..<2 {
-                if let attack = pending.popFirst() { group.addTask { try await Self.offThePool { try Self.run(attack, workshop) } } }
+                if let attack = pending.popFirst() { start(attack) }
             }
             while let verdict = try await group.next() {
                 verdicts.append(verdict)
-                if let attack = pending.popFirst() { group.addTask { try await Self.offThePool { try Self.run(attack, workshop) } } }
+                if let attack = pending.popFirst() { start(attack) }
             }
             return verdicts
         }
@@ -436,8 +447,9 @@ struct ArchiveAttackTests {
     static func killControl(_ workshop: Workshop) throws -> Int32 {
         let site = try AcmePay.site()
         let release = try AcmePay.release(site, version: "1.1.0", format: .zip)
-        let result = try runTool(["upgrade", "--archive", release.path, "--sha256", release.sha256] + site.siteOptions,
-                                 environment: ["MOLAM_UPGRADE_FAULTS": "mid-extract=kill"])
+        let result = try runTool(
+            ["upgrade", "--archive", release.path, "--sha256", release.sha256] + site.siteOptions,
+            environment: ["MOLAM_UPGRADE_FAULTS": "mid-extract=kill"])
         return result.status
     }
 
@@ -470,10 +482,13 @@ struct ArchiveAttackTests {
             check(live.entries.count > 5, "the live tree is suspiciously small: \(live)")
         case .refused(let beforeWriting):
             var runs: [(label: String, environment: [String: String])] = [("", [:])]
-            if beforeWriting { runs.append(("with mid-extract=kill: ", ["MOLAM_UPGRADE_FAULTS": "mid-extract=kill"])) }
+            if beforeWriting {
+                runs.append(("with mid-extract=kill: ", ["MOLAM_UPGRADE_FAULTS": "mid-extract=kill"]))
+            }
             for (label, environment) in runs {
                 let result = try runTool(
-                    ["upgrade", "--archive", release.path, "--sha256", release.sha256] + attack.extra + site.siteOptions,
+                    ["upgrade", "--archive", release.path, "--sha256", release.sha256] + attack.extra
+                        + site.siteOptions,
                     environment: environment)
                 check(result.status == 4, label + "exit \(result.status), expected 4: \(result.stderr)")
                 check(result.stderrLines.count == 1, label + "stderr is not one line: \(result.stderr)")
@@ -482,12 +497,15 @@ struct ArchiveAttackTests {
                 // Pipeline.swift); manifest refusals name the archive as given.
                 check(line.contains(release.path) || line.contains("/release.archive"),
                       label + "the line does not name the archive: \(line)")
-                check(line.contains(attack.reason), label + "refused for another reason than '\(attack.reason)': \(line)")
+                check(line.contains(attack.reason),
+                      label + "refused for another reason than '\(attack.reason)': \(line)")
                 check((try? site.snapshot()) == before, label + "the site changed")
                 check((try? Self.everythingButState(site)) == siteBefore,
                       label + "something outside the state directory changed")
-                check((try? TreeSnapshot.take(workshop.canary)) == canaryBefore, label + "the canary directory changed")
-                let work = (try? FileManager.default.contentsOfDirectory(atPath: site.stateDirectory + "/work")) ?? []
+                check((try? TreeSnapshot.take(workshop.canary)) == canaryBefore,
+                      label + "the canary directory changed")
+                let workArea = site.stateDirectory + "/work"
+                let work = (try? FileManager.default.contentsOfDirectory(atPath: workArea)) ?? []
                 check(work.isEmpty, label + "the work area is not empty: \(work)")
             }
             verdict.refusedBeforeWriting = beforeWriting && verdict.failures.isEmpty
@@ -504,12 +522,16 @@ struct ArchiveAttackTests {
 
     /// Entries under `root` whose mode has setuid, setgid, sticky, group-write or other-write set.
     static func specialOrWritableModes(_ root: String) throws -> [String] {
-        guard let enumerator = FileManager.default.enumerator(atPath: root) else { throw TestFailure("walk \(root)") }
+        guard let enumerator = FileManager.default.enumerator(atPath: root) else {
+            throw TestFailure("walk \(root)")
+        }
         var found: [String] = []
         for relative in [""] + enumerator.compactMap({ $0 as? String }) {
             var info = stat()
             guard lstat(root + "/" + relative, &info) == 0 else { throw TestFailure("lstat \(relative)") }
-            if info.st_mode & 0o7022 != 0 { found.append("'\(relative)' \(String(info.st_mode & 0o7777, radix: 8))") }
+            if info.st_mode & 0o7022 != 0 {
+                found.append("'\(relative)' \(String(info.st_mode & 0o7777, radix: 8))")
+            }
         }
         return found
     }

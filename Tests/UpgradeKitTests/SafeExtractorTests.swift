@@ -321,7 +321,9 @@ import Glibc
     func tooManyNameBytes() throws {
         let temp = try TemporaryDirectory()
         try makeTar(temp.sub("r.tar")) { writer in
-            for index in 0..<40 { try writer.file("p/\(index)-" + String(repeating: "n", count: 200) + "/x.php", "x") }
+            for index in 0..<40 {
+                try writer.file("p/\(index)-" + String(repeating: "n", count: 200) + "/x.php", "x")
+            }
         }
         var limits = ExtractionLimits.default
         limits.maxNameBytes = 8 << 10
@@ -505,7 +507,8 @@ import Glibc
         for archive in ["headers.tar", "written.zip"] {
             let stage = try temp.directory("stage-" + archive)
             #expect {
-                try SafeExtractor.extract(archive: temp.sub(archive), into: stage, displayName: "https://example.test/r")
+                try SafeExtractor.extract(
+                    archive: temp.sub(archive), into: stage, displayName: "https://example.test/r")
             } throws: { error in
                 let text = (error as? ArchiveRefusal)?.description ?? ""
                 return text.hasPrefix("release archive https://example.test/r: ") && !text.contains(temp.path)
@@ -590,7 +593,8 @@ import Glibc
         let stage = try temp.directory("stage")
         let tree = try SafeExtractor.extract(archive: temp.sub("z64.zip"), into: stage)
         #expect(tree.fileCount == 2)
-        #expect(try String(contentsOfFile: stage + "/p/b.php", encoding: .utf8) == String(repeating: "bbbb", count: 100))
+        let text = try String(contentsOfFile: stage + "/p/b.php", encoding: .utf8)
+        #expect(text == String(repeating: "bbbb", count: 100))
     }
 
     @Test("a zip declaring more entries than the limit is refused from its end record")

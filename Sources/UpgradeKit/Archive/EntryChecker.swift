@@ -43,7 +43,8 @@ struct EntryNameProblem: Error {
 }
 
 /// Admits a release archive's entries one at a time, enforcing everything that can be decided from the
-/// headers: kinds, names, one top directory, duplicates, entry count. Data limits are the caller's.
+/// headers: kinds, names, one top directory, duplicates, entry count, total name bytes, and for zips the
+/// central directory's records and layout. Data limits are the caller's.
 struct EntryChecker {
     /// The archive as refusals name it.
     let archive: String

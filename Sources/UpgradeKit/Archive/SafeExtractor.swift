@@ -155,7 +155,8 @@ private func nextEntry(_ reader: ArchiveReader, archive: String) throws(ArchiveR
 }
 
 private func ratioLimit(_ limits: ExtractionLimits) -> String {
-    let ratio = limits.maxRatio.rounded() == limits.maxRatio ? String(Int(limits.maxRatio)) : String(limits.maxRatio)
+    let ratio = limits.maxRatio.rounded() == limits.maxRatio
+        ? String(Int(limits.maxRatio)) : String(limits.maxRatio)
     return "compression ratio over \(ratio):1"
 }
 
