@@ -317,6 +317,25 @@ import Glibc
         }
     }
 
+    @Test("names that would hold too much memory in total are refused before writing")
+    func tooManyNameBytes() throws {
+        let temp = try TemporaryDirectory()
+        try makeTar(temp.sub("r.tar")) { writer in
+            for index in 0..<40 {
+                try writer.file("p/\(index)-" + String(repeating: "n", count: 200) + "/x.php", "x")
+            }
+        }
+        var limits = ExtractionLimits.default
+        limits.maxNameBytes = 8 << 10
+        try expectRefusal(temp.sub("r.tar"), temp: temp, limits: limits) {
+            if case .limitExceeded(_, "entry names over 8 KiB in total") = $0 { return true }
+            return false
+        }
+        // The same archive within the default limit extracts.
+        let stage = try temp.directory("stage")
+        #expect(try SafeExtractor.extract(archive: temp.sub("r.tar"), into: stage).fileCount == 40)
+    }
+
     @Test("a compression-ratio bomb with honest headers is refused before writing")
     func ratioBomb() throws {
         let temp = try TemporaryDirectory()
@@ -480,6 +499,23 @@ import Glibc
         }
     }
 
+    @Test("refusals name the archive as the caller asks, from the header pass and from extraction alike")
+    func displayName() throws {
+        let temp = try TemporaryDirectory()
+        try makeTar(temp.sub("headers.tar")) { writer in try writer.file("p/../evil", "x") }
+        try understatedZip(temp.sub("written.zip"), declared: 1000, in: temp)
+        for archive in ["headers.tar", "written.zip"] {
+            let stage = try temp.directory("stage-" + archive)
+            #expect {
+                try SafeExtractor.extract(
+                    archive: temp.sub(archive), into: stage, displayName: "https://example.test/r")
+            } throws: { error in
+                let text = (error as? ArchiveRefusal)?.description ?? ""
+                return text.hasPrefix("release archive https://example.test/r: ") && !text.contains(temp.path)
+            }
+        }
+    }
+
     // MARK: - Zip layout
 
     @Test("overlapping zip entries (a better zip bomb's construction) are refused before writing")
@@ -557,7 +593,8 @@ import Glibc
         let stage = try temp.directory("stage")
         let tree = try SafeExtractor.extract(archive: temp.sub("z64.zip"), into: stage)
         #expect(tree.fileCount == 2)
-        #expect(try String(contentsOfFile: stage + "/p/b.php", encoding: .utf8) == String(repeating: "bbbb", count: 100))
+        let text = try String(contentsOfFile: stage + "/p/b.php", encoding: .utf8)
+        #expect(text == String(repeating: "bbbb", count: 100))
     }
 
     @Test("a zip declaring more entries than the limit is refused from its end record")
@@ -575,6 +612,31 @@ import Glibc
         try expectRefusal(temp.sub("many.zip"), temp: temp, limits: limits) {
             if case .limitExceeded(_, "more than 3 entries (the zip declares 5)") = $0 { return true }
             return false
+        }
+    }
+
+    @Test("a zip's central directory is held to the rules as written, before libarchive rewrites it",
+          arguments: ["fifo", "backslash"])
+    func centralRecordsAsWritten(kind: String) throws {
+        let temp = try TemporaryDirectory()
+        // libarchive 3.6 reads a FIFO in a zip as a regular file, and a backslash in a zip name as
+        // a slash; unzip and a reviewer see the FIFO and the backslash.
+        let script = """
+            import stat, sys, zipfile
+            with zipfile.ZipFile(sys.argv[1], 'w') as z:
+                z.writestr('p/ok.php', 'ok')
+                info = zipfile.ZipInfo('p/pipe' if sys.argv[2] == 'fifo' else 'p\\..\\..\\evil.php')
+                info.create_system = 3
+                info.external_attr = ((stat.S_IFIFO if sys.argv[2] == 'fifo' else stat.S_IFREG) | 0o644) << 16
+                z.writestr(info, 'x')
+            """
+        try Tool.run(["python3", "-c", script, temp.sub("r.zip"), kind], in: temp.path)
+        try expectRefusal(temp.sub("r.zip"), temp: temp) {
+            switch (kind, $0) {
+            case ("fifo", .forbiddenEntry(_, "p/pipe", "FIFO")): return true
+            case ("backslash", .unsafePath(_, "p\\..\\..\\evil.php", "contains a backslash")): return true
+            default: return false
+            }
         }
     }
 

@@ -11,10 +11,14 @@ public struct ExtractionLimits: Sendable {
     public var maxPathBytes: Int
     public var maxComponentBytes: Int
     public var maxDepth: Int
+    /// Bytes of distinct paths, implied directories included, the header pass may hold in memory:
+    /// without it 100,000 entries of 4 KiB names, each in its own directories, would cost gigabytes
+    /// before a byte is written. A 5,000-file plugin needs well under 1 MiB.
+    public var maxNameBytes: Int
 
     public init(
         maxTotalBytes: Int64 = 1 << 30, maxEntries: Int = 100_000, maxRatio: Double = 200,
-        maxPathBytes: Int = 4096, maxComponentBytes: Int = 255, maxDepth: Int = 64
+        maxPathBytes: Int = 4096, maxComponentBytes: Int = 255, maxDepth: Int = 64, maxNameBytes: Int = 8 << 20
     ) {
         self.maxTotalBytes = maxTotalBytes
         self.maxEntries = maxEntries
@@ -22,6 +26,7 @@ public struct ExtractionLimits: Sendable {
         self.maxPathBytes = maxPathBytes
         self.maxComponentBytes = maxComponentBytes
         self.maxDepth = maxDepth
+        self.maxNameBytes = maxNameBytes
     }
 
     public static let `default` = ExtractionLimits()

@@ -43,9 +43,13 @@ struct EntryNameProblem: Error {
 }
 
 /// Admits a release archive's entries one at a time, enforcing everything that can be decided from the
-/// headers: kinds, names, one top directory, duplicates, entry count. Data limits are the caller's.
+/// headers: kinds, names, one top directory, duplicates, entry count, total name bytes, and for zips the
+/// central directory's records and layout. Data limits are the caller's.
 struct EntryChecker {
+    /// The archive as refusals name it.
     let archive: String
+    /// Where to read it (for a zip's central directory).
+    let path: String
     let limits: ExtractionLimits
     private(set) var topName: String?
     private(set) var entryCount = 0
@@ -54,11 +58,14 @@ struct EntryChecker {
     /// it is a directory.
     private var seen: [String: (bytes: [UInt8], isDirectory: Bool)] = [:]
     private var explicit: Set<String> = []
+    /// Total bytes of the paths in `seen`, held to `maxNameBytes`.
+    private var seenBytes = 0
     /// For zips: names the central directory lists and not yet matched by an entry.
     private var centralNames: [[UInt8]: Int]?
 
-    init(archive: String, limits: ExtractionLimits) {
+    init(archive: String, path: String? = nil, limits: ExtractionLimits) {
         self.archive = archive
+        self.path = path ?? archive
         self.limits = limits
     }
 
@@ -108,32 +115,60 @@ struct EntryChecker {
     }
 
     /// Refuses a zip entry whose name (from its local header, see `ZipCentralDirectory`) is not one the
-    /// central directory lists.
+    /// central directory lists. On the first entry, reads the central directory and holds every
+    /// record to the rules entries are held to, as `unzip` and a reviewer would read it: libarchive
+    /// rewrites some of what it says (backslashes in names become slashes; a FIFO becomes a regular
+    /// file), and what the release says it contains must be acceptable as said.
     private mutating func matchCentralDirectory(_ info: ArchiveEntryInfo) throws(ArchiveRefusal) {
         if centralNames == nil {
+            let directory: ZipCentralDirectory
             do {
-                let directory = try ZipCentralDirectory.read(path: archive, maxEntries: limits.maxEntries)
-                centralNames = directory.names.reduce(into: [:]) { $0[$1, default: 0] += 1 }
+                directory = try ZipCentralDirectory.read(path: path, maxEntries: limits.maxEntries)
             } catch {
-                switch error {
-                case .malformed(let reason):
-                    throw .unreadable(archive: archive, reason: "zip central directory: \(reason)")
-                case .tooManyEntries(let declared):
-                    throw .limitExceeded(archive: archive, limit: "more than \(limits.maxEntries) entries "
-                                         + "(the zip declares \(declared))")
-                case .entry(let name, let reason):
-                    throw .inconsistent(archive: archive, entry: ArchiveEntryInfo.display(name), reason: reason)
-                case .overlap(let name, let other):
-                    throw .overlappingEntries(archive: archive, entry: ArchiveEntryInfo.display(name),
-                                              other: ArchiveEntryInfo.display(other))
-                }
+                throw refusal(error)
             }
+            for entry in directory.entries { try checkCentralRecord(entry) }
+            centralNames = directory.names.reduce(into: [:]) { $0[$1, default: 0] += 1 }
         }
         guard let remaining = centralNames?[info.pathBytes], remaining > 0 else {
             throw .unsafePath(archive: archive, entry: info.displayPath,
                               reason: "is not the name the zip's central directory lists")
         }
         centralNames?[info.pathBytes] = remaining - 1
+    }
+
+    private func refusal(_ problem: ZipCentralDirectory.Problem) -> ArchiveRefusal {
+        switch problem {
+        case .malformed(let reason):
+            return .unreadable(archive: archive, reason: "zip central directory: \(reason)")
+        case .tooManyEntries(let declared):
+            return .limitExceeded(archive: archive, limit: "more than \(limits.maxEntries) entries "
+                                  + "(the zip declares \(declared))")
+        case .entry(let name, let reason):
+            return .inconsistent(archive: archive, entry: ArchiveEntryInfo.display(name), reason: reason)
+        case .overlap(let name, let other):
+            return .overlappingEntries(archive: archive, entry: ArchiveEntryInfo.display(name),
+                                       other: ArchiveEntryInfo.display(other))
+        }
+    }
+
+    /// A central-directory record's own file type and name, before libarchive's reading of them.
+    private func checkCentralRecord(_ entry: ZipCentralDirectory.Entry) throws(ArchiveRefusal) {
+        let name = ArchiveEntryInfo.display(entry.name)
+        let kind: String? = switch entry.unixFileType {
+        case 0, 0o100000, 0o040000: nil
+        case 0o120000: "symbolic link"
+        case 0o020000: "character device"
+        case 0o060000: "block device"
+        case 0o010000: "FIFO"
+        case 0o140000: "socket"
+        default: "entry of unknown type"
+        }
+        if let kind { throw .forbiddenEntry(archive: archive, entry: name, kind: kind) }
+        let isDirectory = entry.unixFileType == 0o040000 || entry.name.last == UInt8(ascii: "/")
+        if case .failure(let problem) = entryComponents(entry.name, isDirectory: isDirectory, limits: limits) {
+            throw .unsafePath(archive: archive, entry: name, reason: problem.reason)
+        }
     }
 
     private mutating func record(
@@ -148,6 +183,11 @@ struct EntryChecker {
                 throw .duplicate(archive: archive, entry: entry)
             }
         } else {
+            seenBytes += bytes.count
+            if seenBytes > limits.maxNameBytes {
+                let limit = "entry names over \(formatBytes(Int64(limits.maxNameBytes))) in total"
+                throw .limitExceeded(archive: archive, limit: limit)
+            }
             seen[key] = (bytes, isDirectory)
         }
         if isExplicit {

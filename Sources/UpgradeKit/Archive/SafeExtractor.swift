@@ -27,19 +27,24 @@ public enum SafeExtractor {
     /// reproducible build's fixed mtimes could keep the old code running. Every file is fsynced, then
     /// every directory bottom-up, then `destination`. On any refusal or error everything written under
     /// `destination` is removed before throwing.
+    ///
+    /// Refusals name the archive as `displayName` (default: its path): the pipeline extracts its own
+    /// verified copy, but the user should read the name they gave.
     public static func extract(
         archive: String, into destination: String, limits: ExtractionLimits = .default,
-        owner: FileOwner? = nil
+        owner: FileOwner? = nil, displayName: String? = nil
     ) throws(ArchiveRefusal) -> ExtractedTree {
-        try extract(archive: archive, into: destination, limits: limits, owner: owner, betweenPasses: {})
+        try extract(archive: archive, into: destination, limits: limits, owner: owner, displayName: displayName,
+                    betweenPasses: {})
     }
 
     /// `extract` with a hook run between the header pass and the extraction pass, for tests that
     /// change the archive under it.
     static func extract(
         archive: String, into destination: String, limits: ExtractionLimits, owner: FileOwner?,
-        betweenPasses: () -> Void
+        displayName: String? = nil, betweenPasses: () -> Void
     ) throws(ArchiveRefusal) -> ExtractedTree {
+        let source = ReleaseFile(path: archive, name: displayName ?? archive)
         let destinationPath = absolutePath(destination)
         let root: DirectoryHandle
         do throws(SystemError) {
@@ -51,16 +56,22 @@ public enum SafeExtractor {
             throw .io(error)
         }
         // The header pass writes nothing, so a refusal there needs no cleanup.
-        let admitted = try HeaderPass.run(archive: archive, limits: limits)
+        let admitted = try HeaderPass.run(source, limits: limits)
         betweenPasses()
         do {
-            var extraction = Extraction(archive: archive, root: root, limits: limits, owner: owner)
+            var extraction = Extraction(source: source, root: root, limits: limits, owner: owner)
             return try extraction.run(expecting: admitted)
         } catch {
             removeContents(of: destinationPath)
             throw error
         }
     }
+}
+
+/// The archive to read, and how refusals name it.
+private struct ReleaseFile {
+    let path: String
+    let name: String
 }
 
 /// What the header pass admitted: every entry's name bytes and kind, in archive order, stored flat
@@ -92,9 +103,10 @@ private struct AdmittedEntries {
 
 /// The first pass: headers only, nothing written.
 private enum HeaderPass {
-    static func run(archive: String, limits: ExtractionLimits) throws(ArchiveRefusal) -> AdmittedEntries {
-        let reader = try openReader(archive)
-        var checker = EntryChecker(archive: archive, limits: limits)
+    static func run(_ source: ReleaseFile, limits: ExtractionLimits) throws(ArchiveRefusal) -> AdmittedEntries {
+        let archive = source.name
+        let reader = try openReader(source)
+        var checker = EntryChecker(archive: archive, path: source.path, limits: limits)
         var admitted = AdmittedEntries()
         var declaredBytes: Int64 = 0
         while let info = try nextEntry(reader, archive: archive) {
@@ -119,7 +131,7 @@ private enum HeaderPass {
         // compressed bytes read can never exceed the file), so refuse now rather than after a gigabyte.
         if declaredBytes > ExtractionLimits.ratioGrace {
             var info = stat()
-            guard stat(archive, &info) == 0 else {
+            guard stat(source.path, &info) == 0 else {
                 throw .unreadable(archive: archive, reason: String(cString: strerror(errno)))
             }
             if Double(declaredBytes) / Double(max(info.st_size, 1)) > limits.maxRatio {
@@ -130,9 +142,9 @@ private enum HeaderPass {
     }
 }
 
-private func openReader(_ archive: String) throws(ArchiveRefusal) -> ArchiveReader {
-    do { return try ArchiveReader(path: archive) } catch {
-        throw .unreadable(archive: archive, reason: error.message)
+private func openReader(_ source: ReleaseFile) throws(ArchiveRefusal) -> ArchiveReader {
+    do { return try ArchiveReader(path: source.path) } catch {
+        throw .unreadable(archive: source.name, reason: error.message)
     }
 }
 
@@ -143,13 +155,16 @@ private func nextEntry(_ reader: ArchiveReader, archive: String) throws(ArchiveR
 }
 
 private func ratioLimit(_ limits: ExtractionLimits) -> String {
-    let ratio = limits.maxRatio.rounded() == limits.maxRatio ? String(Int(limits.maxRatio)) : String(limits.maxRatio)
+    let ratio = limits.maxRatio.rounded() == limits.maxRatio
+        ? String(Int(limits.maxRatio)) : String(limits.maxRatio)
     return "compression ratio over \(ratio):1"
 }
 
 /// The second pass's state; never outlives `SafeExtractor.extract`.
 private struct Extraction {
-    let archive: String
+    let source: ReleaseFile
+    /// The name refusals give the archive.
+    var archive: String { source.name }
     let root: DirectoryHandle
     let limits: ExtractionLimits
     let owner: FileOwner?
@@ -161,15 +176,15 @@ private struct Extraction {
     /// re-walking the path for almost every file.
     var cachedParent: (components: [String], handle: DirectoryHandle)?
 
-    init(archive: String, root: DirectoryHandle, limits: ExtractionLimits, owner: FileOwner?) {
-        self.archive = archive
+    init(source: ReleaseFile, root: DirectoryHandle, limits: ExtractionLimits, owner: FileOwner?) {
+        self.source = source
         self.root = root
         self.limits = limits
         self.owner = owner
     }
 
     mutating func run(expecting admitted: AdmittedEntries) throws(ArchiveRefusal) -> ExtractedTree {
-        let reader = try openReader(archive)
+        let reader = try openReader(source)
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 256 * 1024, alignment: 16)
         defer { buffer.deallocate() }
         var index = 0

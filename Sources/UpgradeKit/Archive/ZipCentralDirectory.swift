@@ -31,6 +31,9 @@ struct ZipCentralDirectory {
         let name: [UInt8]
         let localHeaderOffset: UInt64
         let compressedSize: UInt64
+        /// The `S_IFMT` bits of the external attributes when the zip was made on a Unix-like host
+        /// (which is when they hold st_mode, APPNOTE 4.4.2 and 4.4.15), 0 when they say nothing.
+        let unixFileType: UInt32
     }
 
     /// In central-directory order, with multiplicity: duplicates are the entry checker's business.
@@ -81,6 +84,9 @@ struct ZipCentralDirectory {
                 throw .malformed("central header out of bounds")
             }
             let name = Array(directory[(at + 46)..<(at + 46 + nameLength)])
+            // Host 3 is Unix, 19 is OS X; both store st_mode in the high half of the external attributes.
+            let host = directory[at + 5]
+            let unixFileType = host == 3 || host == 19 ? (le32(directory, at + 38) >> 16) & 0o170000 : 0
             var compressedSize = UInt64(le32(directory, at + 20))
             var localOffset = UInt64(le32(directory, at + 42))
             if compressedSize == 0xffff_ffff || localOffset == 0xffff_ffff {
@@ -94,7 +100,8 @@ struct ZipCentralDirectory {
                 compressedSize = values.compressed ?? compressedSize
                 localOffset = values.offset ?? localOffset
             }
-            entries.append(Entry(name: name, localHeaderOffset: localOffset, compressedSize: compressedSize))
+            entries.append(Entry(name: name, localHeaderOffset: localOffset, compressedSize: compressedSize,
+                                 unixFileType: unixFileType))
             at += 46 + nameLength + extraLength + commentLength
         }
         guard UInt64(entries.count) == count else {
