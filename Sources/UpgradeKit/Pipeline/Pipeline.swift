@@ -205,7 +205,8 @@ public enum Pipeline {
                 let owner = geteuid() == 0 ? FileOwner.of(site.pluginDirectory) : nil
                 do {
                     tree = try SafeExtractor.extract(
-                        archive: download, into: stageDirectory, limits: context.extractionLimits, owner: owner)
+                        archive: download, into: stageDirectory, limits: context.extractionLimits, owner: owner,
+                        displayName: options.archive)
                     try matchTopDirectoryMode(of: tree.root, to: site.pluginDirectory)
                 } catch {
                     // A full disk or an I/O error is no fault of the release: exit 1, not a refusal.
