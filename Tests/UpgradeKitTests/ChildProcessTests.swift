@@ -46,12 +46,12 @@ struct ChildProcessTests {
     func runsAsAnotherUser() throws {
         let outcome = try ChildProcess.run(
             ["/bin/sh", "-c", "id -u; id -g; id -G; pwd"], directory: "/tmp", environment: ["PATH": "/usr/bin:/bin"],
-            timeoutSeconds: 10, as: ChildProcess.User(uid: 65534, gid: 65534))
+            timeoutSeconds: 10, as: FileOwner(uid: 65534, gid: 65534))
         #expect(outcome.exitStatus == 0, "\(outcome.outputTail)")
         #expect(outcome.outputTail.split(separator: "\n") == ["65534", "65534", "65534", "/tmp"])
         #expect(throws: SystemError.self) {
             _ = try ChildProcess.run(["/nonexistent/smoke"], directory: "/", environment: [:], timeoutSeconds: 1,
-                                     as: ChildProcess.User(uid: 65534, gid: 65534))
+                                     as: FileOwner(uid: 65534, gid: 65534))
         }
     }
 

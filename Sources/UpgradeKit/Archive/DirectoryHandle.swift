@@ -87,16 +87,6 @@ final class DirectoryHandle {
     }
 }
 
-/// Writes all of `bytes` to `fd`, retrying short writes.
-func writeAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer, path: String) throws(SystemError) {
-    guard let base = bytes.baseAddress else { return }
-    var offset = 0
-    while offset < bytes.count {
-        let count = try systemCall("write", path: path) { write(fd, base + offset, bytes.count - offset) }
-        offset += count
-    }
-}
-
 /// Removes everything below `path` (not `path` itself), never following symlinks. Directories are
 /// made owner-writable first, since restores may have left read-only ones. Best effort: used to clean
 /// up after a failure, where the original error is the one worth reporting.

@@ -298,7 +298,7 @@ private struct Extraction {
                     throw .limitExceeded(archive: archive, limit: ratioLimit(limits))
                 }
             }
-            do { try writeAll(fd, UnsafeRawBufferPointer(rebasing: buffer[..<count]), path: path) } catch {
+            do { try FileSystem.writeAll(fd, UnsafeRawBufferPointer(rebasing: buffer[..<count]), path: path) } catch {
                 throw .io(error)
             }
         }

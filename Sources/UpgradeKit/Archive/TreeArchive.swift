@@ -373,7 +373,7 @@ public enum TreeArchive {
         while true {
             let count = try reader.readData(into: buffer)
             if count == 0 { break }
-            try writeAll(fd, UnsafeRawBufferPointer(rebasing: buffer[..<count]), path: path)
+            try FileSystem.writeAll(fd, UnsafeRawBufferPointer(rebasing: buffer[..<count]), path: path)
         }
         // Owner before mode: chown(2) clears the setuid and setgid bits the mode may set.
         if let owner {

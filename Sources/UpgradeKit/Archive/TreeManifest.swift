@@ -83,7 +83,7 @@ public struct TreeManifest: Codable, Sendable, Equatable {
         }
         defer { close(fd) }
         try systemCall("fchmod", path: path) { fchmod(fd, 0o600) }
-        try data.withUnsafeBytes { bytes in try writeAll(fd, bytes, path: path) }
+        try data.withUnsafeBytes { bytes in try FileSystem.writeAll(fd, bytes, path: path) }
         try FileSystem.fsync(fd, path: path)
     }
 

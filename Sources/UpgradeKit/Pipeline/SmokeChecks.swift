@@ -24,10 +24,10 @@ public struct SmokeRunner {
     /// Who runs a smoke command: when the agent is root and the plugin tree belongs to another user
     /// (the web server's, say), that user. The tree is theirs to change, so code from it never runs as
     /// root; otherwise the agent's own user.
-    static func commandUser(pluginDirectory: String) -> ChildProcess.User? {
+    static func commandUser(pluginDirectory: String) -> FileOwner? {
         var info = stat()
         guard geteuid() == 0, lstat(pluginDirectory, &info) == 0, info.st_uid != 0 else { return nil }
-        return ChildProcess.User(uid: info.st_uid, gid: info.st_gid)
+        return FileOwner(uid: info.st_uid, gid: info.st_gid)
     }
 
     /// Runs every check in order and stops at the first failure.

@@ -25,20 +25,10 @@ public enum ChildProcess {
 
     public static let tailBytes = 4096
 
-    /// A user to run a child as (root only): its uid and gid, without supplementary groups.
-    public struct User: Sendable, Equatable {
-        public let uid: UInt32
-        public let gid: UInt32
-        public init(uid: UInt32, gid: UInt32) {
-            self.uid = uid
-            self.gid = gid
-        }
-    }
-
     /// Starts a program as `user` (fork and exec: posix_spawn cannot switch users), output on `fd`.
     static func spawn(
         _ arguments: [String], directory: String, environment: [String: String], outputDescriptor fd: Int32,
-        as user: User
+        as user: FileOwner
     ) throws(SystemError) -> pid_t {
         let argv = arguments.map { strdup($0) } + [nil]
         let envp = environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
@@ -111,7 +101,7 @@ public enum ChildProcess {
     /// With `user`, the program runs as that user (the caller must be root).
     public static func run(
         _ arguments: [String], directory: String, environment: [String: String], timeoutSeconds: Double,
-        as user: User? = nil
+        as user: FileOwner? = nil
     ) throws(SystemError) -> Outcome {
         let started = Date()
         var pipeFDs: [Int32] = [0, 0]
