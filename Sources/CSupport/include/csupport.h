@@ -33,4 +33,6 @@ int csys_spawn_add_closefrom(posix_spawn_file_actions_t *actions, int lowest);
 pid_t csys_spawn_as_user(const char *path, char *const argv[], char *const envp[], const char *directory,
                          int output_fd, uid_t uid, gid_t gid, int search_path);
 
+#include "csupport_mounts.h"
+
 #endif

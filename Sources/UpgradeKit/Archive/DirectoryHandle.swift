@@ -18,6 +18,11 @@ final class DirectoryHandle {
         self.path = path
     }
 
+    /// Takes ownership of an open directory descriptor (closed in `deinit`).
+    convenience init(adopting fd: Int32, path: String) {
+        self.init(fd: fd, path: path)
+    }
+
     deinit { close(fd) }
 
     static func open(_ path: String) throws(SystemError) -> DirectoryHandle {

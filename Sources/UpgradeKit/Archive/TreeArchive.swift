@@ -76,6 +76,7 @@ public enum TreeArchive {
             throw .archive(error)
         }
         var entries: [TreeManifest.Entry] = []
+        var skipped: [String] = []
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: TreeManifest.chunkSize, alignment: 16)
         defer { buffer.deallocate() }
         // The walk's closure can only throw SystemError; archive failures wait here until it returns.
@@ -109,6 +110,8 @@ public enum TreeArchive {
                             total += Int64(count)
                         }
                         entries.append(item.entry(kind: "file", size: total, sha256: hasher.finalizeHex()))
+                    case .special(let kind):
+                        skipped.append("\(item.relativePath) (\(kind))")
                     }
                 } catch let error as ArchiveError {
                     archiveFailure = error
@@ -128,7 +131,9 @@ public enum TreeArchive {
         } catch {
             throw .system(SystemError(call: "backup", path: directory, errno: EIO))
         }
-        return TreeManifest(entries: entries, root: root.entry(kind: "directory", size: 0))
+        var manifest = TreeManifest(entries: entries, root: root.entry(kind: "directory", size: 0))
+        manifest.skipped = skipped.isEmpty ? nil : skipped
+        return manifest
     }
 
     /// Reads the backup archive at `archivePath` back completely, writing nothing to disk, and checks

@@ -36,6 +36,9 @@ public struct TreeManifest: Codable, Sendable, Equatable {
 
     /// Sorted by path (bytewise); paths relative to the tree root, the root itself ("") excluded.
     public var entries: [Entry]
+    /// What the backup left out: FIFOs, sockets and devices found in the live tree ("path (FIFO)").
+    /// Absent when there were none, and from older manifests.
+    public var skipped: [String]?
     /// The tree's root directory itself (path ""): its mode and owners. Absent from older manifests.
     public var root: Entry?
 
@@ -68,6 +71,8 @@ public struct TreeManifest: Codable, Sendable, Equatable {
                     hasher.update(UnsafeRawBufferPointer(rebasing: buffer[..<count]))
                 }
                 entries.append(item.entry(kind: "file", size: total, sha256: hasher.finalizeHex()))
+            case .special:
+                break
             }
         }
         return TreeManifest(entries: entries, root: root)
@@ -154,6 +159,8 @@ enum TreeWalk {
         case directory
         case symlink(target: String)
         case file(fd: Int32, size: Int64)
+        /// A FIFO, socket or device: no release holds one and no backup can; reported and left out.
+        case special(kind: String)
     }
 
     struct Item {
@@ -222,14 +229,30 @@ enum TreeWalk {
                 let text = String(decoding: target[..<length], as: UTF8.self)
                 try visit(item(.symlink(target: text)))
             case S_IFREG:
+                // O_NONBLOCK: a regular file swapped for a FIFO since the fstatat must not hang the run
+                // (a FIFO opened for reading blocks until a writer comes); the fstat below catches it.
                 let fd = try systemCall("open", path: path) {
-                    openat(directory.fd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
+                    openat(directory.fd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK)
                 }
                 defer { close(fd) }
+                var opened = stat()
+                try systemCall("fstat", path: path) { fstat(fd, &opened) }
+                guard opened.st_mode & S_IFMT == S_IFREG, opened.st_ino == info.st_ino else {
+                    throw SystemError(call: "scan (replaced while being read)", path: path, errno: EAGAIN)
+                }
                 try visit(item(.file(fd: fd, size: Int64(info.st_size))))
             default:
-                // FIFOs, sockets and devices have no place in a plugin tree and cannot be backed up.
-                throw SystemError(call: "scan (not a file, directory or symlink)", path: path, errno: EINVAL)
+                // FIFOs, sockets and devices have no place in a plugin tree (no release holds one) and
+                // cannot be backed up. Planted by the web server's user, one would otherwise block every
+                // upgrade and rollback forever: the caller reports it and leaves it out.
+                let kind = switch info.st_mode & S_IFMT {
+                case S_IFIFO: "FIFO"
+                case S_IFSOCK: "socket"
+                case S_IFCHR: "character device"
+                case S_IFBLK: "block device"
+                default: "special file"
+                }
+                try visit(item(.special(kind: kind)))
             }
         }
     }

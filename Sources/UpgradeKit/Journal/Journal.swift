@@ -355,8 +355,10 @@ public final class Journal {
     ) throws(JournalError) -> [RunRecord] {
         try read("read runs") {
             try db.query(
-                "SELECT * FROM runs WHERE \(condition) ORDER BY started_at \(ascending ? "ASC" : "DESC"), rowid "
-                    + "\(ascending ? "ASC" : "DESC") LIMIT \(max(0, limit))",
+                // The journal's own sequence, never the wall clock: one run under a clock set years
+                // ahead must not make later runs look older than it.
+                "SELECT * FROM runs WHERE \(condition) ORDER BY rowid \(ascending ? "ASC" : "DESC") "
+                    + "LIMIT \(max(0, limit))",
                 bindings
             ).map { row in
                 let stateJSON = row["state"].stringValue ?? "{}"
@@ -512,7 +514,7 @@ public final class Journal {
                 """
                 SELECT * FROM backups WHERE deleted_at IS NULL AND (?1 IS NULL OR plugin = ?1)
                     AND (?2 IS NULL OR plugin_dir IS NULL OR plugin_dir = ?2)
-                ORDER BY created_at DESC
+                ORDER BY rowid DESC
                 """,
                 [Self.optionalText(plugin), Self.optionalText(pluginDirectory)]
             ).map { row in

@@ -17,6 +17,15 @@ public struct BackupSet: Sendable, Equatable {
 
     public var directory: String
     public var record: BackupRecord
+    /// FIFOs, sockets and devices found in the live tree and left out ("path (FIFO)").
+    public var skipped: [String] = []
+
+    /// One line for the step's detail when something was left out, else "".
+    var skippedNote: String {
+        guard !skipped.isEmpty else { return "" }
+        let shown = skipped.prefix(3).joined(separator: ", ") + (skipped.count > 3 ? ", …" : "")
+        return "; left out \(skipped.count) special file\(skipped.count == 1 ? "" : "s") no plugin holds: \(shown)"
+    }
 
     public var filesArchive: String { directory + "/" + Self.filesArchiveName }
     public var filesManifest: String { directory + "/" + Self.filesManifestName }
@@ -83,7 +92,7 @@ public struct BackupSet: Sendable, Equatable {
             try FileSystem.moveNoReplace(partial, to: final)
             var finished = record
             finished.sizeBytes = FileSystem.diskUsage(final)
-            return BackupSet(directory: final, record: finished)
+            return BackupSet(directory: final, record: finished, skipped: fileManifest.skipped ?? [])
         } catch {
             try? FileSystem.removeTree(partial)
             throw error

@@ -1,4 +1,7 @@
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Status, cleanup and the other commands that look after the state directory.
 public enum Maintenance {
@@ -21,12 +24,37 @@ public enum Maintenance {
             }
         }
         let pluginParent = (context.site.pluginDirectory as NSString).deletingLastPathComponent
-        for base in [context.paths.work, pluginParent + "/" + Pipeline.hiddenWorkName] {
-            for name in (try? FileManager.default.contentsOfDirectory(atPath: base)) ?? []
-            where !keep.contains(name) && FileSystem.isDirectory(base + "/" + name) {
-                try? FileSystem.removeTree(base + "/" + name)
+        let bases = [
+            (context.paths.work, TrustedDirectory.Requirements()),
+            (pluginParent + "/" + Pipeline.hiddenWorkName, TrustedDirectory.Requirements(privateMode: true)),
+        ]
+        for (path, requirements) in bases where FileSystem.exists(path) {
+            // Listed and deleted through a checked descriptor: a link planted in its place (the web
+            // server's user can write next to the plugin) is refused, never followed.
+            guard let base = try? TrustedDirectory.open(path, what: "work directory", requirements: requirements),
+                  let names = try? base.entryNames() else {
+                context.progress.note("left \(path) alone: it is not a directory of this agent's alone")
+                continue
+            }
+            for name in names {
+                guard let text = String(validating: name, as: UTF8.self), !keep.contains(text) else { continue }
+                var info = stat()
+                let found = withCName(name) { fstatat(base.fd, $0, &info, AT_SYMLINK_NOFOLLOW) }
+                guard found == 0, info.st_mode & S_IFMT == S_IFDIR else { continue }
+                try? base.removeEntry(name)
             }
         }
+    }
+
+    /// Removes one run's work directory through its checked parent's descriptor.
+    static func removeWorkDirectory(_ directory: String) {
+        let parent = (directory as NSString).deletingLastPathComponent
+        let name = (directory as NSString).lastPathComponent
+        let requirements = TrustedDirectory.Requirements(
+            privateMode: (parent as NSString).lastPathComponent == Pipeline.hiddenWorkName)
+        guard let base = try? TrustedDirectory.open(parent, what: "work directory", requirements: requirements)
+        else { return }
+        try? base.removeEntry(name)
     }
 
     /// A `.partial-` backup is one a crash interrupted; it was never recorded and is never used. A
@@ -34,14 +62,18 @@ public enum Maintenance {
     /// removed too, but only when the journal knows that run and it is over: a backup whose run is
     /// unknown (a journal lost or reset) is never touched.
     static func removePartialBackups(journal: Journal, paths: StatePaths) {
-        guard let plugins = try? FileManager.default.contentsOfDirectory(atPath: paths.backups) else { return }
+        guard FileSystem.exists(paths.backups),
+              let backups = try? TrustedDirectory.open(paths.backups, what: "backup directory"),
+              let plugins = try? backups.entryNames() else { return }
         let recorded = Set(((try? journal.backups()) ?? []).map(\.path))
         for plugin in plugins {
-            let directory = paths.backups + "/" + plugin
-            for entry in (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? [] {
-                let path = directory + "/" + entry
+            guard let folder = try? backups.child(String(decoding: plugin, as: UTF8.self), create: false).0,
+                  let entries = try? folder.entryNames() else { continue }
+            for bytes in entries {
+                let entry = String(decoding: bytes, as: UTF8.self)
+                let path = folder.path + "/" + entry
                 if entry.hasPrefix(".partial-") {
-                    try? FileSystem.removeTree(path)
+                    try? folder.removeEntry(bytes)
                     continue
                 }
                 guard !recorded.contains(path),
@@ -51,7 +83,7 @@ public enum Maintenance {
                       let run = try? journal.run(id: runID),
                       run.status != .running, run.status != .rollingBack
                 else { continue }
-                try? FileSystem.removeTree(path)
+                try? folder.removeEntry(bytes)
             }
         }
     }
@@ -126,7 +158,7 @@ public enum Maintenance {
                         pluginDirectory: context.site.pluginDirectory, manifest: manifest, tables: tables,
                         database: database, paths: context.paths, runID: run.id, now: context.clock())
                     try session.journal.addBackup(backup.record)
-                    return (backup, "\(backup.directory)")
+                    return (backup, "\(backup.directory)" + backup.skippedNote)
                 }
                 try run.finish(.succeeded, rollbackStatus: "not_required", error: nil, exitCode: .ok)
                 return RunOutcome(
@@ -134,7 +166,7 @@ public enum Maintenance {
                     fromVersion: manifest.version.description, toVersion: manifest.version.description,
                     status: .succeeded, rollbackStatus: "not_required",
                     message: "backed up \(manifest.name) \(manifest.version) to \(backup.directory) "
-                        + "(\(backup.record.fileCount) files, \(backup.record.sizeBytes) bytes)",
+                        + "(\(backup.record.fileCount) files, \(backup.record.sizeBytes) bytes)\(backup.skippedNote)",
                     exitCode: .ok, recovered: recovered)
             } catch {
                 var outcome = try Pipeline.refuse(run, plugin: Pipeline.pluginNameGuess(context), from: nil, to: nil, error)

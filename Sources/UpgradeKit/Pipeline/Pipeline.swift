@@ -457,7 +457,9 @@ public enum Pipeline {
                 run.state.backupID = backup.record.id
                 run.state.newTables = newTables
                 try run.save()
-                return ((), "\(backup.directory) (\(backup.record.fileCount) files, \(backup.record.sizeBytes) bytes)")
+                if !backup.skipped.isEmpty { context.progress.note("backup\(backup.skippedNote)") }
+                return ((), "\(backup.directory) (\(backup.record.fileCount) files, \(backup.record.sizeBytes) bytes)"
+                    + backup.skippedNote)
             }
             return nil
         } catch {
@@ -636,39 +638,56 @@ public enum Pipeline {
         }
     }
 
-    /// The work directory of a run, on the plugin's filesystem (the swap must be a rename) and
-    /// outside the web root when possible: `<state-dir>/work/<run>` if the state directory shares the
-    /// plugin's filesystem, else a hidden 0700 folder next to the plugin directory.
+    /// The work directory of a run, on the plugin's mount (the swap must be a rename) and outside the
+    /// web root when possible: `<state-dir>/work/<run>` if the state directory shares the plugin's
+    /// mount, else a hidden 0700 folder next to the plugin directory. A read-only mount, or a plugin
+    /// directory that is a mount point of its own, is refused here, before any backup.
     @discardableResult
     static func prepareWorkDirectory(_ run: PipelineRun) throws -> String {
         let site = run.context.site
-        let pluginParent = (site.pluginDirectory as NSString).deletingLastPathComponent
-        let stateWork = run.context.paths.work
-        try FileSystem.makeDirectory(stateWork, mode: 0o700)
-        var base = stateWork
-        if FileSystem.identity(of: stateWork)?.device != FileSystem.identity(of: pluginParent)?.device {
-            base = pluginParent + "/" + hiddenWorkName
-            try FileSystem.makeDirectory(base, mode: 0o700)
-            // It sits in a folder the web server may write to: if it is not ours alone (someone
-            // replaced it, or widened it), whatever is inside could be swapped under us.
-            var info = stat()
-            guard lstat(base, &info) == 0, info.st_mode & S_IFMT == S_IFDIR, info.st_uid == geteuid(),
-                  info.st_mode & 0o077 == 0 else {
-                throw UpgradeError.failed(
-                    "\(base) is not a directory of this user's alone (mode 0700); refusing to stage there, "
-                        + "remove it and retry")
-            }
-            let denyAll = Data("Require all denied\nDeny from all\n".utf8)
-            if !FileSystem.exists(base + "/.htaccess") {
-                try FileSystem.writeAtomically(denyAll, to: base + "/.htaccess", mode: 0o644)
-            }
-        }
+        try Mounts.checkSwappable(pluginDirectory: site.pluginDirectory)
+        let base = try workBase(run.context)
         // Recorded before it exists, so that whatever happens next, tidy and recovery know it.
-        let directory = base + "/" + run.id
+        let directory = base.path + "/" + run.id
         run.state.workDirectory = directory
         try run.save()
-        try FileSystem.makeDirectory(directory, mode: 0o700)
+        do {
+            try systemCall("mkdir", path: directory) { mkdirat(base.fd, run.id, 0o700) }
+            try base.sync()
+        } catch {
+            throw UpgradeError.failed("cannot create the work directory \(directory): \(error)")
+        }
         return directory
+    }
+
+    /// The folder work directories go in, opened and checked: the agent's own, 0700 (checked by
+    /// descriptor, so a link planted in its place is refused, never followed).
+    static func workBase(_ context: UpgradeContext) throws -> DirectoryHandle {
+        let pluginParent = (context.site.pluginDirectory as NSString).deletingLastPathComponent
+        let stateWork = context.paths.work
+        do {
+            let state = try TrustedDirectory.openCreating(stateWork, what: "work directory")
+            if Mounts.sameMount(stateWork, pluginParent) { return state }
+            let hidden = pluginParent + "/" + hiddenWorkName
+            // It sits in a folder the web server may write to: if it is not ours alone (someone replaced
+            // it with a link, or widened it), whatever is inside could be swapped under us.
+            let handle = try TrustedDirectory.openCreating(
+                hidden, what: "work directory", requirements: TrustedDirectory.Requirements(privateMode: true))
+            if !Mounts.sameMount(hidden, pluginParent) {
+                throw TrustError("work directory \(hidden) is not on the mount of \(pluginParent); remove it and retry")
+            }
+            // Written relative to the checked descriptor, never through the name the web user can move.
+            let fd = openat(handle.fd, ".htaccess", O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o644)
+            if fd >= 0 {
+                defer { close(fd) }
+                let denyAll = Data("Require all denied\nDeny from all\n".utf8)
+                try denyAll.withUnsafeBytes { raw in try FileSystem.writeAll(fd, raw, path: hidden + "/.htaccess") }
+                try FileSystem.fsync(fd, path: hidden + "/.htaccess")
+            }
+            return handle
+        } catch let error as TrustError {
+            throw UpgradeError.failed("\(error.description); nothing was changed")
+        }
     }
 
     /// Gives the staged top directory the live one's permission bits (a host may keep plugins 0750 for
@@ -699,7 +718,7 @@ public enum Pipeline {
     }
 
     static func tidy(_ run: PipelineRun) {
-        if let directory = run.state.workDirectory { try? FileSystem.removeTree(directory) }
+        if let directory = run.state.workDirectory { Maintenance.removeWorkDirectory(directory) }
     }
 
     /// Ends a run that stopped before changing anything, with the exit code its error calls for.

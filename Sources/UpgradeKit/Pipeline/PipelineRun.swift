@@ -80,19 +80,31 @@ final class PipelineRun {
 final class ChangingSession {
     let context: UpgradeContext
     let lock: StateLock
+    /// One agent per plugin directory, whatever its state directory.
+    let pluginLock: StateLock
     let journal: Journal
     let lockedAt: Date
 
     init(context: UpgradeContext, command: String) throws(UpgradeError) {
         self.context = context
         let paths = context.paths
+        // The state directory, and what the agent keeps in it, must be the agent's alone: with a
+        // folder others can write, a planted link or hard link turns root's sweeps and lock against
+        // the host. Checked by descriptor, before the lock file in it is even opened.
+        let state: DirectoryHandle
         do {
-            try FileSystem.makeDirectory(paths.root, mode: 0o700)
+            state = try TrustedDirectory.openCreating(paths.root, what: "state directory")
+            for (path, what) in [(paths.work, "work directory"), (paths.backups, "backup directory")]
+            where FileSystem.exists(path) {
+                _ = try TrustedDirectory.open(path, what: what)
+            }
         } catch {
-            throw .configuration("cannot create the state directory \(paths.root): \(error)")
+            throw .configuration(error.description)
         }
         do {
-            lock = try StateLock(stateDirectory: paths.root, command: command)
+            lock = try StateLock(stateDirectory: state, command: command, detail: "")
+            pluginLock = try PluginDirectoryLock.take(
+                pluginDirectory: context.site.pluginDirectory, stateDirectory: paths.root, command: command)
         } catch {
             if case .held = error { throw .unavailable("\(error)") }
             throw .configuration("\(error)")
