@@ -490,7 +490,8 @@ public enum Pipeline {
         run.state.stagedIdentity = FileSystem.identity(of: staged)
         try run.save()
         try run.step(.swap, "switching to the new tree") {
-            let method = try FileSystem.exchange(live, staged, fallbackParking: work + "/parking")
+            let method = try FileSystem.exchange(
+                live, staged, within: try? workBase(run.context), fallbackParking: work + "/parking")
             run.state.exchangeMethod = method.rawValue
             try run.save()
             return ((), method == .exchange ? "renameat2(RENAME_EXCHANGE)" : "two renames (exchange not supported)")

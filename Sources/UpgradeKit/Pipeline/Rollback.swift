@@ -112,7 +112,8 @@ enum Rollback {
         let parking = (state.workDirectory ?? "") + "/parking"
         // Fast path: the old tree kept where the staged one was, exchanged back in one rename.
         if FileSystem.identity(of: staged) == oldIdentity && liveIdentity != nil {
-            try FileSystem.exchange(live, staged, fallbackParking: parking)
+            try FileSystem.exchange(
+                live, staged, within: try? Pipeline.workBase(run.context), fallbackParking: parking)
             return true
         }
         // A two-rename fallback interrupted half way: the live path is empty.
@@ -136,7 +137,8 @@ enum Rollback {
         if liveIdentity == nil {
             try FileSystem.moveNoReplace(root, to: live)
         } else {
-            try FileSystem.exchange(live, root, fallbackParking: parking)
+            try FileSystem.exchange(
+                live, root, within: try? Pipeline.workBase(run.context), fallbackParking: parking)
         }
         return true
     }

@@ -27,6 +27,11 @@ public enum FileSystem {
         return lstat(path, &info) == 0 && (info.st_mode & S_IFMT) == S_IFDIR
     }
 
+    public static func isSymbolicLink(_ path: String) -> Bool {
+        var info = stat()
+        return lstat(path, &info) == 0 && (info.st_mode & S_IFMT) == S_IFLNK
+    }
+
     public static func exists(_ path: String) -> Bool {
         var info = stat()
         return lstat(path, &info) == 0
@@ -100,6 +105,57 @@ public enum FileSystem {
         try syncParent(of: first)
         try syncParent(of: second)
         return method
+    }
+
+    /// `exchange`, with the work-area side reached through `base`, a checked descriptor of the work
+    /// area, one component at a time with O_NOFOLLOW: a folder next to the plugin that the web server's
+    /// user renamed or replaced with a link since it was checked cannot redirect the swap. Paths outside
+    /// `base` (or no base) fall back to the path-based exchange.
+    @discardableResult
+    static func exchange(
+        _ live: String, _ staged: String, within base: DirectoryHandle?, fallbackParking: String
+    ) throws(SystemError) -> ExchangeMethod {
+        guard let base, let (stagedParent, stagedName) = try resolve(staged, below: base),
+              let (parkingParent, parkingName) = try resolve(fallbackParking, below: base) else {
+            return try exchange(live, staged, fallbackParking: fallbackParking)
+        }
+        let liveParentPath = (live as NSString).deletingLastPathComponent
+        let liveName = (live as NSString).lastPathComponent
+        // The plugin's parent is the operator's configured path (it may legitimately go through links).
+        let liveParentFD = try systemCall("open", path: liveParentPath) {
+            open(liveParentPath, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        }
+        let liveParent = DirectoryHandle(adopting: liveParentFD, path: liveParentPath)
+        var method = ExchangeMethod.exchange
+        if csys_rename_exchange(stagedParent.fd, stagedName, liveParent.fd, liveName) != 0 {
+            let code = errno
+            guard code == EINVAL || code == ENOSYS || code == ENOTSUP || code == EOPNOTSUPP else {
+                throw SystemError(call: "renameat2(RENAME_EXCHANGE)", path: "\(live) <-> \(staged)", errno: code)
+            }
+            try systemCall("rename", path: live) {
+                renameat(liveParent.fd, liveName, parkingParent.fd, parkingName)
+            }
+            try systemCall("rename", path: staged) {
+                renameat(stagedParent.fd, stagedName, liveParent.fd, liveName)
+            }
+            try systemCall("rename", path: fallbackParking) {
+                renameat(parkingParent.fd, parkingName, stagedParent.fd, stagedName)
+            }
+            method = .renames
+        }
+        try liveParent.sync()
+        try stagedParent.sync()
+        return method
+    }
+
+    /// The parent directory of `path` opened below `base` without following any link, and its last
+    /// component; nil when `path` is not below `base`.
+    static func resolve(_ path: String, below base: DirectoryHandle) throws(SystemError) -> (DirectoryHandle, String)? {
+        let prefix = base.path + "/"
+        guard path.hasPrefix(prefix) else { return nil }
+        let components = path.dropFirst(prefix.count).split(separator: "/").map(String.init)
+        guard let last = components.last, !components.contains(".."), !components.contains(".") else { return nil }
+        return (try base.descend(components.dropLast(), create: false), last)
     }
 
     /// Renames, refusing to replace anything, and syncs the destination's parent.
