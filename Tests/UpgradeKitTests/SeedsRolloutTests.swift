@@ -3,6 +3,9 @@ import MolamHTTP
 import TestSupport
 import Testing
 import UpgradeKit
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// The rollout answer as the seeds document it (115ter), decoded by the client, and the delivery
 /// deadline that keeps a slow API from stretching a run.
@@ -118,5 +121,44 @@ struct SeedsRolloutTests {
         }
         #expect(try HTTPClient.checkURL("https://cdn.example/x.zip?sig=1") == "https://cdn.example/x.zip?…")
         #expect(try HTTPClient.checkURL("http://127.0.0.1:8080/x") == "http://127.0.0.1:8080/x")
+    }
+}
+
+/// The outbox lock: one deliverer at a time, and nothing a planted file can turn.
+@Suite("outbox lock")
+struct OutboxLockTests {
+    @Test("A second deliverer is turned away at once; the lock is free again when the first is done")
+    func exclusive() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("outbox-\(UUID())").path
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: false)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        var first: OutboxLock? = try OutboxLock(stateDirectory: directory)
+        #expect(first != nil)
+        do {
+            _ = try OutboxLock(stateDirectory: directory)
+            Issue.record("two deliverers at once")
+        } catch {
+            guard case .held = error else { Issue.record("\(error)"); return }
+            #expect(error.description.contains("delivering"))
+        }
+        first = nil
+        #expect(throws: Never.self) { _ = try OutboxLock(stateDirectory: directory) }
+    }
+
+    @Test("A hard link planted at the lock path is refused and the linked file is left as it was")
+    func hardLinkRefused() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("outbox-\(UUID())").path
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: false)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let precious = directory + "/precious"
+        try Data("keep me".utf8).write(to: URL(fileURLWithPath: precious))
+        #expect(link(precious, directory + "/outbox.lock") == 0)
+        do {
+            _ = try OutboxLock(stateDirectory: directory)
+            Issue.record("a hard-linked lock file was used")
+        } catch {
+            guard case .unusable = error else { Issue.record("\(error)"); return }
+        }
+        #expect(FileManager.default.contents(atPath: precious) == Data("keep me".utf8))
     }
 }

@@ -306,7 +306,7 @@ public final class CentralAPI {
         guard let deadline else { return request }
         var bounded = request
         // libcurl needs a positive timeout; an attempt is not started at all once the deadline passed.
-        let left = max(0.1, deadline.remaining)
+        let left = max(0.1, min(deadline.remaining, deadline.requestTimeout))
         bounded.totalTimeout = min(request.totalTimeout, left)
         bounded.connectTimeout = min(request.connectTimeout, left)
         return bounded

@@ -104,10 +104,13 @@ extension ReportDelivery {
 /// set back or forward while reports are sent must not stretch or cut the delivery.
 public struct Deadline: Sendable {
     public let seconds: Double
+    /// The longest one request may take within it: one stalled report must not eat the whole pass.
+    public let requestTimeout: Double
     private let end: Double
 
-    public init(seconds: Double) {
+    public init(seconds: Double, requestTimeout: Double = 10) {
         self.seconds = seconds
+        self.requestTimeout = requestTimeout
         end = ProcessInfo.processInfo.systemUptime + seconds
     }
 
