@@ -135,7 +135,8 @@ enum CommandLineSpec {
                 OptionSpec(names: ["--archive"], value: "PATH",
                            help: "sign: the release archive (.zip, .tar.gz, .tar.zst)."),
                 OptionSpec(names: ["--url"], value: "URL",
-                           help: "sign: the download URL to publish (default: the archive's file:// URL)."),
+                           help: "sign: the https:// download URL to publish (default: the archive's file:// URL, "
+                               + "which agents refuse to download: give --url for a release they will fetch)."),
                 OptionSpec(names: ["--plugin"], value: "NAME",
                            help: "sign: fail unless the archive's manifest names plugin NAME."),
                 OptionSpec(names: ["--version"], value: "V",

@@ -135,9 +135,22 @@ public enum ReportDelivery {
         }
     }
 
-    /// `id` or `rollback_id` of a JSON answer, as text (an API may use numbers).
+    /// `rollback_id` or `id` of a JSON answer, as text (an API may use numbers, as the seeds' rollout
+    /// ids are). When the top level has neither, the seeds' wrapped answers are looked into, one level
+    /// down (`{"ok": true, "upgrade_log": {"id": "abc-123"}}`, `{"ok": true, "rollout": {"id": 1}}`),
+    /// in the order of `wrappers`, then any other member object by name.
     static func responseID(_ body: Data) -> String? {
         guard let object = (try? JSONSerialization.jsonObject(with: body)) as? [String: Any] else { return nil }
+        if let id = topLevelID(object) { return id }
+        let wrappers = ["upgrade", "upgrade_log", "rollback", "backup", "data"]
+        let others = object.keys.filter { !wrappers.contains($0) }.sorted()
+        for key in wrappers + others {
+            if let inner = object[key] as? [String: Any], let id = topLevelID(inner) { return id }
+        }
+        return nil
+    }
+
+    private static func topLevelID(_ object: [String: Any]) -> String? {
         for key in ["rollback_id", "id"] {
             if let text = object[key] as? String, !text.isEmpty { return text }
             if let number = JSONNumbers.integer(object[key]) { return String(number) }
