@@ -63,5 +63,9 @@ struct ReportDeliveryLockTests {
         let firstLog = try #require(kinds.firstIndex(of: "log"))
         let secondUpgrade = try #require(kinds.lastIndex(of: "upgrade"))
         #expect(firstLog < secondUpgrade, "the first run's reports all came before the second's: \(kinds)")
+        // The seeds' complete report counts the files put back (an integer, not a flag).
+        let complete = try #require(host.api.reports.first { $0.path.hasSuffix("/complete") })
+        #expect(Int(complete.body["files_restored"] ?? "") ?? 0 > 0, "\(complete.body)")
+        #expect(complete.body["db_restored"] == "true")
     }
 }
