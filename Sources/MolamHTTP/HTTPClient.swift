@@ -45,7 +45,9 @@ public final class HTTPClient {
     /// a relative or unparsable URL) throws. Parsed by libcurl's own URL parser, as `send` does, so
     /// a caller vetting a URL it did not write (a release's `download_url`) sees exactly what the
     /// transfer would. Returns the URL redacted for messages.
-    public static func checkURL(_ url: String, allowInsecureLoopback: Bool = true) throws(HTTPError) -> String {
+    public static func checkURL(
+        _ url: String, allowInsecureLoopback: Bool = true
+    ) throws(HTTPError) -> String {
         try TargetURL(url, allowInsecureLoopback: allowInsecureLoopback).redacted
     }
 

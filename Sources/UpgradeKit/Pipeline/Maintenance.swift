@@ -235,7 +235,8 @@ extension Maintenance {
         _ = try CentralRelease.client(context)    // a configuration problem is exit 2, not "pending"
         guard let journal = try openJournal(context: context) else { return ReportDelivery.Result() }
         let result = ReportDelivery.deliverQueued(
-            context: context, journal: journal, deadline: ReportDelivery.flushDeadline) ?? ReportDelivery.Result()
+            context: context, journal: journal, deadline: ReportDelivery.flushDeadline)
+            ?? ReportDelivery.Result()
         if result.otherDeliverer, let reason = result.stoppedBy { throw .unavailable(reason) }
         return result
     }

@@ -47,7 +47,8 @@ public enum ReportDelivery {
             }
             guard !entries.isEmpty else { break }
             let before = result.delivered + result.rejected
-            pass(entries, journal: journal, api: api, now: now, deadline: deadline, done: &done, result: &result)
+            pass(entries, journal: journal, api: api, now: now, deadline: deadline, done: &done,
+                 result: &result)
             // A pass that settled nothing would only repeat itself.
             if result.delivered + result.rejected == before { break }
         }
@@ -65,8 +66,8 @@ public enum ReportDelivery {
             let entry = entries[index]
             index += 1
             if let deadline, deadline.hasPassed {
-                result.stoppedBy = "the delivery deadline of \(Int(deadline.seconds)) s passed; the rest stays "
-                    + "queued for the next run or `molam-upgrade flush`"
+                result.stoppedBy = "the delivery deadline of \(Int(deadline.seconds)) s passed; "
+                    + "the rest stays queued for the next run or `molam-upgrade flush`"
                 break delivery
             }
             done.insert(entry.seq)

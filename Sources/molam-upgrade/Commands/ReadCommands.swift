@@ -57,7 +57,8 @@ enum StatusCommand {
         var rows: [[String]] = [
             ["installed", installed],
             ["plugin dir", context.site.pluginDirectory],
-            ["database", install.configured ? context.site.database.description : "not configured (read from the journal)"],
+            ["database", install.configured
+                ? context.site.database.description : "not configured (read from the journal)"],
             ["state dir", context.site.stateDirectory],
             ["central API", status.centralAPI ?? "none (local archives only)"],
         ]

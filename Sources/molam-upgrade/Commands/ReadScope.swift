@@ -26,7 +26,8 @@ struct ReadScope {
         if arguments.value("--plugin-dir") != nil || arguments.value("--db") != nil {
             let contexts = try Commands.contexts(arguments, output: output)
             return ReadScope(
-                stateDirectory: contexts.first?.site.stateDirectory ?? AgentConfiguration.defaultStateDirectory,
+                stateDirectory: contexts.first?.site.stateDirectory
+                    ?? AgentConfiguration.defaultStateDirectory,
                 installs: contexts.map { Install(context: $0, configured: true) }, selector: selector)
         }
         let explicit = arguments.value("--config")
