@@ -40,6 +40,17 @@ public final class HTTPClient {
 
     deinit { curl_easy_cleanup(handle) }
 
+    /// Checks `url` against the transport policy without connecting: an absolute `https://` URL, or
+    /// `http://` to a loopback host when `allowInsecureLoopback`; anything else (`file://`, `ftp://`,
+    /// a relative or unparsable URL) throws. Parsed by libcurl's own URL parser, as `send` does, so
+    /// a caller vetting a URL it did not write (a release's `download_url`) sees exactly what the
+    /// transfer would. Returns the URL redacted for messages.
+    public static func checkURL(
+        _ url: String, allowInsecureLoopback: Bool = true
+    ) throws(HTTPError) -> String {
+        try TargetURL(url, allowInsecureLoopback: allowInsecureLoopback).redacted
+    }
+
     /// Performs `request`. With a `sink`, the body is handed over chunk by chunk as it arrives
     /// (the download step hashes and writes while streaming) and `HTTPResponse.body` is empty;
     /// without one, the body is collected. Either way `maxBodyBytes` is enforced as bytes arrive.

@@ -44,6 +44,13 @@ enum CommandLineSpec {
         OptionSpec(names: ["--to"], value: "VERSION", help: "The version to install (it must be the rollout's unless --force)."),
     ]
 
+    /// status, history and stats read the journal only.
+    static let readDiscussion = """
+        Needs only the state directory: --state-dir DIR alone reads its journal (status then lists every
+        install the journal knows). With several installs configured, every install is shown; --plugin
+        NAME|DIR narrows to one.
+        """
+
     static let commands: [CommandSpec] = [
         CommandSpec(
             name: "upgrade", abstract: "Upgrade the plugin to a new release.",
@@ -60,14 +67,21 @@ enum CommandLineSpec {
                 Without --archive, asks the central API for the rollout of each configured plugin, decides
                 eligibility locally, and fetches the signed release. Steps: lock, recover, resolve,
                 eligibility, download, stage, backup, swap, migrate, verify, commit. Any failure after the
-                backup rolls the site back to the old version (exit 1). Reports are queued in the journal and
-                delivered after the run; `flush` retries them.
+                backup rolls the site back to the old version (exit 1). A release's download_url must be
+                https:// (plain http:// only to loopback); any other URL is refused before anything is fetched
+                (exit 4). A local --archive must be a regular file (exit 2 otherwise). Reports are queued in
+                the journal and delivered after the run has released its lock, for at most 20 s; the rest
+                waits for the next run or `flush`.
                 """),
         CommandSpec(
             name: "check", abstract: "Show what an upgrade would do and why, changing nothing.",
             arguments: "[--archive PATH|URL --sha256 HEX] [options]", options: archiveOptions + [
                 OptionSpec(names: ["--force"], value: nil, help: "Judge the release as `upgrade --force` would."),
-            ], discussion: nil),
+            ], discussion: """
+                With --json, the decision carries the central API's fields should_upgrade, reason, rollout_id,
+                rollout_percentage, rollout_strategy and version, besides plugin, installed_version,
+                release_version, decision and exit_code.
+                """),
         CommandSpec(
             name: "rollback", abstract: "Put a previous version back from the kept tree or a backup.",
             arguments: "[--to VERSION] [--reason TEXT]",
@@ -90,15 +104,19 @@ enum CommandLineSpec {
                     arguments: "[options]", options: [],
                     discussion: "Every command that changes something runs this first."),
         CommandSpec(name: "status", abstract: "Show the installed version, the last run, kept trees and backups.",
-                    arguments: "[options]", options: [], discussion: nil),
+                    arguments: "[options]", options: [], discussion: readDiscussion),
         CommandSpec(name: "history", abstract: "List past runs with their steps.", arguments: "[--limit N]",
                     options: [OptionSpec(names: ["--limit"], value: "N", help: "Show the N newest runs (default: 20).")],
-                    discussion: nil),
+                    discussion: readDiscussion),
         CommandSpec(name: "stats", abstract: "Show success rates and rollback figures.",
-                    arguments: "[options]", options: [], discussion: nil),
+                    arguments: "[options]", options: [], discussion: readDiscussion),
         CommandSpec(name: "flush", abstract: "Deliver queued reports to the central API.",
                     arguments: "[options]", options: [],
-                    discussion: "Exits 75 if reports are still pending (the API could not take them all)."),
+                    discussion: """
+                        Takes only the outbox lock, never the run lock, so it can run beside an upgrade. Exits 75
+                        if reports are still pending (the API could not take them all within 120 s), or if
+                        another molam-upgrade process is delivering them already.
+                        """),
         CommandSpec(name: "cleanup", abstract: "Remove expired backups and old kept trees.",
                     arguments: "[options]", options: [],
                     discussion: """
@@ -117,7 +135,8 @@ enum CommandLineSpec {
                 OptionSpec(names: ["--archive"], value: "PATH",
                            help: "sign: the release archive (.zip, .tar.gz, .tar.zst)."),
                 OptionSpec(names: ["--url"], value: "URL",
-                           help: "sign: the download URL to publish (default: the archive's file:// URL)."),
+                           help: "sign: the https:// download URL to publish (default: the archive's file:// URL, "
+                               + "which agents refuse to download: give --url for a release they will fetch)."),
                 OptionSpec(names: ["--plugin"], value: "NAME",
                            help: "sign: fail unless the archive's manifest names plugin NAME."),
                 OptionSpec(names: ["--version"], value: "V",

@@ -5,46 +5,46 @@ import UpgradeKit
 enum MolamUpgradeCommand {
     static func main(_ arguments: [String]) -> Int32 {
         guard let first = arguments.first else {
-            FileHandle.standardError.write(Data(CommandLineSpec.overview(version: UpgradeKitVersion.string).utf8))
+            StandardStreams.err(CommandLineSpec.overview(version: UpgradeKitVersion.string))
             return ExitCode.usage.rawValue
         }
         switch first {
         case "-h", "--help":
-            print(CommandLineSpec.overview(version: UpgradeKitVersion.string), terminator: "")
+            StandardStreams.out(CommandLineSpec.overview(version: UpgradeKitVersion.string))
             return 0
         case "--version", "version":
-            print("\(CommandLineSpec.tool) \(UpgradeKitVersion.string)")
+            StandardStreams.out("\(CommandLineSpec.tool) \(UpgradeKitVersion.string)\n")
             return 0
         default:
             break
         }
         guard let spec = CommandLineSpec.command(named: first) else {
             let usage = UsageError(description: "unknown command '\(first)'", command: nil)
-            FileHandle.standardError.write(Data("\(CommandLineSpec.tool): error: \(usage) (\(usage.hint))\n".utf8))
+            StandardStreams.err("\(CommandLineSpec.tool): error: \(usage) (\(usage.hint))\n")
             return ExitCode.usage.rawValue
         }
         let parsed: ParsedArguments
         do {
             parsed = try ArgumentParser.parse(Array(arguments.dropFirst()), for: spec)
         } catch {
-            FileHandle.standardError.write(Data("\(CommandLineSpec.tool): error: \(error) (\(error.hint))\n".utf8))
+            StandardStreams.err("\(CommandLineSpec.tool): error: \(error) (\(error.hint))\n")
             return ExitCode.usage.rawValue
         }
         if parsed.flag("--help") {
-            print(CommandLineSpec.help(for: spec), terminator: "")
+            StandardStreams.out(CommandLineSpec.help(for: spec))
             return 0
         }
         if spec.name == "help" {
             guard let topic = parsed.positionals.first else {
-                print(CommandLineSpec.overview(version: UpgradeKitVersion.string), terminator: "")
+                StandardStreams.out(CommandLineSpec.overview(version: UpgradeKitVersion.string))
                 return 0
             }
             guard let command = CommandLineSpec.command(named: topic) else {
-                FileHandle.standardError.write(Data(
-                    "\(CommandLineSpec.tool): error: unknown command '\(topic)' (see '\(CommandLineSpec.tool) --help')\n".utf8))
+                StandardStreams.err(
+                    "\(CommandLineSpec.tool): error: unknown command '\(topic)' (see '\(CommandLineSpec.tool) --help')\n")
                 return ExitCode.usage.rawValue
             }
-            print(CommandLineSpec.help(for: command), terminator: "")
+            StandardStreams.out(CommandLineSpec.help(for: command))
             return 0
         }
         let output = Output(json: parsed.flag("--json"), quiet: parsed.flag("--quiet"))

@@ -18,20 +18,20 @@ final class Output {
 
     func line(_ text: String) {
         guard !quiet else { return }
-        FileHandle.standardOutput.write(Data((text + "\n").utf8))
+        StandardStreams.out(text + "\n")
     }
 
     func error(_ text: String) {
         // One line, whatever the message held.
         let single = text.replacingOccurrences(of: "\n", with: " ")
-        FileHandle.standardError.write(Data("\(CommandLineSpec.tool): \(single)\n".utf8))
+        StandardStreams.err("\(CommandLineSpec.tool): \(single)\n")
     }
 
     /// Something worth knowing that did not change the outcome: stderr, silenced by `--quiet`.
     func note(_ text: String) {
         guard !quiet else { return }
         let single = text.replacingOccurrences(of: "\n", with: " ")
-        FileHandle.standardError.write(Data("\(CommandLineSpec.tool): note: \(single)\n".utf8))
+        StandardStreams.err("\(CommandLineSpec.tool): note: \(single)\n")
     }
 
     func emitJSON(_ object: Any) {
@@ -40,7 +40,7 @@ final class Output {
             error("internal error: result could not be encoded as JSON")
             return
         }
-        FileHandle.standardOutput.write(data + Data("\n".utf8))
+        StandardStreams.out(data + Data("\n".utf8))
     }
 
     /// A plain text table with a header row; columns padded to their widest cell.
@@ -87,7 +87,7 @@ final class TerminalProgress: ProgressReporter {
     func note(_ message: String) { write("  \(message)") }
 
     private func write(_ text: String) {
-        FileHandle.standardError.write(Data((text + "\n").utf8))
+        StandardStreams.err(text + "\n")
     }
 }
 

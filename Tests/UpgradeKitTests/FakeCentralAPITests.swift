@@ -46,7 +46,7 @@ struct FakeCentralAPITests {
 
     // MARK: What it serves
 
-    @Test("A rollout is served as sorted JSON once set, 404 before and after it is removed")
+    @Test("A rollout is served wrapped as the seeds document it, 404 before and after it is removed")
     func rollout() throws {
         let api = try FakeCentralAPI(token: apiToken)
         defer { api.stop() }
@@ -61,10 +61,24 @@ struct FakeCentralAPITests {
         #expect(served.status == 200)
         #expect(served.headers["content-type"] == "application/json")
         #expect(String(decoding: served.body, as: UTF8.self)
-            == #"{"rollout_percentage":25,"status":"active","target_countries":["SN"],"version":"4.0.0"}"#)
+            == #"{"rollout":{"rollout_percentage":25,"status":"active","target_countries":["SN"],"version":"4.0.0"}}"#)
 
         api.setRollout(plugin: "molam-form", nil)
         #expect(try get(api, "/api/plugins/rollouts/molam-form").status == 404)
+    }
+
+    @Test("The bare shape serves the rollout object alone; no active rollout can be {\"rollout\": null}")
+    func rolloutShapes() throws {
+        let api = try FakeCentralAPI(token: apiToken)
+        defer { api.stop() }
+        api.setRollout(plugin: "molam-form", ["version": "4.0.0", "id": 1])
+        api.setRolloutShape(.bare)
+        let bare = try get(api, "/api/plugins/rollouts/molam-form")
+        #expect(String(decoding: bare.body, as: UTF8.self) == #"{"id":1,"version":"4.0.0"}"#)
+        api.setNoActiveRollout(plugin: "molam-form")
+        let null = try get(api, "/api/plugins/rollouts/molam-form")
+        #expect(null.status == 200)
+        #expect(String(decoding: null.body, as: UTF8.self) == #"{"rollout":null}"#)
     }
 
     @Test("Path components are percent-decoded before lookup")
@@ -74,7 +88,7 @@ struct FakeCentralAPITests {
         api.setRollout(plugin: "molam form/β", ["status": "paused"])
         api.setRelease(plugin: "molam form/β", version: "4.0.0+build.1", ["version": "4.0.0+build.1"])
         let rollout = try get(api, "/api/plugins/rollouts/molam%20form%2F%CE%B2")
-        #expect(json(rollout)?["status"] as? String == "paused")
+        #expect((json(rollout)?["rollout"] as? [String: Any])?["status"] as? String == "paused")
         let release = try get(api, "/api/plugins/releases/molam%20form%2F%CE%B2/4.0.0%2Bbuild.1")
         #expect(release.status == 200)
         #expect(try get(api, "/api/plugins/rollouts/molam%zzform").status == 400)
@@ -407,7 +421,7 @@ struct FakeCentralAPITests {
         api.inject(.slow(seconds: 0.05), on: .rollouts)
         let response = try get(api, "/api/plugins/rollouts/p")
         #expect(response.status == 200)
-        #expect(json(response)?["status"] as? String == "active")
+        #expect((json(response)?["rollout"] as? [String: Any])?["status"] as? String == "active")
     }
 
     @Test("slow processes the report even when the client gives up first")

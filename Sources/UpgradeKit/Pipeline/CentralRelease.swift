@@ -1,5 +1,6 @@
 import Foundation
 import MolamCrypto
+import MolamHTTP
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -57,6 +58,8 @@ enum CentralRelease {
             throw .refused(
                 "the central API answered release \(release.pluginName) \(release.version) for \(plugin) \(version)")
         }
+        // The URL is not signed: vetted here, before any signature work, connection or file access.
+        try checkDownloadURL(release.downloadURL, label: "release \(plugin) \(version)")
         let keys = try publicKeys(context)
         let signer: String?
         do {
@@ -86,14 +89,33 @@ enum CentralRelease {
         return keys
     }
 
+    /// A release's `download_url` comes from the API and is not signed, so it is held to the
+    /// transport policy before anything touches it: `https://`, `http://` only to loopback, or a
+    /// path on the API itself (`/downloads/...`, joined to the API's base URL). `file://`, `ftp://`
+    /// and anything else are refused (exit 4): a `file://` URL would make the agent, as root, read
+    /// any file of the host (a FIFO hangs the run; a secret's SHA-256 would land in the refusal,
+    /// the journal and the reports).
+    static func checkDownloadURL(_ url: String, label: String) throws(UpgradeError) {
+        if url.hasPrefix("/"), !url.hasPrefix("//") { return }
+        do {
+            _ = try HTTPClient.checkURL(url)
+        } catch {
+            throw .refused("\(label): download_url '\(CentralAPI.redact(url))' is refused: only https:// "
+                + "(plain http:// to loopback only) or a path on the central API can be downloaded; "
+                + "nothing was fetched")
+        }
+    }
+
     /// Streams the release to `destination`, hashing as it arrives, then holds it to the signed size
-    /// and SHA-256. A `file://` URL (CI's own releases) is copied the same way.
+    /// and SHA-256.
     static func download(
         _ release: ReleaseMetadata, api: CentralAPI?, baseURL: String?, to destination: String, maxBytes: Int64
     ) throws -> Int64 {
-        try download(
+        let label = "release \(release.pluginName) \(release.version)"
+        try checkDownloadURL(release.downloadURL, label: label)
+        return try download(
             url: release.downloadURL, sha256: release.sha256, sizeBytes: release.sizeBytes,
-            label: "release \(release.pluginName) \(release.version)", api: api, baseURL: baseURL, to: destination,
+            label: label, api: api, baseURL: baseURL, to: destination,
             maxBytes: maxBytes)
     }
 
@@ -114,15 +136,6 @@ enum CentralRelease {
         to destination: String, maxBytes: Int64
     ) throws -> Int64 {
         let cap = min(maxBytes, sizeBytes ?? maxBytes)
-        if url.hasPrefix("file://") {
-            let path = String(url.dropFirst("file://".count))
-            let bytes = try ReleaseDownload.copy(from: path, to: destination, expectedSHA256: sha256, maxBytes: cap)
-            if let sizeBytes, bytes != sizeBytes {
-                unlink(destination)
-                throw UpgradeError.refused("\(label): \(path) holds \(bytes) bytes, the signed size is \(sizeBytes)")
-            }
-            return bytes
-        }
         var absolute = url
         if url.hasPrefix("/"), let baseURL {
             absolute = (baseURL.hasSuffix("/") ? String(baseURL.dropLast()) : baseURL) + url

@@ -16,6 +16,29 @@ public enum Check {
         public var decision: Decision
         public var reason: String
         public var exitCode: ExitCode
+        /// The rollout the decision was made from, when the central API was asked and served one.
+        public var rollout: Rollout?
+
+        /// The seeds' rollout decision (115ter, "Rollout Decision Response"): `should_upgrade`,
+        /// `reason`, `rollout_id`, `rollout_percentage`, `rollout_strategy`, `version`. The id keeps
+        /// the API's type (the seeds' ids are integers); absent values are null.
+        public var seedsDecision: [String: Any] {
+            var rolloutID: Any = NSNull()
+            if let rollout { rolloutID = rollout.numericID.map { $0 as Any } ?? rollout.id }
+            return [
+                "should_upgrade": decision == .upgrade,
+                "reason": reason,
+                "rollout_id": rolloutID,
+                "rollout_percentage": rollout.map { percentageValue($0.percentage) } ?? NSNull(),
+                "rollout_strategy": rollout?.strategy.rawValue ?? NSNull(),
+                "version": releaseVersion ?? rollout?.versionText ?? NSNull(),
+            ]
+        }
+
+        /// 25 stays the integer 25 in JSON; 12.5 stays a fraction.
+        private func percentageValue(_ value: Double) -> Any {
+            value == value.rounded() && abs(value) < 1e15 ? Int64(value) as Any : value as Any
+        }
 
         init(_ installed: PluginManifest, _ decision: Decision, _ release: String?, _ reason: String, _ code: ExitCode) {
             plugin = installed.name
@@ -48,9 +71,12 @@ public enum Check {
             Result(installed, decision, release, reason, code)
         }
         let actual: String
+        let input = try ReleaseDownload.openRegularFile(archive)
         do {
-            actual = try hashFile(archive)
+            actual = try hashFile(input, path: archive)
+            close(input)
         } catch {
+            close(input)
             throw .configuration("release archive \(archive): \(error.message)")
         }
         guard actual == sha256.lowercased() else {
@@ -83,8 +109,11 @@ public enum Check {
     static func fromAPI(
         _ options: Pipeline.UpgradeOptions, context: UpgradeContext, installed: PluginManifest
     ) throws(UpgradeError) -> Result {
+        var served: Rollout?
         func result(_ decision: Decision, _ release: String?, _ reason: String, _ code: ExitCode) -> Result {
-            Result(installed, decision, release, reason, code)
+            var result = Result(installed, decision, release, reason, code)
+            result.rollout = served
+            return result
         }
         let api = try CentralRelease.client(context)
         var version = options.expectedVersion
@@ -93,6 +122,7 @@ public enum Check {
             reason = "--force --to \(version?.description ?? ""): rollout not consulted"
         } else {
             let rollout = try CentralRelease.rollout(api, plugin: installed.name)
+            served = rollout
             var decision = RolloutPolicy.decide(
                 rollout, installed: installed.version, merchant: CentralRelease.merchant(context))
             if options.force, let rollout, rollout.version != installed.version {
@@ -136,9 +166,7 @@ public enum Check {
         }
     }
 
-    static func hashFile(_ path: String) throws(SystemError) -> String {
-        let fd = try systemCall("open", path: path) { open(path, O_RDONLY | O_CLOEXEC) }
-        defer { close(fd) }
+    static func hashFile(_ fd: Int32, path: String) throws(SystemError) -> String {
         guard let hasher = try? SHA256() else { throw SystemError(call: "EVP_MD_CTX_new", path: path, errno: ENOMEM) }
         var buffer = [UInt8](repeating: 0, count: 1 << 20)
         while true {

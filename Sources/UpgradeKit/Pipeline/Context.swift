@@ -57,6 +57,7 @@ public struct UpgradeContext {
 /// The layout of the state directory.
 public struct StatePaths: Sendable {
     public let root: String
+    public init(root: String) { self.root = root }
     public var lock: String { root + "/lock" }
     public var journal: String { root + "/journal.db" }
     public var backups: String { root + "/backups" }

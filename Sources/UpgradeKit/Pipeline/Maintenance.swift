@@ -255,16 +255,21 @@ public enum Maintenance {
 }
 
 extension Maintenance {
-    /// The `flush` command: deliver what the outbox holds, under the lock so that a cron run and an
-    /// operator's flush never send the same report at once.
+    /// The `flush` command: deliver what the outbox holds. It takes only the outbox's lock, never
+    /// the run lock, so it can run beside an upgrade or a rollback; if another process is delivering
+    /// already, that process sends the reports and this one says so (exit 75).
     public static func flush(context: UpgradeContext) throws(UpgradeError) -> ReportDelivery.Result {
         guard context.agent.apiURL != nil else {
             throw .configuration(
                 "no central API is configured (api_url in \(context.agent.source ?? AgentConfiguration.defaultPath)); "
                     + "nothing to flush to")
         }
-        let session = try ChangingSession(context: context, command: "flush")
-        let api = try CentralRelease.client(context)
-        return ReportDelivery.deliver(journal: session.journal, api: api, now: context.clock)
+        _ = try CentralRelease.client(context)    // a configuration problem is exit 2, not "pending"
+        guard let journal = try openJournal(context: context) else { return ReportDelivery.Result() }
+        let result = ReportDelivery.deliverQueued(
+            context: context, journal: journal, deadline: ReportDelivery.flushDeadline)
+            ?? ReportDelivery.Result()
+        if result.otherDeliverer, let reason = result.stoppedBy { throw .unavailable(reason) }
+        return result
     }
 }

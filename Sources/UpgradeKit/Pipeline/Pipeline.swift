@@ -78,6 +78,8 @@ public enum Pipeline {
             }
             return outcome
         }
+        // The run is over: the lock goes before delivery, which may wait on a slow API.
+        session.releaseLock()
         outcome.reports = session.deliverReports()
         return outcome
     }
@@ -324,6 +326,8 @@ public enum Pipeline {
             outcome.recovered = recovered
             return outcome
         }
+        // The run is over: the lock goes before delivery, which may wait on a slow API.
+        session.releaseLock()
         outcome.reports = session.deliverReports()
         return outcome
     }

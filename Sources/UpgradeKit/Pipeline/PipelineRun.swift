@@ -117,21 +117,20 @@ final class ChangingSession {
         }
     }
 
-    /// Delivers queued reports while the lock is still held (so a concurrent `flush` cannot send
-    /// the same report twice). Never throws: the run's outcome is already decided.
+    /// Releases the run lock: the run is over, and what follows (report delivery) must not keep an
+    /// operator's urgent `rollback` waiting. Nothing may change the site after this.
+    func releaseLock() {
+        lock.release()
+    }
+
+    /// Delivers queued reports after releasing the run lock, serialised by the outbox's own lock and
+    /// within `ReportDelivery.runDeadline` (`ReportDelivery.deliverQueued`). Never throws: the run's
+    /// outcome is already decided.
     func deliverReports() -> ReportDelivery.Result? {
-        guard context.reportsEnabled, context.agent.apiURL != nil else { return nil }
-        guard (try? journal.reportCounts().pending) ?? 0 > 0 else { return ReportDelivery.Result() }
-        let api: CentralAPI
-        do {
-            api = try CentralRelease.client(context)
-        } catch {
-            var result = ReportDelivery.Result()
-            result.pending = (try? journal.reportCounts().pending) ?? 0
-            result.stoppedBy = "\(error)"
-            return result
-        }
-        return ReportDelivery.deliver(journal: journal, api: api, now: context.clock)
+        releaseLock()
+        guard context.reportsEnabled else { return nil }
+        return ReportDelivery.deliverQueued(
+            context: context, journal: journal, deadline: ReportDelivery.runDeadline)
     }
 
     /// Opens a run and journals its `lock` and `recover` steps.

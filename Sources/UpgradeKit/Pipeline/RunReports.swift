@@ -75,11 +75,13 @@ extension PipelineRun {
     }
 
     /// `POST /api/plugins/rollback/{rollback_id}/complete`: delivered only after its initiate, whose
-    /// answer carries the id.
+    /// answer carries the id. `files_restored` is a count, as the seeds have it (115bis: `"files_restored":
+    /// 125`, an INT column): the regular files of the tree put back, 0 when the files were not restored.
     func reportRollbackCompleted(success: Bool, durationMilliseconds: Int, filesRestored: Bool, databaseRestored: Bool) {
         guard reportsEnabled, let initiate = state.reportRollbackSeq else { return }
         let payload: [String: Any] = [
-            "success": success, "duration_ms": durationMilliseconds, "files_restored": filesRestored,
+            "success": success, "duration_ms": durationMilliseconds,
+            "files_restored": filesRestored ? Self.regularFileCount(context.site.pluginDirectory) : 0,
             "db_restored": databaseRestored,
         ]
         _ = try? journal.enqueueReport(
@@ -105,5 +107,15 @@ extension PipelineRun {
             refField: "upgrade_id", now: context.clock())
         state.reportOutcomeSent = true
         try? save()
+    }
+
+    /// Regular files under `root`, symbolic links neither counted nor followed.
+    static func regularFileCount(_ root: String) -> Int {
+        guard let walker = FileManager.default.enumerator(atPath: root) else { return 0 }
+        var count = 0
+        while walker.nextObject() != nil {
+            if walker.fileAttributes?[.type] as? FileAttributeType == .typeRegular { count += 1 }
+        }
+        return count
     }
 }

@@ -16,8 +16,12 @@ public struct Rollout: Sendable, Equatable {
         case rolledBack = "rolled_back"
     }
 
-    /// The API may send a string or an integer; kept as text either way.
+    /// The API may send a string or an integer (the seeds' `"id": 1`); kept as text either way, so
+    /// that it reads the same in reasons, the journal and reports.
     public var id: String
+    /// The id as the API sent it when it was a JSON integer, so machine output gives it back with
+    /// its type (`check --json`'s `rollout_id`); nil for a string id.
+    public var numericID: Int64?
     public var pluginName: String
     public var version: SemanticVersion
     /// The version exactly as the JSON wrote it. The cohort hash uses this text, so `4.0.0` and
@@ -37,9 +41,11 @@ public struct Rollout: Sendable, Equatable {
     public init(
         id: String, pluginName: String, version: SemanticVersion, versionText: String? = nil,
         percentage: Double, strategy: Strategy = .random, targetCountries: [String] = [],
-        targetTiers: [String] = [], status: Status = .active, errorThreshold: Double? = nil
+        targetTiers: [String] = [], status: Status = .active, errorThreshold: Double? = nil,
+        numericID: Int64? = nil
     ) {
         self.id = id
+        self.numericID = numericID
         self.pluginName = pluginName
         self.version = version
         self.versionText = versionText ?? version.description
@@ -51,6 +57,28 @@ public struct Rollout: Sendable, Equatable {
         self.errorThreshold = errorThreshold
     }
 
+    /// Decodes the answer of `GET /api/plugins/rollouts/{plugin}`: the seeds' `{"rollout": {...}}`
+    /// (any other top-level member, such as `ok`, ignored), `{"rollout": null}` for no active rollout
+    /// (nil), or a bare rollout object. An object is taken as bare when it has no `rollout` member.
+    public static func decodeAnswer(
+        _ data: Data, source: String, expectedPlugin: String
+    ) throws(CentralAPIError) -> Rollout? {
+        guard let object = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else {
+            throw .badAnswer("rollout from \(source) is not a JSON object")
+        }
+        guard let wrapped = object["rollout"] else {
+            return try decode(object: object, source: source, expectedPlugin: expectedPlugin)
+        }
+        switch wrapped {
+        case is NSNull:
+            return nil
+        case let inner as [String: Any]:
+            return try decode(object: inner, source: source, expectedPlugin: expectedPlugin)
+        default:
+            throw .badAnswer("rollout from \(source): field 'rollout' is neither an object nor null")
+        }
+    }
+
     /// Decodes DESIGN.md's rollout object. Anything that breaks the contract (an unknown strategy
     /// or status, a percentage outside 0...100, a version that is not semver, a rollout for
     /// another plugin) is a `.badAnswer` naming `source` (the URL) and the field.
@@ -60,14 +88,25 @@ public struct Rollout: Sendable, Equatable {
         guard let object = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else {
             throw .badAnswer("rollout from \(source) is not a JSON object")
         }
+        return try decode(object: object, source: source, expectedPlugin: expectedPlugin)
+    }
+
+    /// The rollout object itself. Fields the seeds' examples leave out default: `rollout_strategy`
+    /// to random (the seeds' table default), target lists to empty, `error_threshold` to none.
+    /// Unknown fields (`merchants_upgraded`, `error_rate`, `sira_monitoring`...) are ignored.
+    static func decode(
+        object: [String: Any], source: String, expectedPlugin: String
+    ) throws(CentralAPIError) -> Rollout {
         let fields = Fields(object: object, source: source)
 
         let id: String
+        var numericID: Int64?
         switch object["id"] {
-        case let text as String where !text.isEmpty && !text.contains(where: \.isNewline):
+        case let text as String where !text.isEmpty && !text.contains(where: { $0.isNewline || $0 == "\0" }):
             id = text
         case let value where JSONNumbers.integer(value) != nil:
-            id = String(JSONNumbers.integer(value) ?? 0)
+            numericID = JSONNumbers.integer(value)
+            id = String(numericID ?? 0)
         default:
             throw fields.problem("id", "is missing or not a string or an integer")
         }
@@ -84,7 +123,8 @@ public struct Rollout: Sendable, Equatable {
         else {
             throw fields.problem("rollout_percentage", "is missing or not a number from 0 to 100")
         }
-        let strategy = try fields.enumeration("rollout_strategy", Strategy.self)
+        let strategy = object["rollout_strategy"] == nil || object["rollout_strategy"] is NSNull
+            ? Strategy.random : try fields.enumeration("rollout_strategy", Strategy.self)
         let status = try fields.enumeration("status", Status.self)
         let countries = try fields.stringList("target_countries")
         let tiers = try fields.stringList("target_tiers")
@@ -101,7 +141,7 @@ public struct Rollout: Sendable, Equatable {
         return Rollout(
             id: id, pluginName: pluginName, version: version, versionText: versionText,
             percentage: percentage, strategy: strategy, targetCountries: countries, targetTiers: tiers,
-            status: status, errorThreshold: errorThreshold)
+            status: status, errorThreshold: errorThreshold, numericID: numericID)
     }
 }
 

@@ -77,11 +77,19 @@ public final class StateLock {
         _ = holder.withCString { pwrite(fd, $0, strlen($0), 0) }
     }
 
-    deinit {
+    private var released = false
+
+    /// Releases the lock now rather than when the object goes away, so that work done after the run
+    /// (report delivery) never keeps another command waiting. Idempotent.
+    public func release() {
+        guard !released else { return }
+        released = true
         _ = ftruncate(fd, 0)
         flock(fd, LOCK_UN)
         close(fd)
     }
+
+    deinit { release() }
 }
 
 /// One agent at a time per plugin directory, whatever state directory each was given: two

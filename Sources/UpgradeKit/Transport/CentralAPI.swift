@@ -99,6 +99,10 @@ public final class CentralAPI {
     /// Requests handed to the transport so far, retries included; the lead reports "requests per
     /// cron run" from it.
     public private(set) var requestCount = 0
+    /// When set, API requests (not downloads) end by this time: each request's timeouts shrink to
+    /// what is left, and no attempt starts and no retry wait begins that would end past it. Report
+    /// delivery sets it, so a slow API cannot stretch a delivery pass.
+    public var deadline: Deadline?
 
     private let client: HTTPClient
     private let base: String
@@ -141,14 +145,16 @@ public final class CentralAPI {
 
     // MARK: Operations
 
-    /// `GET /api/plugins/rollouts/{plugin}`. A 404 means no rollout is published: nil.
+    /// `GET /api/plugins/rollouts/{plugin}`, as the seeds document it (115ter): `{"rollout": {...}}`,
+    /// with `{"rollout": null}` or a 404 when no rollout is active (nil); a bare rollout object is
+    /// accepted too (`Rollout.decodeAnswer`).
     public func rollout(plugin: String) throws(CentralAPIError) -> Rollout? {
         try hidingToken { () throws(CentralAPIError) in
             let url = try apiURL("/api/plugins/rollouts/" + Self.pathComponent(checkedComponent(plugin)))
             let response = try get(url)
             if response.status == 404 { return nil }
             let body = try expectOK(response, method: "GET", url: url)
-            return try Rollout.decode(body, source: Self.redact(url), expectedPlugin: plugin)
+            return try Rollout.decodeAnswer(body, source: Self.redact(url), expectedPlugin: plugin)
         }
     }
 
@@ -202,7 +208,8 @@ public final class CentralAPI {
             request.headers.append(("Idempotency-Key", idempotencyKey))
             request.body = json
             let response = try withRetries(method: "POST", url: url) { () throws(CentralAPIError) in
-                .init { () throws(HTTPError) in try client.send(request) }
+                let bounded = bounded(request)
+                return .init { () throws(HTTPError) in try client.send(bounded) }
             }
             if (200...299).contains(response.status) { return response.body }
             throw unexpected(response, method: "POST", url: url, expected: "a 2xx status")
@@ -294,10 +301,22 @@ public final class CentralAPI {
             connectTimeout: 10, totalTimeout: 30, maxBodyBytes: Self.maxAnswerBytes)
     }
 
+    /// `request` with its timeouts cut to what is left before `deadline`.
+    private func bounded(_ request: HTTPRequest) -> HTTPRequest {
+        guard let deadline else { return request }
+        var bounded = request
+        // libcurl needs a positive timeout; an attempt is not started at all once the deadline passed.
+        let left = max(0.1, min(deadline.remaining, deadline.requestTimeout))
+        bounded.totalTimeout = min(request.totalTimeout, left)
+        bounded.connectTimeout = min(request.connectTimeout, left)
+        return bounded
+    }
+
     private func get(_ url: String) throws(CentralAPIError) -> HTTPResponse {
         let request = apiRequest(url: url, method: "GET")
         return try withRetries(method: "GET", url: url) { () throws(CentralAPIError) in
-            .init { () throws(HTTPError) in try client.send(request) }
+            let bounded = bounded(request)
+            return .init { () throws(HTTPError) in try client.send(bounded) }
         }
     }
 
@@ -322,6 +341,10 @@ public final class CentralAPI {
         var waited = 0.0
         var attempts = 0
         while true {
+            if let deadline, deadline.hasPassed {
+                throw .unreachable("\(what): not sent, the delivery deadline of "
+                    + "\(Self.seconds(deadline.seconds)) has passed")
+            }
             attempts += 1
             let outcome = try attempt()
             // Counted once the transport had the request: a failed `restart` sent nothing.
@@ -349,6 +372,10 @@ public final class CentralAPI {
                 throw .unreachable("\(what): gave up after \(tries); the next wait of "
                     + "\(Self.seconds(wait)) would exceed the retry budget of \(Self.seconds(retry.budget)) "
                     + "(\(Self.seconds(waited)) already waited); last problem: \(problem)")
+            }
+            if let deadline, wait >= deadline.remaining {
+                throw .unreachable("\(what): gave up after \(tries); the next wait of \(Self.seconds(wait)) "
+                    + "would pass the delivery deadline; last problem: \(problem)")
             }
             sleep(wait)
             waited += wait

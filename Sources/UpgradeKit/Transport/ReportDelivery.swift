@@ -17,23 +17,60 @@ public enum ReportDelivery {
         /// Why delivery stopped early, if it did.
         public var stoppedBy: String?
         public var requests: Int = 0
+        /// Nothing was sent because another process holds the outbox lock and is delivering.
+        public var otherDeliverer = false
     }
 
-    public static func deliver(journal: Journal, api: CentralAPI, now: () -> Date) -> Result {
+    /// Delivers what is pending, in order. With a `deadline`, no request outlives it (the API's
+    /// timeouts and retry waits are cut to it) and no report is started after it: the rest stays
+    /// queued. Reports queued meanwhile by another run (which found the outbox lock taken and left
+    /// them to this delivery) are picked up by a further pass.
+    public static func deliver(
+        journal: Journal, api: CentralAPI, now: () -> Date, deadline: Deadline? = nil
+    ) -> Result {
         var result = Result()
         let startRequests = api.requestCount
-        defer { result.requests = api.requestCount - startRequests }
-        let entries: [OutboxEntry]
-        do {
-            entries = try journal.pendingOutbox()
-        } catch {
-            result.stoppedBy = "\(error)"
-            return result
+        let previousDeadline = api.deadline
+        api.deadline = deadline
+        defer {
+            api.deadline = previousDeadline
+            result.requests = api.requestCount - startRequests
         }
+        var done = Set<Int64>()
+        while result.stoppedBy == nil {
+            let entries: [OutboxEntry]
+            do {
+                entries = try journal.pendingOutbox().filter { !done.contains($0.seq) }
+            } catch {
+                result.stoppedBy = "\(error)"
+                break
+            }
+            guard !entries.isEmpty else { break }
+            let before = result.delivered + result.rejected
+            pass(entries, journal: journal, api: api, now: now, deadline: deadline, done: &done,
+                 result: &result)
+            // A pass that settled nothing would only repeat itself.
+            if result.delivered + result.rejected == before { break }
+        }
+        result.pending = (try? journal.reportCounts().pending) ?? 0
+        return result
+    }
+
+    /// One pass over `entries` (pending, in `seq` order); stops at the first that cannot be sent now.
+    private static func pass(
+        _ entries: [OutboxEntry], journal: Journal, api: CentralAPI, now: () -> Date, deadline: Deadline?,
+        done: inout Set<Int64>, result: inout Result
+    ) {
         var index = 0
         delivery: while index < entries.count {
             let entry = entries[index]
             index += 1
+            if let deadline, deadline.hasPassed {
+                result.stoppedBy = "the delivery deadline of \(Int(deadline.seconds)) s passed; "
+                    + "the rest stays queued for the next run or `molam-upgrade flush`"
+                break delivery
+            }
+            done.insert(entry.seq)
             var path = entry.path
             var payload = entry.payload
             if let parentSeq = entry.dependsOn {
@@ -97,13 +134,24 @@ public enum ReportDelivery {
                 break delivery
             }
         }
-        result.pending = (try? journal.reportCounts().pending) ?? 0
-        return result
     }
 
-    /// `id` or `rollback_id` of a JSON answer, as text (an API may use numbers).
+    /// `rollback_id` or `id` of a JSON answer, as text (an API may use numbers, as the seeds' rollout
+    /// ids are). When the top level has neither, the seeds' wrapped answers are looked into, one level
+    /// down (`{"ok": true, "upgrade_log": {"id": "abc-123"}}`, `{"ok": true, "rollout": {"id": 1}}`),
+    /// in the order of `wrappers`, then any other member object by name.
     static func responseID(_ body: Data) -> String? {
         guard let object = (try? JSONSerialization.jsonObject(with: body)) as? [String: Any] else { return nil }
+        if let id = topLevelID(object) { return id }
+        let wrappers = ["upgrade", "upgrade_log", "rollback", "backup", "data"]
+        let others = object.keys.filter { !wrappers.contains($0) }.sorted()
+        for key in wrappers + others {
+            if let inner = object[key] as? [String: Any], let id = topLevelID(inner) { return id }
+        }
+        return nil
+    }
+
+    private static func topLevelID(_ object: [String: Any]) -> String? {
         for key in ["rollback_id", "id"] {
             if let text = object[key] as? String, !text.isEmpty { return text }
             if let number = JSONNumbers.integer(object[key]) { return String(number) }

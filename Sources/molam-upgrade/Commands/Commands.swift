@@ -91,7 +91,9 @@ enum Commands {
             } else {
                 output.error(prefix + outcome.message)
             }
-            if let reports = outcome.reports, reports.pending > 0, let reason = reports.stoppedBy {
+            // Reports another process is delivering right now need nobody's attention.
+            if let reports = outcome.reports, reports.pending > 0, !reports.otherDeliverer,
+               let reason = reports.stoppedBy {
                 output.note("\(prefix)\(reports.pending) report\(reports.pending == 1 ? "" : "s") queued for the "
                             + "central API (\(reason)); `molam-upgrade flush` delivers them")
             }

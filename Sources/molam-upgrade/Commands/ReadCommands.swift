@@ -3,16 +3,25 @@ import UpgradeKit
 
 enum StatusCommand {
     static func run(_ arguments: ParsedArguments, output: Output) throws -> ExitCode {
-        let contexts = try Commands.contexts(arguments, output: output)
+        let scope = try ReadScope.resolve(arguments, output: output)
+        if scope.installs.isEmpty {
+            if output.json {
+                output.emitJSON(["installs": [Any](), "state_dir": scope.stateDirectory] as [String: Any])
+            } else {
+                output.line("no plugin install is configured or recorded in \(scope.journalPath)")
+            }
+            return .ok
+        }
         var objects: [[String: Any]] = []
-        for (index, context) in contexts.enumerated() {
+        for (index, install) in scope.installs.enumerated() {
+            let context = install.context
             let status = try Maintenance.status(context: context)
             if output.json {
-                objects.append(jsonObject(status, context: context))
+                objects.append(jsonObject(status, install: install))
                 continue
             }
             if index > 0 { output.line("") }
-            printTable(status, context: context, output: output)
+            printTable(status, install: install, output: output)
         }
         if output.json {
             if let only = objects.first, objects.count == 1 { output.emitJSON(only) } else { output.emitJSON(["installs": objects]) }
@@ -20,13 +29,14 @@ enum StatusCommand {
         return .ok
     }
 
-    static func jsonObject(_ status: Maintenance.Status, context: UpgradeContext) -> [String: Any] {
-        [
+    static func jsonObject(_ status: Maintenance.Status, install: ReadScope.Install) -> [String: Any] {
+        let context = install.context
+        return [
             "plugin": status.plugin ?? NSNull(),
             "installed_version": status.installedVersion ?? NSNull(),
             "installed_error": status.installedError ?? NSNull(),
             "plugin_dir": context.site.pluginDirectory,
-            "db": context.site.database.description,
+            "db": install.configured ? context.site.database.description : NSNull(),
             "state_dir": context.site.stateDirectory,
             "central_api": status.centralAPI ?? NSNull(),
             "last_run": status.lastRun?.jsonObject ?? NSNull(),
@@ -40,13 +50,15 @@ enum StatusCommand {
         ]
     }
 
-    static func printTable(_ status: Maintenance.Status, context: UpgradeContext, output: Output) {
+    static func printTable(_ status: Maintenance.Status, install: ReadScope.Install, output: Output) {
+        let context = install.context
         let installed = status.installedVersion.map { "\(status.plugin ?? "?") \($0)" }
             ?? "unknown (\(status.installedError ?? ""))"
         var rows: [[String]] = [
             ["installed", installed],
             ["plugin dir", context.site.pluginDirectory],
-            ["database", context.site.database.description],
+            ["database", install.configured
+                ? context.site.database.description : "not configured (read from the journal)"],
             ["state dir", context.site.stateDirectory],
             ["central API", status.centralAPI ?? "none (local archives only)"],
         ]
@@ -98,12 +110,12 @@ enum HistoryCommand {
             }
             limit = value
         }
-        let context = try Commands.context(arguments, output: output)
-        guard let journal = try Maintenance.openJournal(context: context) else {
+        let scope = try ReadScope.resolve(arguments, output: output)
+        guard let journal = try scope.openJournal() else {
             if output.json { output.emitJSON(["runs": [Any]()]) } else { output.line("no runs yet") }
             return .ok
         }
-        let runs = try journal.recentRuns(limit: limit)
+        let runs = try scope.runs(journal, limit: limit)
         if output.json {
             var objects: [[String: Any]] = []
             for run in runs {
@@ -132,12 +144,18 @@ enum HistoryCommand {
 
 enum StatsCommand {
     static func run(_ arguments: ParsedArguments, output: Output) throws -> ExitCode {
-        let context = try Commands.context(arguments, output: output)
-        guard let journal = try Maintenance.openJournal(context: context) else {
+        let scope = try ReadScope.resolve(arguments, output: output)
+        guard let journal = try scope.openJournal() else {
             if output.json { output.emitJSON(["plugins": [Any]()]) } else { output.line("no runs yet") }
             return .ok
         }
-        let stats = try journal.stats(now: Date())
+        var stats = try journal.stats(now: Date())
+        if let selector = scope.selector {
+            // --plugin narrows the per-plugin rows; a directory stands for the plugins run there.
+            let names = selector.hasPrefix("/")
+                ? Set(try scope.runs(journal, limit: 100_000).map(\.plugin)) : [selector]
+            stats.plugins = stats.plugins.filter { names.contains($0.plugin) }
+        }
         if output.json {
             output.emitJSON([
                 "plugins": stats.plugins.map {

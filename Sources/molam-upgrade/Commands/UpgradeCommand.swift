@@ -71,12 +71,14 @@ enum CheckCommand {
             codes.append(result.exitCode)
         }
         if output.json {
-            let objects = results.map {
-                [
-                    "plugin": $0.plugin, "installed_version": $0.installedVersion,
-                    "release_version": $0.releaseVersion ?? NSNull(), "decision": $0.decision.rawValue,
-                    "reason": $0.reason, "exit_code": Int($0.exitCode.rawValue),
-                ] as [String: Any]
+            let objects = results.map { result in
+                // The seeds' decision fields (should_upgrade, reason, rollout_id, rollout_percentage,
+                // rollout_strategy, version) first, then ours.
+                result.seedsDecision.merging([
+                    "plugin": result.plugin, "installed_version": result.installedVersion,
+                    "release_version": result.releaseVersion ?? NSNull(), "decision": result.decision.rawValue,
+                    "reason": result.reason, "exit_code": Int(result.exitCode.rawValue),
+                ] as [String: Any]) { _, ours in ours }
             }
             if let only = objects.first, objects.count == 1 {
                 output.emitJSON(only)
