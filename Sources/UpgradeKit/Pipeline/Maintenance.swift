@@ -265,6 +265,14 @@ extension Maintenance {
                     + "nothing to flush to")
         }
         _ = try CentralRelease.client(context)    // a configuration problem is exit 2, not "pending"
+        if FileSystem.exists(context.paths.root) {
+            // flush takes no run lock, but writes the journal and the outbox lock: same checks.
+            do {
+                _ = try TrustedDirectory.open(context.paths.root, what: "state directory")
+            } catch {
+                throw .configuration(error.description)
+            }
+        }
         guard let journal = try openJournal(context: context) else { return ReportDelivery.Result() }
         let result = ReportDelivery.deliverQueued(
             context: context, journal: journal, deadline: ReportDelivery.flushDeadline)

@@ -120,6 +120,7 @@ final class ChangingSession {
     /// Releases the run lock: the run is over, and what follows (report delivery) must not keep an
     /// operator's urgent `rollback` waiting. Nothing may change the site after this.
     func releaseLock() {
+        pluginLock.release()
         lock.release()
     }
 
