@@ -66,9 +66,9 @@ struct ChildProcessTests {
         chmod(directory, 0o755)
         let runner = SmokeRunner(pluginDirectory: directory, database: .sqlite(path: "/nonexistent.db"),
                                  version: try #require(SemanticVersion("1.0.0")))
-        #expect(runner.run([.command(run: ["bin/smoke"], timeoutSeconds: 10)]).first?.detail == "0")
+        #expect(runner.run([.command(run: ["bin/smoke"], timeoutSeconds: 10)]).first?.detail == "0 (ran as root)")
         chown(directory, 33, 33)
-        #expect(runner.run([.command(run: ["bin/smoke"], timeoutSeconds: 10)]).first?.detail == "33")
+        #expect(runner.run([.command(run: ["bin/smoke"], timeoutSeconds: 10)]).first?.detail == "33 (ran as www-data)")
     }
 
     @Test("A program that cannot be started is a typed error")
