@@ -151,6 +151,8 @@ pid_t csys_spawn_fd(int exec_fd, char *const argv[], char *const envp[], int dir
             code = errno;
         } else if (switch_user && uid != 0 && setuid(0) == 0) {
             code = EPERM;   // the switch must be irreversible
+        } else if (switch_user && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) {
+            code = errno;   // nor undone by a set-user-ID program the tree's writer planted or linked
         } else if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) != 0) {
             code = errno;   // after the switch: changing credentials clears the death signal
         } else if (getppid() != parent) {

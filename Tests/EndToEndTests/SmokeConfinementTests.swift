@@ -96,6 +96,28 @@ struct SmokeConfinementTests {
         #expect(env.contains("MOLAM_DB=sqlite://\(site.databasePath)"))
     }
 
+    @Test("A smoke check run as the web user gains nothing from a set-user-ID root program",
+          .enabled(if: geteuid() == 0, "needs root to switch users"))
+    func noNewPrivileges() throws {
+        let site = try whoAmISite()
+        let program = site.root + "/suid-id"
+        try shell(["cp", "/usr/bin/id", program])
+        chmod(program, 0o4755)
+        try setSmoke(tree: site.pluginDirectory, run: ["bin/smoke"], script: """
+            #!/bin/sh
+            "$MOLAM_PLUGIN_DIR/../../../suid-id" -u > "$MOLAM_PLUGIN_DIR/../../../out/euid"
+
+            """)
+        try shell(["chown", "33:33", site.pluginDirectory + "/bin"])
+        // The control: run directly by the web user, the program does make it root.
+        try shell(["sh", "-c", "runuser -u www-data -- \(program) -u > \(site.root)/out/control"])
+        #expect(readTrimmed(site.root + "/out/control") == "0")
+        let (status, detail, stderr) = try verify(site)
+        #expect(status == 0, "\(stderr)")
+        #expect(detail.hasSuffix("(ran as www-data)"))
+        #expect(readTrimmed(site.root + "/out/euid") == "33")
+    }
+
     @Test("A tree nobody but root can write, under a root-owned plugins/, runs as root (the agent's user)")
     func rootOwnedAllTheWay() throws {
         let site = try whoAmISite()

@@ -53,7 +53,9 @@ int csys_child_exited(pid_t pid);
 /// from /dev/null, stdout and stderr on `output_fd`. `exec_fd` stays open (not close-on-exec) in
 /// the child so a script's interpreter can open it as /dev/fd/N; every other descriptor is closed.
 /// With `switch_user`, runs as `uid`/`gid` with no supplementary groups. The child gets SIGKILL when
-/// the agent dies (PR_SET_PDEATHSIG, set after the user switch, which clears it).
+/// the agent dies (PR_SET_PDEATHSIG, set after the user switch, which clears it); the death signal
+/// follows the *thread* that forked, so call this from a thread that lives as long as the check (the
+/// agent's main thread). A switched user also gets PR_SET_NO_NEW_PRIVS: no set-user-ID gain.
 /// Returns the pid, or -errno when it could not be started (exec failure included).
 pid_t csys_spawn_fd(int exec_fd, char *const argv[], char *const envp[], int directory_fd, int output_fd,
                     int switch_user, uid_t uid, gid_t gid);
