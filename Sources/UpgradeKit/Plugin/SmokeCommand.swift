@@ -13,7 +13,7 @@ import Glibc
 /// one whose owners and modes were checked (`execveat` on the descriptor), whatever the path names
 /// by then.
 final class SmokeCommand {
-    /// `csys_o_path()` descriptor of the regular, executable file.
+    /// `O_PATH` descriptor of the regular, executable file: enough for fstat and execveat.
     let executable: Int32
     /// The plugin directory, the command's working directory.
     let directory: Int32
@@ -59,10 +59,9 @@ final class SmokeCommand {
         for (index, name) in components.enumerated() {
             let walked = components[...index].joined(separator: "/")
             let isLast = index == components.count - 1
-            // The file itself: O_PATH, so a FIFO cannot block the open and nothing is read yet.
-            let flags = isLast
-                ? csys_o_path() | O_NOFOLLOW | O_CLOEXEC
-                : O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC
+            // O_PATH: a FIFO cannot block the open, nothing is read yet, and a directory the agent
+            // may search but not list (mode 0711) can still be walked.
+            let flags = csys_o_path() | O_NOFOLLOW | O_CLOEXEC | (isLast ? 0 : O_DIRECTORY)
             let fd = openat(current, name, flags)
             if fd < 0 {
                 let code = errno
@@ -104,7 +103,7 @@ final class SmokeCommand {
     /// so a symlink in the configured path counts as the directories it really leads through.
     private static func ancestors(of fd: Int32) -> [SmokePathEntry] {
         var entries: [SmokePathEntry] = []
-        var current = dup(fd)
+        var current = openat(fd, ".", csys_o_path() | O_DIRECTORY | O_CLOEXEC)
         var info = stat()
         guard current >= 0, fstat(current, &info) == 0 else { return [] }
         entries.append(SmokePathEntry(info))
