@@ -4,8 +4,10 @@ import Foundation
 import Glibc
 #endif
 
-/// Runs programs with posix_spawn: in their own process group (so a timeout kills everything they
-/// started), with stdin from /dev/null and no descriptor above 2 inherited.
+/// Runs programs in their own process group (so the end of a check kills everything they started;
+/// `DescendantReaper` catches what left the group), with stdin from /dev/null and no descriptor
+/// above 2 inherited: by path with posix_spawn, or, for smoke commands, by descriptor with fork and
+/// execveat (a user switch needs the fork; the descriptor means the checked file is the one run).
 public enum ChildProcess {
     public struct Outcome: Sendable {
         public var exitStatus: Int32?      // nil when killed by a signal or by the timeout
