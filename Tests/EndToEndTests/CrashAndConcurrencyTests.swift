@@ -134,7 +134,8 @@ struct CrashAndConcurrencyTests {
     }
 }
 
-/// The hanging smoke script outlives the agent killed under it, in its own process group.
+/// A safety net: the hanging smoke script gets SIGKILL when the agent dies (PR_SET_PDEATHSIG), but
+/// a test must not leave a 600 s sleep behind if that ever regresses.
 private func killSmokeGroup(marker: String) {
     guard let text = try? String(contentsOfFile: marker, encoding: .utf8),
           let pid = Int32(text.trimmingCharacters(in: .whitespacesAndNewlines)) else { return }
