@@ -1,4 +1,5 @@
 import Foundation
+import UpgradeKit
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -6,4 +7,7 @@ import Glibc
 // libcurl runs with CURLOPT_NOSIGNAL, so it no longer ignores SIGPIPE for us: a peer that hangs up
 // must not kill the agent in the middle of a rollback.
 signal(SIGPIPE, SIG_IGN)
+// Orphans of a smoke command (a daemon that double-forks and calls setsid) are re-parented to the
+// agent rather than init, so they are killed when their check ends (DescendantReaper).
+DescendantReaper.adoptOrphans()
 exit(MolamUpgradeCommand.main(Array(CommandLine.arguments.dropFirst())))

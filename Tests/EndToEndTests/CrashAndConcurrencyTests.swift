@@ -34,8 +34,7 @@ struct CrashAndConcurrencyTests {
         let release = try AcmePay.release(site, version: "1.1.0", variant: .hangingSmoke, format: .tarGz)
         let marker = site.root + "/smoke.pid"
         let started = try startTool(
-            ["upgrade", "--archive", release.path, "--sha256", release.sha256] + site.siteOptions,
-            environment: ["ACME_SMOKE_MARKER": marker])
+            ["upgrade", "--archive", release.path, "--sha256", release.sha256] + site.siteOptions)
         let reachedSmoke = waitUntil(timeout: 60) { FileManager.default.fileExists(atPath: marker) }
         #expect(reachedSmoke)
         started.kill(SIGKILL)
@@ -72,8 +71,7 @@ struct CrashAndConcurrencyTests {
         let hanging = try AcmePay.release(site, version: "1.1.0", variant: .hangingSmoke, format: .zip)
         let marker = site.root + "/smoke.pid"
         let started = try startTool(
-            ["upgrade", "--archive", hanging.path, "--sha256", hanging.sha256] + site.siteOptions,
-            environment: ["ACME_SMOKE_MARKER": marker])
+            ["upgrade", "--archive", hanging.path, "--sha256", hanging.sha256] + site.siteOptions)
         #expect(waitUntil(timeout: 60) { FileManager.default.fileExists(atPath: marker) })
         started.kill(SIGKILL)
         _ = try started.wait()
@@ -136,7 +134,8 @@ struct CrashAndConcurrencyTests {
     }
 }
 
-/// The hanging smoke script outlives the agent killed under it, in its own process group.
+/// A safety net: the hanging smoke script gets SIGKILL when the agent dies (PR_SET_PDEATHSIG), but
+/// a test must not leave a 600 s sleep behind if that ever regresses.
 private func killSmokeGroup(marker: String) {
     guard let text = try? String(contentsOfFile: marker, encoding: .utf8),
           let pid = Int32(text.trimmingCharacters(in: .whitespacesAndNewlines)) else { return }

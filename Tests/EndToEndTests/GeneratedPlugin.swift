@@ -12,7 +12,7 @@ enum AcmePay {
         case good            // migrations and smoke pass
         case failingMigration  // second pending migration fails after its first statement ran
         case failingSmoke    // migrations pass, smoke command exits 1
-        case hangingSmoke    // smoke writes its pid to $ACME_SMOKE_MARKER and waits
+        case hangingSmoke    // smoke writes its pid to <site root>/smoke.pid and waits
     }
 
     static let migration1 = """
@@ -88,7 +88,15 @@ enum AcmePay {
         case .failingSmoke:
             smoke = "#!/bin/sh\necho 'acme: gateway refused a test charge' >&2\nexit 1\n"
         case .hangingSmoke:
-            smoke = "#!/bin/sh\necho $$ > \"$ACME_SMOKE_MARKER.tmp\" && mv \"$ACME_SMOKE_MARKER.tmp\" \"$ACME_SMOKE_MARKER\"\nexec sleep 600\n"
+            // The agent gives a smoke command only its own variables: the marker is found from the
+            // plugin directory (<site root>/wp-content/plugins/acme-pay).
+            smoke = """
+                #!/bin/sh
+                marker="$MOLAM_PLUGIN_DIR/../../../smoke.pid"
+                echo $$ > "$marker.tmp" && mv "$marker.tmp" "$marker"
+                exec sleep 600
+
+                """
         }
         try put("bin/smoke", smoke, mode: 0o755)
         return root

@@ -41,6 +41,31 @@ struct ChildProcessTests {
         #expect(gone())
     }
 
+    @Test("A program that exits is done even while a background child still holds its output open")
+    func exitEndsTheWait() throws {
+        let marker = FileManager.default.temporaryDirectory.appendingPathComponent("child-\(UUID())").path
+        defer { try? FileManager.default.removeItem(atPath: marker) }
+        let outcome = try ChildProcess.run(
+            ["/bin/sh", "-c", "sleep 300 & echo $! > \(marker); echo done"], directory: "/", environment: [:],
+            timeoutSeconds: 60)
+        #expect(!outcome.timedOut)
+        #expect(outcome.exitStatus == 0)
+        #expect(outcome.outputTail == "done\n")
+        #expect(outcome.durationSeconds < 30)
+        // The background sleep went with the program's process group.
+        let pid = Int32((try String(contentsOfFile: marker, encoding: .utf8))
+            .trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0
+        #expect(pid > 0)
+        func gone() -> Bool {
+            guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+                  let close = stat.lastIndex(of: ")") else { return true }
+            return stat[stat.index(after: close)...].split(separator: " ").first == "Z"
+        }
+        let deadline = Date().addingTimeInterval(10)
+        while !gone() && Date() < deadline { usleep(5_000) }
+        #expect(gone())
+    }
+
     @Test("As root, a child can run as another user, without root's groups, and cannot get root back",
           .enabled(if: geteuid() == 0, "needs root to switch users"))
     func runsAsAnotherUser() throws {
@@ -66,9 +91,9 @@ struct ChildProcessTests {
         chmod(directory, 0o755)
         let runner = SmokeRunner(pluginDirectory: directory, database: .sqlite(path: "/nonexistent.db"),
                                  version: try #require(SemanticVersion("1.0.0")))
-        #expect(runner.run([.command(run: ["bin/smoke"], timeoutSeconds: 10)]).first?.detail == "0")
+        #expect(runner.run([.command(run: ["bin/smoke"], timeoutSeconds: 10)]).first?.detail == "0 (ran as root)")
         chown(directory, 33, 33)
-        #expect(runner.run([.command(run: ["bin/smoke"], timeoutSeconds: 10)]).first?.detail == "33")
+        #expect(runner.run([.command(run: ["bin/smoke"], timeoutSeconds: 10)]).first?.detail == "33 (ran as www-data)")
     }
 
     @Test("A program that cannot be started is a typed error")

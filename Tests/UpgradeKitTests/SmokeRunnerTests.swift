@@ -72,8 +72,10 @@ struct SmokeRunnerTests {
         try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: script)
         let passed = runner.run([.command(run: ["./smoke"], timeoutSeconds: 10)])
         #expect(passed.first?.passed == true)
-        #expect(passed.first?.detail == "4.1.0 \(directory) sqlite://\(directory)/site.db")
-        let slow = runner.run([.command(run: ["/bin/sleep", "30"], timeoutSeconds: 0.3)])
+        #expect(passed.first?.detail.hasPrefix("4.1.0 \(directory) sqlite://\(directory)/site.db (ran as ") == true)
+        try "#!/bin/sh\nexec sleep 30\n".write(toFile: directory + "/slow", atomically: true, encoding: .utf8)
+        try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: directory + "/slow")
+        let slow = runner.run([.command(run: ["slow"], timeoutSeconds: 0.3)])
         #expect(slow.first?.passed == false)
         #expect(slow.first?.detail.hasPrefix("timed out") == true)
     }

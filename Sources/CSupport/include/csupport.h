@@ -33,6 +33,33 @@ int csys_spawn_add_closefrom(posix_spawn_file_actions_t *actions, int lowest);
 pid_t csys_spawn_as_user(const char *path, char *const argv[], char *const envp[], const char *directory,
                          int output_fd, uid_t uid, gid_t gid, int search_path);
 
+/// O_PATH, which <fcntl.h> defines only under _GNU_SOURCE: a smoke command is opened without being
+/// read or executed (a FIFO cannot block the open) until it has been checked.
+int csys_o_path(void);
+
+/// prctl(PR_SET_CHILD_SUBREAPER, 1) (prctl is variadic): a smoke command's daemon that double-forks
+/// and calls setsid is re-parented to the agent instead of init, so the agent can find and kill it.
+int csys_become_subreaper(void);
+
+/// prctl(PR_GET_CHILD_SUBREAPER): 1 when this process adopts orphaned descendants, 0 when not.
+int csys_is_subreaper(void);
+
+/// waitid(P_PID, pid, WEXITED | WNOHANG | WNOWAIT): 1 when the child has exited (left unreaped, so
+/// its pid and process group id cannot be reused yet), 0 while it runs, -errno on error.
+int csys_child_exited(pid_t pid);
+
+/// Starts the file open on `exec_fd` (execveat with AT_EMPTY_PATH: the very file that was checked,
+/// never a path resolved again) in its own process group, working directory `directory_fd`, stdin
+/// from /dev/null, stdout and stderr on `output_fd`. `exec_fd` stays open (not close-on-exec) in
+/// the child so a script's interpreter can open it as /dev/fd/N; every other descriptor is closed.
+/// With `switch_user`, runs as `uid`/`gid` with no supplementary groups. The child gets SIGKILL when
+/// the agent dies (PR_SET_PDEATHSIG, set after the user switch, which clears it); the death signal
+/// follows the *thread* that forked, so call this from a thread that lives as long as the check (the
+/// agent's main thread). A switched user also gets PR_SET_NO_NEW_PRIVS: no set-user-ID gain.
+/// Returns the pid, or -errno when it could not be started (exec failure included).
+pid_t csys_spawn_fd(int exec_fd, char *const argv[], char *const envp[], int directory_fd, int output_fd,
+                    int switch_user, uid_t uid, gid_t gid);
+
 #include "csupport_mounts.h"
 
 #endif

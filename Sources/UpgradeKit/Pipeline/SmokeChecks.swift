@@ -21,15 +21,6 @@ public struct SmokeRunner {
         self.version = version
     }
 
-    /// Who runs a smoke command: when the agent is root and the plugin tree belongs to another user
-    /// (the web server's, say), that user. The tree is theirs to change, so code from it never runs as
-    /// root; otherwise the agent's own user.
-    static func commandUser(pluginDirectory: String) -> FileOwner? {
-        var info = stat()
-        guard geteuid() == 0, lstat(pluginDirectory, &info) == 0, info.st_uid != 0 else { return nil }
-        return FileOwner(uid: info.st_uid, gid: info.st_gid)
-    }
-
     /// Runs every check in order and stops at the first failure.
     public func run(_ checks: [SmokeCheck]) -> [Result] {
         var results: [Result] = []
@@ -45,32 +36,7 @@ public struct SmokeRunner {
         var result = Result(index: index, kind: check.kind, summary: check.summary, passed: false, detail: "")
         switch check {
         case .command(let arguments, let timeout):
-            var argv = arguments
-            if argv[0].contains("/") && !argv[0].hasPrefix("/") {
-                argv[0] = (pluginDirectory as NSString).appendingPathComponent(argv[0])
-            }
-            var environment = ProcessInfo.processInfo.environment
-            environment["MOLAM_PLUGIN_DIR"] = pluginDirectory
-            environment["MOLAM_PLUGIN_VERSION"] = version.description
-            environment["MOLAM_DB"] = database.description
-            do {
-                let outcome = try ChildProcess.run(
-                    argv, directory: pluginDirectory, environment: environment, timeoutSeconds: timeout,
-                    as: Self.commandUser(pluginDirectory: pluginDirectory))
-                let tail = Self.lastLine(outcome.outputTail)
-                if outcome.timedOut {
-                    result.detail = "timed out after \(Self.seconds(timeout))" + (tail.isEmpty ? "" : ": \(tail)")
-                } else if let signal = outcome.signal {
-                    result.detail = "killed by signal \(signal)"
-                } else if outcome.exitStatus == 0 {
-                    result.passed = true
-                    result.detail = tail.isEmpty ? "exit 0" : tail
-                } else {
-                    result.detail = "exit \(outcome.exitStatus ?? -1)" + (tail.isEmpty ? "" : ": \(tail)")
-                }
-            } catch {
-                result.detail = "cannot start: \(error)"
-            }
+            result = runCommand(arguments, timeout: timeout, into: result)
         case .sql(let query, let expect, let timeout):
             do {
                 guard case .sqlite(let path) = database else { break }
@@ -87,6 +53,53 @@ public struct SmokeRunner {
         case .http(let url, let expectStatus, let expectBody, let timeout):
             result = runHTTP(url: url, expectStatus: expectStatus, expectBody: expectBody, timeout: timeout, into: result)
         }
+        return result
+    }
+
+    /// Runs a program from the plugin tree, opened inside it by descriptor (`SmokeCommand`), as the
+    /// least privileged user able to change it (`SmokeUser`), with an environment of our making only:
+    /// the agent's own may hold secrets and is not the plugin's to read.
+    private func runCommand(_ arguments: [String], timeout: Double, into result: Result) -> Result {
+        var result = result
+        let command: SmokeCommand
+        do {
+            command = try SmokeCommand.open(arguments[0], in: pluginDirectory)
+        } catch {
+            result.detail = "\(error)"
+            return result
+        }
+        // Only root can switch users; any other agent runs the command as itself.
+        let user = geteuid() == 0 ? SmokeUser.decide(command.chain).owner : nil
+        let ranAs = user.map { SmokeUser.describe(uid: $0.uid, gid: $0.gid) }
+            ?? SmokeUser.describe(uid: geteuid(), gid: getegid())
+        let environment = [
+            "PATH": "/usr/local/bin:/usr/bin:/bin",
+            "HOME": Accounts.nobody.home,
+            "MOLAM_PLUGIN_DIR": pluginDirectory,
+            "MOLAM_PLUGIN_VERSION": version.description,
+            "MOLAM_DB": database.description,
+        ]
+        let suffix = " (ran as \(ranAs))"
+        do {
+            let outcome = try ChildProcess.run(
+                executable: command.executable, arguments: arguments, directory: command.directory,
+                environment: environment, timeoutSeconds: timeout, as: user)
+            let tail = Self.lastLine(outcome.outputTail)
+            if outcome.timedOut {
+                result.detail = "timed out after \(Self.seconds(timeout))" + (tail.isEmpty ? "" : ": \(tail)")
+            } else if let signal = outcome.signal {
+                result.detail = "killed by signal \(signal)"
+            } else if outcome.exitStatus == 0 {
+                result.passed = true
+                result.detail = tail.isEmpty ? "exit 0" : tail
+            } else {
+                result.detail = "exit \(outcome.exitStatus ?? -1)" + (tail.isEmpty ? "" : ": \(tail)")
+            }
+        } catch {
+            result.detail = "cannot start: \(error)"
+        }
+        result.detail += suffix
+        withExtendedLifetime(command) {}
         return result
     }
 

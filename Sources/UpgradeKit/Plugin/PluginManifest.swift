@@ -120,6 +120,7 @@ public enum SmokeCheck: Sendable, Equatable {
             guard let run = try fields.optionalStringArray("run"), let first = run.first, !first.isEmpty else {
                 throw fields.error("run", "must be a non-empty list of strings")
             }
+            if let problem = SmokeCommand.problem(with: first) { throw fields.error("run", problem) }
             return .command(run: run, timeoutSeconds: timeout ?? 30)
         case "sql":
             try fields.rejectUnknown(["type", "query", "expect", "timeout_s", "name"])

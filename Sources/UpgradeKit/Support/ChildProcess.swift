@@ -4,8 +4,10 @@ import Foundation
 import Glibc
 #endif
 
-/// Runs programs with posix_spawn: in their own process group (so a timeout kills everything they
-/// started), with stdin from /dev/null and no descriptor above 2 inherited.
+/// Runs programs in their own process group (so the end of a check kills everything they started;
+/// `DescendantReaper` catches what left the group), with stdin from /dev/null and no descriptor
+/// above 2 inherited: by path with posix_spawn, or, for smoke commands, by descriptor with fork and
+/// execveat (a user switch needs the fork; the descriptor means the checked file is the one run).
 public enum ChildProcess {
     public struct Outcome: Sendable {
         public var exitStatus: Int32?      // nil when killed by a signal or by the timeout
@@ -103,18 +105,54 @@ public enum ChildProcess {
         _ arguments: [String], directory: String, environment: [String: String], timeoutSeconds: Double,
         as user: FileOwner? = nil
     ) throws(SystemError) -> Outcome {
+        try collect(timeoutSeconds: timeoutSeconds) { (writeEnd) throws(SystemError) -> pid_t in
+            if let user {
+                return try spawn(arguments, directory: directory, environment: environment,
+                                 outputDescriptor: writeEnd, as: user)
+            }
+            return try spawn(
+                arguments, directory: directory, environment: environment, output: .descriptor(writeEnd))
+        }
+    }
+
+    /// Runs the file open on `executable` (the very file that was checked: execveat, never its path
+    /// again) in `directory`, as `user` when given, like `run` otherwise.
+    static func run(
+        executable: Int32, arguments: [String], directory: Int32, environment: [String: String],
+        timeoutSeconds: Double, as user: FileOwner?
+    ) throws(SystemError) -> Outcome {
+        try collect(timeoutSeconds: timeoutSeconds) { (writeEnd) throws(SystemError) -> pid_t in
+            let argv = arguments.map { strdup($0) } + [nil]
+            let envp = environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
+            defer {
+                argv.forEach { free($0) }
+                envp.forEach { free($0) }
+            }
+            let pid = csys_spawn_fd(
+                executable, argv, envp, directory, writeEnd, user == nil ? 0 : 1, uid_t(user?.uid ?? 0),
+                gid_t(user?.gid ?? 0))
+            guard pid > 0 else {
+                let call = "execveat" + (user.map { " as uid \($0.uid)" } ?? "")
+                throw SystemError(call: call, path: arguments[0], errno: -pid)
+            }
+            return pid
+        }
+    }
+
+    /// Starts a program with its output on a pipe, keeps the tail of that output until the program
+    /// exits or the deadline passes, then kills its process group and, in an agent that adopts
+    /// orphans, every descendant that escaped the group (`DescendantReaper`). The outcome is the
+    /// program's own; the clean-up does not change it.
+    private static func collect(
+        timeoutSeconds: Double, start: (Int32) throws(SystemError) -> pid_t
+    ) throws(SystemError) -> Outcome {
         let started = Date()
         var pipeFDs: [Int32] = [0, 0]
         try systemCall("pipe2") { csys_pipe_cloexec(&pipeFDs) }
         let readEnd = pipeFDs[0], writeEnd = pipeFDs[1]
         let pid: pid_t
         do {
-            if let user {
-                pid = try spawn(arguments, directory: directory, environment: environment, outputDescriptor: writeEnd,
-                                as: user)
-            } else {
-                pid = try spawn(arguments, directory: directory, environment: environment, output: .descriptor(writeEnd))
-            }
+            pid = try start(writeEnd)
         } catch {
             close(readEnd)
             close(writeEnd)
@@ -123,56 +161,61 @@ public enum ChildProcess {
         close(writeEnd)
 
         var tail = [UInt8]()
-        var timedOut = false
-        let deadline = started.addingTimeInterval(timeoutSeconds)
         var buffer = [UInt8](repeating: 0, count: 16384)
+        func keep(_ count: Int) {
+            tail.append(contentsOf: buffer[0..<count])
+            if tail.count > tailBytes * 2 { tail.removeFirst(tail.count - tailBytes) }
+        }
+        var timedOut = false
+        var exited = false
+        let deadline = started.addingTimeInterval(timeoutSeconds)
         var open = true
-        while open {
+        while true {
+            // The program's exit ends the wait even if something it started still holds the pipe.
+            if csys_child_exited(pid) != 0 {
+                exited = true
+                break
+            }
             let remaining = deadline.timeIntervalSinceNow
             if remaining <= 0 {
                 timedOut = true
                 break
             }
-            var poller = pollfd(fd: readEnd, events: Int16(POLLIN), revents: 0)
-            let ready = poll(&poller, 1, Int32(min(remaining * 1000, 1000)) + 1)
-            if ready < 0 && errno != EINTR { break }
+            var poller = pollfd(fd: open ? readEnd : -1, events: Int16(POLLIN), revents: 0)
+            let ready = poll(&poller, 1, Int32(min(remaining * 1000, 20)) + 1)
             if ready <= 0 { continue }
             let count = read(readEnd, &buffer, buffer.count)
             if count > 0 {
-                tail.append(contentsOf: buffer[0..<count])
-                if tail.count > tailBytes * 2 { tail.removeFirst(tail.count - tailBytes) }
-            } else if count == 0 || (count < 0 && errno != EINTR && errno != EAGAIN) {
+                keep(count)
+            } else if count == 0 || (errno != EINTR && errno != EAGAIN) {
                 open = false
             }
         }
-        close(readEnd)
-        if timedOut { kill(-pid, SIGKILL) }
-
-        var status: Int32 = 0
-        while true {
-            if timedOut {
-                if waitpid(pid, &status, 0) == -1 && errno == EINTR { continue }
-                break
-            }
-            // The output closed; the program itself may still be running.
-            let result = waitpid(pid, &status, WNOHANG)
-            if result == pid { break }
-            if result == -1 && errno != EINTR { break }
-            if Date() >= deadline {
-                timedOut = true
-                kill(-pid, SIGKILL)
-                continue
-            }
-            usleep(2000)
+        // What the program wrote just before exiting; bounded, in case a descendant keeps writing.
+        for _ in 0..<8 where open && exited {
+            var poller = pollfd(fd: readEnd, events: Int16(POLLIN), revents: 0)
+            guard poll(&poller, 1, 0) > 0 else { break }
+            let count = read(readEnd, &buffer, buffer.count)
+            guard count > 0 else { break }
+            keep(count)
         }
-        // Whatever the program left running in its group (a background child) goes with it.
+        close(readEnd)
+        // Still unreaped, so the group id cannot have been reused: whatever the program left running
+        // in its group (a background child) goes with it.
         kill(-pid, SIGKILL)
+        var status: Int32 = 0
+        var reaped = false
+        while !reaped {
+            reaped = waitpid(pid, &status, 0) == pid
+            if !reaped && errno != EINTR { break }
+        }
+        DescendantReaper.killAdoptedChildren(deadline: Date().addingTimeInterval(10))
 
         let termSignal = status & 0x7f
-        let exited = termSignal == 0
+        let exitedNormally = termSignal == 0
         return Outcome(
-            exitStatus: exited && !timedOut ? (status >> 8) & 0xff : nil,
-            signal: exited ? nil : termSignal,
+            exitStatus: reaped && exitedNormally && !timedOut ? (status >> 8) & 0xff : nil,
+            signal: !reaped || exitedNormally ? nil : termSignal,
             timedOut: timedOut,
             outputTail: String(decoding: tail.suffix(tailBytes), as: UTF8.self),
             durationSeconds: Date().timeIntervalSince(started))
