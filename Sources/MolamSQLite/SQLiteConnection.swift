@@ -20,9 +20,12 @@ public final class SQLiteConnection {
     }
 
     public let path: String
-    private let db: OpaquePointer
+    /// Internal, not private: the access policy (SQLiteAccessPolicy.swift) installs its authorizer on it.
+    let db: OpaquePointer
+    /// The authorizer's state while `withAccessPolicy` runs; nil otherwise.
+    var accessGuard: AccessGuard?
     /// Prepared statements by SQL text; always reset and cleared before reuse.
-    private var statementCache: [String: SQLiteStatement] = [:]
+    var statementCache: [String: SQLiteStatement] = [:]
     /// Enough for a connection's repeated queries; a connection fed ever-new SQL must not grow forever.
     private let statementCacheLimit = 64
 
@@ -223,19 +226,22 @@ public final class SQLiteConnection {
 
     /// The error funnel: every SQLite result code becomes `SQLiteError` here, with the
     /// connection's message, the SQL and the file.
-    private func check(_ result: Int32, sql: String? = nil, line: Int? = nil) throws(SQLiteError) {
+    func check(_ result: Int32, sql: String? = nil, line: Int? = nil) throws(SQLiteError) {
         switch result & 0xff {
         case SQLITE_OK, SQLITE_ROW, SQLITE_DONE: return
         default: throw error(result, sql: sql, line: line)
         }
     }
 
-    private func error(_ result: Int32, sql: String?, line: Int? = nil) -> SQLiteError {
+    func error(_ result: Int32, sql: String?, line: Int? = nil, statement: Int? = nil) -> SQLiteError {
         SQLiteError(
             code: result & 0xff,
             extendedCode: sqlite3_extended_errcode(db),
             message: String(cString: sqlite3_errmsg(db)),
-            sql: sql, path: path, line: line
+            sql: sql, path: path, line: line, statement: statement,
+            // The authorizer's own record says which action on which object was refused;
+            // SQLite's message only says "not authorized".
+            denial: accessGuard?.firstDenial
         )
     }
 
@@ -281,7 +287,9 @@ public final class SQLiteConnection {
         }
         var handle: OpaquePointer?
         var consumed = 0
+        accessGuard?.beginStatement()
         let result = withPrepared(bytes, from: 0, total: total, &handle, &consumed)
+        accessGuard?.endStatement()
         guard result == SQLITE_OK else {
             sqlite3_finalize(handle)
             throw error(result, sql: sql)
@@ -366,18 +374,23 @@ public final class SQLiteConnection {
         }
         var scanner = ScriptScanner(bytes: bytes)
         var offset = 0
+        var number = 0
         while true {
             let (start, line) = scanner.nextStatement(from: offset)
-            guard start < bytes.count else { return }
+            guard start < bytes.count else { break }
             var handle: OpaquePointer?
             var consumed = 0
+            number += 1
+            accessGuard?.beginStatement()
             let result = withPrepared(bytes, from: start, total: total, &handle, &consumed)
+            accessGuard?.endStatement()
             guard result == SQLITE_OK else {
                 sqlite3_finalize(handle)
-                throw error(result, sql: scanner.text(from: start, upTo: nil), line: line)
+                throw error(result, sql: scanner.text(from: start, upTo: nil), line: line, statement: number)
             }
             let next = max(consumed, start + 1)
             guard let handle else {
+                number -= 1
                 offset = next
                 continue
             }
@@ -386,9 +399,14 @@ public final class SQLiteConnection {
                 let stepResult = sqlite3_step(statement.handle)
                 if stepResult == SQLITE_ROW { continue }
                 if stepResult == SQLITE_DONE { break }
-                throw error(stepResult, sql: statement.sql, line: line)
+                throw error(stepResult, sql: statement.sql, line: line, statement: number)
             }
             offset = next
+            if let accessGuard, !accessGuard.createdTriggers.isEmpty {
+                // A trigger's body is checked only when a statement that fires it is prepared: probe
+                // it now, while the policy holds, rather than let the shop fire it unchecked later.
+                try probeCreatedTriggers(accessGuard, sql: statement.sql, line: line, statement: number)
+            }
         }
     }
 }
