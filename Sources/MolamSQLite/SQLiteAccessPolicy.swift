@@ -99,6 +99,8 @@ final class AccessGuard {
     /// Whether the statement being prepared has done an allowed CREATE/DROP/ALTER TABLE: only then
     /// may it write `sqlite_sequence` (SQLite does so itself for AUTOINCREMENT tables).
     private var tableDDLSeen = false
+    /// Whether it has done an allowed CREATE INDEX: SQLite then authorizes a REINDEX of that index.
+    private var indexDDLSeen = false
     /// Triggers (name, table) created by the last statement, to be probed before the next.
     var createdTriggers: [(name: String, table: String)] = []
     /// While probing: the triggers whose bodies are checked; denials elsewhere are not theirs.
@@ -106,8 +108,8 @@ final class AccessGuard {
 
     init(policy: SQLiteAccessPolicy) { self.policy = policy }
 
-    func beginStatement() { tableDDLSeen = false }
-    func endStatement() { tableDDLSeen = false }
+    func beginStatement() { (tableDDLSeen, indexDDLSeen) = (false, false) }
+    func endStatement() { (tableDDLSeen, indexDDLSeen) = (false, false) }
 
     /// The callback's decision: SQLITE_OK or SQLITE_DENY, recording the first denial.
     func authorize(_ action: Int32, _ first: String?, _ second: String?, _ database: String?,
@@ -159,7 +161,7 @@ final class AccessGuard {
         case SQLITE_TRANSACTION: return deny("transaction control (\(first ?? ""))", nil)
         case SQLITE_SAVEPOINT: return deny("SAVEPOINT \(first ?? "")", second)
         case SQLITE_ANALYZE: return deny("ANALYZE", first)
-        case SQLITE_REINDEX: return deny("REINDEX", first)
+        case SQLITE_REINDEX: return indexDDLSeen ? nil : deny("REINDEX", first)
         default: break
         }
         guard policy.mode == .ownedWritesOnly else { return deny(Self.verb(action), first) }
@@ -191,7 +193,9 @@ final class AccessGuard {
             tableDDLSeen = true
             return nil
         case SQLITE_CREATE_INDEX, SQLITE_DROP_INDEX:
-            return owned(second) ? nil : deny(Self.verb(action), second, .notOwned)
+            guard owned(second) else { return deny(Self.verb(action), second, .notOwned) }
+            indexDDLSeen = action == SQLITE_CREATE_INDEX
+            return nil
         case SQLITE_CREATE_TRIGGER, SQLITE_CREATE_TEMP_TRIGGER:
             // The trigger's table must be owned, wherever the trigger itself is stored.
             guard owned(second) else { return deny(Self.verb(action), second, .notOwned) }

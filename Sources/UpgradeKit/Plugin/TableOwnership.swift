@@ -59,7 +59,9 @@ public struct TableOwnership: Sendable, Equatable {
     static func namespaceProblem(_ full: String, sitePrefix: String) -> String? {
         let lowered = full.lowercased()
         let prefix = sitePrefix.lowercased()
-        guard lowered.count > prefix.count else { return "it is empty: it would cover every table of the site" }
+        guard !lowered.isEmpty, lowered != prefix else {
+            return "it is empty: it would cover every table of the site"
+        }
         if let covered = coreTables.map({ prefix + $0 }).first(where: { $0.hasPrefix(lowered) }) {
             return "it covers \(covered)"
         }
@@ -71,7 +73,7 @@ public struct TableOwnership: Sendable, Equatable {
     }
 
     /// The longest common prefix of `tables`, cut after its last "_"; nil when that leaves nothing
-    /// beyond the site prefix or covers a core table.
+    /// beyond the site prefix or covers a core table (then a release may add no table).
     static func inferredNamespace(_ tables: [String], sitePrefix: String) -> String? {
         guard var common = tables.first?.lowercased() else { return nil }
         for table in tables.dropFirst() {
@@ -79,8 +81,9 @@ public struct TableOwnership: Sendable, Equatable {
         }
         guard let underscore = common.lastIndex(of: "_") else { return nil }
         let namespace = String(common[...underscore])
-        guard namespace.lowercased().hasPrefix(sitePrefix.lowercased()),
-              namespaceProblem(namespace, sitePrefix: sitePrefix) == nil else { return nil }
+        // Old manifests may name tables without the site's prefix (acme_payments): the namespace is
+        // what their names share, whatever the prefix.
+        guard namespaceProblem(namespace, sitePrefix: sitePrefix) == nil else { return nil }
         return namespace
     }
 
