@@ -45,8 +45,11 @@ public struct MigrationConfinement: Sendable, Equatable {
             let name = row[1].stringValue ?? ""
             // sqlite_sequence and sqlite_stat* come and go with owned tables' DDL.
             if owned.contains(table.lowercased()) || name.lowercased().hasPrefix("sqlite_") { continue }
-            // "index wp_x_idx", then a NUL and the SQL: only the part before it goes in messages.
-            entries.insert("\(row[0].stringValue ?? "") \(name)\u{0}\(row[3].stringValue ?? "")")
+            // "table t" or "index i on table t", then a NUL and the SQL: only the part before it goes
+            // in messages.
+            let type = row[0].stringValue ?? ""
+            let label = type == "table" || name == table ? "\(type) \(name)" : "\(type) \(name) on table \(table)"
+            entries.insert("\(label)\u{0}\(row[3].stringValue ?? "")")
         }
         return entries
     }

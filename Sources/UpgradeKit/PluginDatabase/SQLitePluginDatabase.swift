@@ -120,7 +120,7 @@ public final class SQLitePluginDatabase {
                 if let denial = error.denial, let confinement {
                     throw .migrationDenied(
                         migration: running.fileName, statement: error.statement ?? 0,
-                        sql: SQLiteError.abbreviate(error.sql ?? "", limit: 60),
+                        sql: SQLiteError.abbreviate(Self.withoutSemicolon(error.sql ?? ""), limit: 60),
                         reason: confinement.explain(denial))
                 }
                 throw .migrationFailed(
@@ -143,12 +143,21 @@ public final class SQLitePluginDatabase {
             try connection.executeScript(migration.sql)
         }
         let after = try confinement.foreignSchema(connection)
-        if let changed = after.subtracting(before).sorted().first ?? before.subtracting(after).sorted().first {
+        // A table's own entry names it best: list tables before their indexes and triggers.
+        let order = { (a: String, b: String) in (!a.hasPrefix("table "), a) < (!b.hasPrefix("table "), b) }
+        if let changed = after.subtracting(before).sorted(by: order).first
+            ?? before.subtracting(after).sorted(by: order).first {
             let entry = changed.split(separator: "\u{0}", omittingEmptySubsequences: false).first ?? ""
             throw PluginDatabaseError.migrationDenied(
                 migration: migration.fileName, statement: 0, sql: "",
                 reason: "it changed the schema entry \(entry), which is not in a table \(confinement.plugin) owns")
         }
+    }
+
+    static func withoutSemicolon(_ sql: String) -> String {
+        var text = Substring(sql)
+        while let last = text.last, last == ";" || last.isWhitespace { text = text.dropLast() }
+        return String(text)
     }
 
     static func timestamp(_ date: Date) -> String {
