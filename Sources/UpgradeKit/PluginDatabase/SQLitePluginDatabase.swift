@@ -144,7 +144,9 @@ public final class SQLitePluginDatabase {
         }
         let after = try confinement.foreignSchema(connection)
         // A table's own entry names it best: list tables before their indexes and triggers.
-        let order = { (a: String, b: String) in (!a.hasPrefix("table "), a) < (!b.hasPrefix("table "), b) }
+        func order(_ a: String, _ b: String) -> Bool {
+            (a.hasPrefix("table ") ? 0 : 1, a) < (b.hasPrefix("table ") ? 0 : 1, b)
+        }
         if let changed = after.subtracting(before).sorted(by: order).first
             ?? before.subtracting(after).sorted(by: order).first {
             let entry = changed.split(separator: "\u{0}", omittingEmptySubsequences: false).first ?? ""
