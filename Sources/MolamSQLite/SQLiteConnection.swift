@@ -245,7 +245,7 @@ public final class SQLiteConnection {
         )
     }
 
-    private func misuse(_ message: String, sql: String) -> SQLiteError {
+    func misuse(_ message: String, sql: String) -> SQLiteError {
         SQLiteError(code: SQLITE_MISUSE, message: message, sql: sql, path: path)
     }
 
@@ -324,48 +324,6 @@ public final class SQLiteConnection {
         return result
     }
 
-    private func bind(_ values: [SQLiteValue], to statement: SQLiteStatement) throws(SQLiteError) {
-        let expected = Int(sqlite3_bind_parameter_count(statement.handle))
-        guard expected == values.count else {
-            throw misuse("expected \(expected) bound values, got \(values.count)", sql: statement.sql)
-        }
-        for (offset, value) in values.enumerated() {
-            let index = Int32(offset + 1)
-            let result: Int32
-            switch value {
-            case .null:
-                result = sqlite3_bind_null(statement.handle, index)
-            case .integer(let integer):
-                result = sqlite3_bind_int64(statement.handle, index, integer)
-            case .real(let real):
-                result = sqlite3_bind_double(statement.handle, index, real)
-            case .text(let text):
-                guard let length = Int32(exactly: text.utf8.count) else {
-                    throw SQLiteError(
-                        code: SQLITE_TOOBIG, message: "text too big", sql: statement.sql, path: path
-                    )
-                }
-                result = text.withCString {
-                    csqlite_bind_text_transient(statement.handle, index, $0, length)
-                }
-            case .blob(let bytes):
-                guard let length = Int32(exactly: bytes.count) else {
-                    throw SQLiteError(
-                        code: SQLITE_TOOBIG, message: "blob too big", sql: statement.sql, path: path
-                    )
-                }
-                // A nil pointer would bind NULL, not an empty blob.
-                result = bytes.withUnsafeBytes { buffer in
-                    guard let base = buffer.baseAddress, length > 0 else {
-                        return sqlite3_bind_zeroblob(statement.handle, index, 0)
-                    }
-                    return csqlite_bind_blob_transient(statement.handle, index, base, length)
-                }
-            }
-            try check(result, sql: statement.sql)
-        }
-    }
-
     /// Prepares and runs each statement of `sql` in turn (prepare_v2 with its tail pointer).
     private func runScript(_ sql: String) throws(SQLiteError) {
         let bytes = Array(sql.utf8)
@@ -415,69 +373,4 @@ public final class SQLiteConnection {
 private final class Deadline {
     let instant: ContinuousClock.Instant
     init(_ instant: ContinuousClock.Instant) { self.instant = instant }
-}
-
-/// Finds where statements start in a script and on which line, skipping what SQLite skips
-/// before a statement: whitespace, `--` and `/* */` comments, empty statements.
-struct ScriptScanner {
-    let bytes: [UInt8]
-    private var lineAt = (offset: 0, line: 1)
-
-    init(bytes: [UInt8]) { self.bytes = bytes }
-
-    /// Start offset of the next statement at or after `offset`, and its 1-based line.
-    mutating func nextStatement(from offset: Int) -> (start: Int, line: Int) {
-        let start = Self.skipTrivia(bytes, from: offset)
-        // Lines are counted incrementally: scripts are walked front to back.
-        var line = lineAt.line
-        var index = lineAt.offset
-        while index < min(start, bytes.count) {
-            if bytes[index] == UInt8(ascii: "\n") { line += 1 }
-            index += 1
-        }
-        lineAt = (index, line)
-        return (start, line)
-    }
-
-    /// `upTo` nil: up to the next semicolon, the best guess at a statement SQLite could not parse.
-    func text(from start: Int, upTo end: Int?) -> String {
-        let stop = end ?? (bytes[start...].firstIndex(of: UInt8(ascii: ";")).map { $0 + 1 } ?? bytes.count)
-        let slice = bytes[start..<min(max(stop, start), bytes.count)]
-        return String(decoding: slice, as: UTF8.self).trimmingSQLWhitespace()
-    }
-
-    static func skipTrivia(_ bytes: [UInt8], from offset: Int) -> Int {
-        var index = offset
-        while index < bytes.count {
-            let byte = bytes[index]
-            let next: UInt8? = index + 1 < bytes.count ? bytes[index + 1] : nil
-            switch byte {
-            case UInt8(ascii: " "), UInt8(ascii: "\t"), UInt8(ascii: "\n"), UInt8(ascii: "\r"),
-                 0x0c, UInt8(ascii: ";"):
-                index += 1
-            case UInt8(ascii: "-") where next == UInt8(ascii: "-"):
-                while index < bytes.count, bytes[index] != UInt8(ascii: "\n") { index += 1 }
-            case UInt8(ascii: "/") where next == UInt8(ascii: "*"):
-                index += 2
-                while index < bytes.count,
-                      !(bytes[index] == UInt8(ascii: "*") && index + 1 < bytes.count
-                        && bytes[index + 1] == UInt8(ascii: "/")) {
-                    index += 1
-                }
-                index = min(index + 2, bytes.count)
-            default:
-                return index
-            }
-        }
-        return index
-    }
-}
-
-extension String {
-    fileprivate func trimmingSQLWhitespace() -> String {
-        let scalars = unicodeScalars
-        guard let first = scalars.firstIndex(where: { !$0.properties.isWhitespace }),
-              let last = scalars.lastIndex(where: { !$0.properties.isWhitespace }) else { return "" }
-        return String(scalars[first...last])
-    }
 }
