@@ -81,6 +81,25 @@ struct ConfinementSQLTests {
         #expect(!FileManager.default.fileExists(atPath: "/tmp/molam-evil-attach.db"))
     }
 
+    @Test("A dry run checks migrations under the same policy; check refuses a core claim; nothing changes")
+    func dryRunAndCheck() throws {
+        let site = try Self.site()
+        let before = try site.snapshot()
+        let evil = try Self.release(
+            site, files: ["migrations/0005_evil.sql": "DELETE FROM wp_molam_orders;\nDROP TABLE wp_options;"])
+        let dry = try site.upgrade(evil, extra: ["--dry-run"])
+        #expect(dry.status != 0, "\(dry.stdout)")
+        #expect(dry.stderrLines.count == 1)
+        #expect(dry.stderr.contains("0005_evil.sql") && dry.stderr.contains("wp_options"), "\(dry.stderr)")
+        let claim = try Self.release(site) { manifest in
+            manifest["tables"] = (manifest["tables"] as? [String] ?? []) + ["wp_posts"]
+        }
+        let check = try site.run(["check", "--archive", claim.path, "--sha256", claim.sha256])
+        #expect(check.status == 4, "\(check.stdout) \(check.stderr)")
+        #expect((check.stdout + check.stderr).contains("wp_posts"))
+        #expect(try site.snapshot() == before)
+    }
+
     @Test("VACUUM INTO in a migration creates no file, and the run is rolled back")
     func vacuumIntoMigration() throws {
         let site = try Self.site()
