@@ -148,10 +148,7 @@ enum Rollback {
         let database = try SQLitePluginDatabase(path: path)
         let prefix = run.context.site.tablePrefix
         // Whatever the run recorded, a restore never writes or drops a table no plugin may own.
-        let mayTouch = { (table: String) in
-            table.lowercased() == TableOwnership.ledgerTable
-                || TableOwnership.protectionReason(table, sitePrefix: prefix) == nil
-        }
+        let mayTouch = { (table: String) in TableOwnership.mayRestore(table, sitePrefix: prefix) }
         _ = try database.restoreTables(
             from: backupDirectory + "/" + BackupSet.tablesName, alsoDrop: run.state.newTables ?? [],
             mayTouch: mayTouch)

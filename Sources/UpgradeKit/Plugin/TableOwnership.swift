@@ -130,8 +130,11 @@ public struct TableOwnership: Sendable, Equatable {
 
     /// Whether a restore may write or drop `table`: an ownable table, or the migration ledger (whose
     /// rows are the plugin's and which the agent itself backs up).
-    public func mayRestore(_ table: String) -> Bool {
-        table.lowercased() == Self.ledgerTable || Self.protectionReason(table, sitePrefix: sitePrefix) == nil
+    public func mayRestore(_ table: String) -> Bool { Self.mayRestore(table, sitePrefix: sitePrefix) }
+
+    /// `mayRestore` for code that has the site's prefix but no installed manifest (recovery).
+    public static func mayRestore(_ table: String, sitePrefix: String) -> Bool {
+        table.lowercased() == ledgerTable || protectionReason(table, sitePrefix: sitePrefix) == nil
     }
 }
 
