@@ -18,6 +18,8 @@ struct PreserveTests {
         try "merchant key\n".write(toFile: live + "/certs/key.pem", atomically: false, encoding: .utf8)
         try "<?php $merchant = true;\n".write(toFile: live + "/config.local.php", atomically: false, encoding: .utf8)
         try fm.createSymbolicLink(atPath: live + "/certs/passwd", withDestinationPath: "/etc/passwd")
+        // A preserved path that is itself a link in the live tree: skipped, the release's copy stays.
+        try fm.createSymbolicLink(atPath: live + "/secret.php", withDestinationPath: "/etc/shadow")
         chmod(live + "/certs", 0o750)
         chmod(live + "/certs/key.pem", 0o640)
         // setuid and world-write must not be carried.
@@ -32,9 +34,11 @@ struct PreserveTests {
         try fm.createDirectory(atPath: tree + "/certs", withIntermediateDirectories: true)
         try "release readme\n".write(toFile: tree + "/certs/README", atomically: false, encoding: .utf8)
         try "<?php $merchant = false;\n".write(toFile: tree + "/config.local.php", atomically: false, encoding: .utf8)
+        try "<?php // release default\n".write(toFile: tree + "/secret.php", atomically: false, encoding: .utf8)
         let manifestPath = tree + "/" + PluginManifest.fileName
         let text = try String(contentsOfFile: manifestPath, encoding: .utf8)
-        try text.replacing("\"namespace\"", with: "\"preserve\": [\"certs/\", \"config.local.php\"],\n  \"namespace\"")
+        let preserve = #""preserve": ["certs/", "config.local.php", "secret.php"],"#
+        try text.replacing("\"namespace\"", with: preserve + "\n  \"namespace\"")
             .write(toFile: manifestPath, atomically: false, encoding: .utf8)
         let release = try site.release(from: tree, format: .tarGz)
 
@@ -47,6 +51,7 @@ struct PreserveTests {
         #expect(!fm.fileExists(atPath: live + "/certs/README"))
         var info = stat()
         #expect(lstat(live + "/certs/passwd", &info) != 0, "the symlink was carried")
+        #expect(try String(contentsOfFile: live + "/secret.php", encoding: .utf8) == "<?php // release default\n")
         #expect(lstat(live + "/config.local.php", &info) == 0 && info.st_mode & 0o7777 == 0o644)
         #expect(lstat(live + "/certs", &info) == 0 && info.st_mode & 0o7777 == 0o750)
         #expect(lstat(live + "/certs/key.pem", &info) == 0 && info.st_mode & 0o7777 == 0o640)
