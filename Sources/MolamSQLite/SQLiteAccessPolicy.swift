@@ -132,7 +132,9 @@ final class AccessGuard {
 
     func clearDenial() { firstDenial = nil }
 
-    private func decide(_ action: Int32, _ first: String?, _ second: String?, _ database: String?) -> SQLiteDenial? {
+    private func decide(
+        _ action: Int32, _ first: String?, _ second: String?, _ database: String?
+    ) -> SQLiteDenial? {
         let owned = { (name: String?) -> Bool in
             guard let name else { return false }
             return self.policy.ownedTables.contains(SQLiteAccessPolicy.fold(name))

@@ -55,8 +55,10 @@ struct ConfinementSQLTests {
          CREATE TRIGGER wp_molam_orders_evil AFTER UPDATE ON wp_molam_orders
          BEGIN DELETE FROM wp_posts; END;
          """, "wp_posts"),
-        ("PRAGMA writable_schema = 1;\nUPDATE sqlite_master SET sql = 'CREATE TABLE wp_users (ID)' WHERE name = 'wp_users';",
-         "writable_schema"),
+        ("""
+         PRAGMA writable_schema = 1;
+         UPDATE sqlite_master SET sql = 'CREATE TABLE wp_users (ID)' WHERE name = 'wp_users';
+         """, "writable_schema"),
         ("ATTACH DATABASE '/tmp/molam-evil-attach.db' AS evil;\nCREATE TABLE evil.t (x);", "ATTACH"),
         ("CREATE TABLE wp_molam_secret (x TEXT);", "wp_molam_secret"),
         ("ALTER TABLE wp_molam_refunds RENAME TO wp_evil_copy;", "wp_evil_copy"),
@@ -188,7 +190,8 @@ struct ConfinementSQLTests {
         try Self.prefixedPlugin(version: "1.0.0", into: site.root + "/wp-content/plugins")
         let prefix = ["--table-prefix", "shop7_"]
 
-        let bad = try Self.prefixedRelease(site, version: "1.1.0", tables: ["{prefix}molam_orders", "{prefix}options"])
+        let bad = try Self.prefixedRelease(
+            site, version: "1.1.0", tables: ["{prefix}molam_orders", "{prefix}options"])
         let refused = try site.upgrade(bad, extra: prefix)
         #expect(refused.status == 4, "\(refused.stderr)")
         #expect(refused.stderr.contains("shop7_options"), "\(refused.stderr)")
