@@ -60,12 +60,15 @@ struct TableOwnershipTests {
             try manifest("4.0.0", tables: ["wp_wc_x"], namespace: "wc_"),
             try manifest("4.0.0", tables: [], namespace: "p"),
             try manifest("4.0.0", tables: ["molam_schema_migrations"]),
+            // Moving the namespace would hand the release another plugin's tables.
+            try manifest("4.0.0", tables: ["wp_yoast_indexable"], namespace: "yoast_"),
         ]
         for release in refused {
             #expect(throws: OwnershipRefusal.self, "\(release.tables) \(String(describing: release.namespace))") {
                 try ownership.check(release)
             }
         }
+        try ownership.check(try manifest("4.0.0", tables: ["wp_molam_pay_x"], namespace: "molam_pay_"))
         let tables = ownership.migrationTables(for: try manifest("4.0.0", tables: ["wp_molam_orders", "wp_molam_r"]))
         #expect(tables.owned == ["wp_molam_orders", "wp_molam_settings", "wp_molam_r"])
         #expect(tables.creatable == ["wp_molam_orders", "wp_molam_r"])

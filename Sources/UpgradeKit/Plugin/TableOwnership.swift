@@ -100,6 +100,14 @@ public struct TableOwnership: Sendable, Equatable {
            let problem = Self.namespaceProblem(sitePrefix + declared, sitePrefix: sitePrefix) {
             throw OwnershipRefusal("release \(label): namespace '\(declared)' is refused: \(problem)")
         }
+        // A release may narrow its namespace, never move it: a new namespace would hand it the
+        // tables of whatever other plugin lives there.
+        if let declared = release.namespace, let current = installedNamespace,
+           !(sitePrefix + declared).lowercased().hasPrefix(current.lowercased()) {
+            throw OwnershipRefusal(
+                "release \(label): namespace '\(declared)' (\(sitePrefix + declared)) is outside the installed "
+                    + "version's namespace \(current)")
+        }
         let installed = Set(installedTables.map { $0.lowercased() })
         let namespace = namespace(of: release)?.lowercased()
         for table in release.tables {
