@@ -20,9 +20,12 @@ public final class SQLiteConnection {
     }
 
     public let path: String
-    private let db: OpaquePointer
+    /// Internal, not private: the access policy (SQLiteAccessPolicy.swift) installs its authorizer on it.
+    let db: OpaquePointer
+    /// The authorizer's state while `withAccessPolicy` runs; nil otherwise.
+    var accessGuard: AccessGuard?
     /// Prepared statements by SQL text; always reset and cleared before reuse.
-    private var statementCache: [String: SQLiteStatement] = [:]
+    var statementCache: [String: SQLiteStatement] = [:]
     /// Enough for a connection's repeated queries; a connection fed ever-new SQL must not grow forever.
     private let statementCacheLimit = 64
 
@@ -223,23 +226,26 @@ public final class SQLiteConnection {
 
     /// The error funnel: every SQLite result code becomes `SQLiteError` here, with the
     /// connection's message, the SQL and the file.
-    private func check(_ result: Int32, sql: String? = nil, line: Int? = nil) throws(SQLiteError) {
+    func check(_ result: Int32, sql: String? = nil, line: Int? = nil) throws(SQLiteError) {
         switch result & 0xff {
         case SQLITE_OK, SQLITE_ROW, SQLITE_DONE: return
         default: throw error(result, sql: sql, line: line)
         }
     }
 
-    private func error(_ result: Int32, sql: String?, line: Int? = nil) -> SQLiteError {
+    func error(_ result: Int32, sql: String?, line: Int? = nil, statement: Int? = nil) -> SQLiteError {
         SQLiteError(
             code: result & 0xff,
             extendedCode: sqlite3_extended_errcode(db),
             message: String(cString: sqlite3_errmsg(db)),
-            sql: sql, path: path, line: line
+            sql: sql, path: path, line: line, statement: statement,
+            // The authorizer's own record says which action on which object was refused;
+            // SQLite's message only says "not authorized".
+            denial: accessGuard?.firstDenial
         )
     }
 
-    private func misuse(_ message: String, sql: String) -> SQLiteError {
+    func misuse(_ message: String, sql: String) -> SQLiteError {
         SQLiteError(code: SQLITE_MISUSE, message: message, sql: sql, path: path)
     }
 
@@ -281,7 +287,9 @@ public final class SQLiteConnection {
         }
         var handle: OpaquePointer?
         var consumed = 0
+        accessGuard?.beginStatement()
         let result = withPrepared(bytes, from: 0, total: total, &handle, &consumed)
+        accessGuard?.endStatement()
         guard result == SQLITE_OK else {
             sqlite3_finalize(handle)
             throw error(result, sql: sql)
@@ -316,48 +324,6 @@ public final class SQLiteConnection {
         return result
     }
 
-    private func bind(_ values: [SQLiteValue], to statement: SQLiteStatement) throws(SQLiteError) {
-        let expected = Int(sqlite3_bind_parameter_count(statement.handle))
-        guard expected == values.count else {
-            throw misuse("expected \(expected) bound values, got \(values.count)", sql: statement.sql)
-        }
-        for (offset, value) in values.enumerated() {
-            let index = Int32(offset + 1)
-            let result: Int32
-            switch value {
-            case .null:
-                result = sqlite3_bind_null(statement.handle, index)
-            case .integer(let integer):
-                result = sqlite3_bind_int64(statement.handle, index, integer)
-            case .real(let real):
-                result = sqlite3_bind_double(statement.handle, index, real)
-            case .text(let text):
-                guard let length = Int32(exactly: text.utf8.count) else {
-                    throw SQLiteError(
-                        code: SQLITE_TOOBIG, message: "text too big", sql: statement.sql, path: path
-                    )
-                }
-                result = text.withCString {
-                    csqlite_bind_text_transient(statement.handle, index, $0, length)
-                }
-            case .blob(let bytes):
-                guard let length = Int32(exactly: bytes.count) else {
-                    throw SQLiteError(
-                        code: SQLITE_TOOBIG, message: "blob too big", sql: statement.sql, path: path
-                    )
-                }
-                // A nil pointer would bind NULL, not an empty blob.
-                result = bytes.withUnsafeBytes { buffer in
-                    guard let base = buffer.baseAddress, length > 0 else {
-                        return sqlite3_bind_zeroblob(statement.handle, index, 0)
-                    }
-                    return csqlite_bind_blob_transient(statement.handle, index, base, length)
-                }
-            }
-            try check(result, sql: statement.sql)
-        }
-    }
-
     /// Prepares and runs each statement of `sql` in turn (prepare_v2 with its tail pointer).
     private func runScript(_ sql: String) throws(SQLiteError) {
         let bytes = Array(sql.utf8)
@@ -366,18 +332,23 @@ public final class SQLiteConnection {
         }
         var scanner = ScriptScanner(bytes: bytes)
         var offset = 0
+        var number = 0
         while true {
             let (start, line) = scanner.nextStatement(from: offset)
-            guard start < bytes.count else { return }
+            guard start < bytes.count else { break }
             var handle: OpaquePointer?
             var consumed = 0
+            number += 1
+            accessGuard?.beginStatement()
             let result = withPrepared(bytes, from: start, total: total, &handle, &consumed)
+            accessGuard?.endStatement()
             guard result == SQLITE_OK else {
                 sqlite3_finalize(handle)
-                throw error(result, sql: scanner.text(from: start, upTo: nil), line: line)
+                throw error(result, sql: scanner.text(from: start, upTo: nil), line: line, statement: number)
             }
             let next = max(consumed, start + 1)
             guard let handle else {
+                number -= 1
                 offset = next
                 continue
             }
@@ -386,9 +357,14 @@ public final class SQLiteConnection {
                 let stepResult = sqlite3_step(statement.handle)
                 if stepResult == SQLITE_ROW { continue }
                 if stepResult == SQLITE_DONE { break }
-                throw error(stepResult, sql: statement.sql, line: line)
+                throw error(stepResult, sql: statement.sql, line: line, statement: number)
             }
             offset = next
+            if let accessGuard, !accessGuard.createdTriggers.isEmpty {
+                // A trigger's body is checked only when a statement that fires it is prepared: probe
+                // it now, while the policy holds, rather than let the shop fire it unchecked later.
+                try probeCreatedTriggers(accessGuard, sql: statement.sql, line: line, statement: number)
+            }
         }
     }
 }
@@ -397,69 +373,4 @@ public final class SQLiteConnection {
 private final class Deadline {
     let instant: ContinuousClock.Instant
     init(_ instant: ContinuousClock.Instant) { self.instant = instant }
-}
-
-/// Finds where statements start in a script and on which line, skipping what SQLite skips
-/// before a statement: whitespace, `--` and `/* */` comments, empty statements.
-struct ScriptScanner {
-    let bytes: [UInt8]
-    private var lineAt = (offset: 0, line: 1)
-
-    init(bytes: [UInt8]) { self.bytes = bytes }
-
-    /// Start offset of the next statement at or after `offset`, and its 1-based line.
-    mutating func nextStatement(from offset: Int) -> (start: Int, line: Int) {
-        let start = Self.skipTrivia(bytes, from: offset)
-        // Lines are counted incrementally: scripts are walked front to back.
-        var line = lineAt.line
-        var index = lineAt.offset
-        while index < min(start, bytes.count) {
-            if bytes[index] == UInt8(ascii: "\n") { line += 1 }
-            index += 1
-        }
-        lineAt = (index, line)
-        return (start, line)
-    }
-
-    /// `upTo` nil: up to the next semicolon, the best guess at a statement SQLite could not parse.
-    func text(from start: Int, upTo end: Int?) -> String {
-        let stop = end ?? (bytes[start...].firstIndex(of: UInt8(ascii: ";")).map { $0 + 1 } ?? bytes.count)
-        let slice = bytes[start..<min(max(stop, start), bytes.count)]
-        return String(decoding: slice, as: UTF8.self).trimmingSQLWhitespace()
-    }
-
-    static func skipTrivia(_ bytes: [UInt8], from offset: Int) -> Int {
-        var index = offset
-        while index < bytes.count {
-            let byte = bytes[index]
-            let next: UInt8? = index + 1 < bytes.count ? bytes[index + 1] : nil
-            switch byte {
-            case UInt8(ascii: " "), UInt8(ascii: "\t"), UInt8(ascii: "\n"), UInt8(ascii: "\r"),
-                 0x0c, UInt8(ascii: ";"):
-                index += 1
-            case UInt8(ascii: "-") where next == UInt8(ascii: "-"):
-                while index < bytes.count, bytes[index] != UInt8(ascii: "\n") { index += 1 }
-            case UInt8(ascii: "/") where next == UInt8(ascii: "*"):
-                index += 2
-                while index < bytes.count,
-                      !(bytes[index] == UInt8(ascii: "*") && index + 1 < bytes.count
-                        && bytes[index + 1] == UInt8(ascii: "/")) {
-                    index += 1
-                }
-                index = min(index + 2, bytes.count)
-            default:
-                return index
-            }
-        }
-        return index
-    }
-}
-
-extension String {
-    fileprivate func trimmingSQLWhitespace() -> String {
-        let scalars = unicodeScalars
-        guard let first = scalars.firstIndex(where: { !$0.properties.isWhitespace }),
-              let last = scalars.lastIndex(where: { !$0.properties.isWhitespace }) else { return "" }
-        return String(scalars[first...last])
-    }
 }

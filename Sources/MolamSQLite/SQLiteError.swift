@@ -12,10 +12,15 @@ public struct SQLiteError: Error, CustomStringConvertible, Sendable, Equatable {
     public let path: String?
     /// 1-based line in a script (`executeScript`) of the statement that failed.
     public let line: Int?
+    /// 1-based position of the failing statement in a script.
+    public let statement: Int?
+    /// What an access policy refused, when the statement failed because of it.
+    public let denial: SQLiteDenial?
 
     public init(
         code: Int32, extendedCode: Int32? = nil, message: String,
-        sql: String? = nil, path: String? = nil, line: Int? = nil
+        sql: String? = nil, path: String? = nil, line: Int? = nil, statement: Int? = nil,
+        denial: SQLiteDenial? = nil
     ) {
         self.code = code
         self.extendedCode = extendedCode ?? code
@@ -23,6 +28,8 @@ public struct SQLiteError: Error, CustomStringConvertible, Sendable, Equatable {
         self.sql = sql
         self.path = path
         self.line = line
+        self.statement = statement
+        self.denial = denial
     }
 
     /// The statement was stopped by a deadline (progress handler) rather than by a fault.
@@ -38,6 +45,7 @@ public struct SQLiteError: Error, CustomStringConvertible, Sendable, Equatable {
         let generic = String(cString: sqlite3_errstr(code))
         let detail = message.isEmpty || message == generic ? generic : "\(generic): \(message)"
         var text = "SQLite error \(code) (\(detail))"
+        if let denial { text += ", denied: \(denial)" }
         if let sql { text += " in \"\(Self.abbreviate(sql))\"" }
         switch (line, path) {
         case let (line?, path?): text += " at line \(line) of \(path)"
@@ -49,7 +57,7 @@ public struct SQLiteError: Error, CustomStringConvertible, Sendable, Equatable {
     }
 
     /// Collapses whitespace and cuts long SQL so the error stays one readable line.
-    static func abbreviate(_ sql: String, limit: Int = 80) -> String {
+    public static func abbreviate(_ sql: String, limit: Int = 80) -> String {
         let words = sql.split(whereSeparator: { $0.isWhitespace || $0.isNewline })
         let oneLine = words.joined(separator: " ")
         guard oneLine.count > limit else { return oneLine }

@@ -30,6 +30,8 @@ enum CommandLineSpec {
                    help: "Act on the configured plugin install with this name or directory only."),
         OptionSpec(names: ["--plugin-dir"], value: "DIR", help: "The live plugin directory."),
         OptionSpec(names: ["--db"], value: "DSN", help: "The plugin database, as sqlite:///absolute/path.db."),
+        OptionSpec(names: ["--table-prefix"], value: "PREFIX",
+                   help: "The site's database table prefix (default: wp_; may be empty)."),
         OptionSpec(names: ["--state-dir"], value: "DIR",
                    help: "Where the journal, backups and work files live (default: /var/lib/molam-upgrade)."),
         OptionSpec(names: ["--json"], value: nil, help: "Print the result as JSON on stdout."),

@@ -9,11 +9,17 @@ public struct PluginInstall: Sendable, Equatable {
     public var name: String?
     public var pluginDirectory: String
     public var database: DatabaseLocation
+    /// `table_prefix` in agent.json; `wp_` when not given.
+    public var tablePrefix: String
 
-    public init(name: String?, pluginDirectory: String, database: DatabaseLocation) {
+    public init(
+        name: String?, pluginDirectory: String, database: DatabaseLocation,
+        tablePrefix: String = SiteConfiguration.defaultTablePrefix
+    ) {
         self.name = name
         self.pluginDirectory = pluginDirectory
         self.database = database
+        self.tablePrefix = tablePrefix
     }
 }
 
@@ -86,7 +92,9 @@ public struct AgentConfiguration: Sendable, Equatable {
     /// One site per install, sharing the state directory (one lock, one journal).
     public var sites: [SiteConfiguration] {
         installs.map {
-            SiteConfiguration(pluginDirectory: $0.pluginDirectory, database: $0.database, stateDirectory: stateDirectory)
+            SiteConfiguration(
+                pluginDirectory: $0.pluginDirectory, database: $0.database, stateDirectory: stateDirectory,
+                tablePrefix: $0.tablePrefix)
         }
     }
 
@@ -95,7 +103,7 @@ public struct AgentConfiguration: Sendable, Equatable {
     /// installs with one; `plugin` (`--plugin NAME|DIR`) keeps only the install it names.
     public static func resolve(
         configPath: String?, pluginDirectory: String?, database: String?, stateDirectory: String?,
-        plugin selector: String? = nil
+        plugin selector: String? = nil, tablePrefix: String? = nil
     ) throws(ConfigurationError) -> AgentConfiguration {
         var file: AgentConfiguration?
         let needsFile = pluginDirectory == nil || database == nil || stateDirectory == nil
@@ -119,7 +127,16 @@ public struct AgentConfiguration: Sendable, Equatable {
                     "no plugin database: pass --db sqlite:///PATH or set plugins[0].db in \(path)")
             }
             installs = [PluginInstall(
-                name: base?.name, pluginDirectory: SiteConfiguration.absolute(directory), database: location)]
+                name: base?.name, pluginDirectory: SiteConfiguration.absolute(directory), database: location,
+                tablePrefix: base?.tablePrefix ?? SiteConfiguration.defaultTablePrefix)]
+        }
+        if let tablePrefix {
+            try SiteConfiguration.validateTablePrefix(tablePrefix, source: "--table-prefix")
+            guard installs.count == 1 || selector != nil else {
+                throw ConfigurationError(
+                    "--table-prefix needs --plugin-dir or --plugin when several plugins are configured")
+            }
+            for index in installs.indices { installs[index].tablePrefix = tablePrefix }
         }
         guard !installs.isEmpty else {
             throw ConfigurationError(
@@ -188,14 +205,25 @@ public struct AgentConfiguration: Sendable, Equatable {
         var installs: [PluginInstall] = []
         for (index, entry) in list.enumerated() {
             let item = KeyReader(path: path, object: entry, prefix: "plugins[\(index)].")
-            try item.refuseUnknown(["name", "plugin_dir", "db"])
+            try item.refuseUnknown(["name", "plugin_dir", "db", "table_prefix"])
             let name = try item.required("name")
             let directory = SiteConfiguration.absolute(try item.required("plugin_dir"))
             let location = try DatabaseLocation.parse(try item.required("db"), source: "\(path): plugins[\(index)].db")
             if installs.contains(where: { $0.pluginDirectory == directory }) {
                 throw ConfigurationError("\(path): key 'plugins[\(index)].plugin_dir' repeats \(directory)")
             }
-            installs.append(PluginInstall(name: name, pluginDirectory: directory, database: location))
+            var prefix = SiteConfiguration.defaultTablePrefix
+            if let raw = entry["table_prefix"] {
+                // Unlike other keys it may be empty: a site whose tables have no prefix.
+                guard let text = raw as? String else {
+                    throw ConfigurationError("\(path): key 'plugins[\(index)].table_prefix' must be a string")
+                }
+                try SiteConfiguration.validateTablePrefix(
+                    text, source: "\(path): key 'plugins[\(index)].table_prefix'")
+                prefix = text
+            }
+            installs.append(PluginInstall(
+                name: name, pluginDirectory: directory, database: location, tablePrefix: prefix))
         }
         return AgentConfiguration(
             settings: settings, stateDirectory: state ?? defaultStateDirectory, installs: installs)

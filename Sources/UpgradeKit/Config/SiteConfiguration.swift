@@ -33,12 +33,31 @@ public struct SiteConfiguration: Sendable, Equatable {
     public var pluginDirectory: String
     public var database: DatabaseLocation
     public var stateDirectory: String
+    /// The site's table prefix (WordPress's `$table_prefix`): `{prefix}` in a manifest's tables, and
+    /// what a plugin's namespace follows.
+    public var tablePrefix: String
 
+    public static let defaultTablePrefix = "wp_"
 
-    public init(pluginDirectory: String, database: DatabaseLocation, stateDirectory: String) {
+    public init(
+        pluginDirectory: String, database: DatabaseLocation, stateDirectory: String,
+        tablePrefix: String = SiteConfiguration.defaultTablePrefix
+    ) {
         self.pluginDirectory = pluginDirectory
         self.database = database
         self.stateDirectory = stateDirectory
+        self.tablePrefix = tablePrefix
+    }
+
+    /// Letters, digits and "_", at most 64 characters; may be empty (tables without a prefix).
+    public static func validateTablePrefix(_ prefix: String, source: String) throws(ConfigurationError) {
+        let valid = prefix.count <= 64 && prefix.unicodeScalars.allSatisfy {
+            ("a"..."z").contains($0) || ("A"..."Z").contains($0) || ("0"..."9").contains($0) || $0 == "_"
+        }
+        guard valid else {
+            throw ConfigurationError(
+                "\(source): table prefix '\(prefix)' must be letters, digits and '_' (at most 64), e.g. wp_")
+        }
     }
 
     /// `path` made absolute and normalised lexically ("." and ".." removed, no trailing "/"), never by

@@ -94,6 +94,7 @@ public enum Check {
         }
         do {
             try Pipeline.checkTarget(target, installed: installed, options: options)
+            _ = try Pipeline.ownedRelease(target, installed: installed, site: context.site)
         } catch let error as Pipeline.AlreadyInstalled {
             return result(.skip, target.version.description, "\(error)", .ok)
         } catch {

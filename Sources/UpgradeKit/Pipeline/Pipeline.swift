@@ -216,13 +216,16 @@ public enum Pipeline {
                     throw UpgradeError.refused("\(error)")
                 }
                 try? FileSystem.removeTree(download)
-                let manifest: PluginManifest
+                var manifest: PluginManifest
                 do {
                     manifest = try PluginManifest.load(pluginDirectory: tree.root)
                 } catch {
                     throw UpgradeError.refused("release archive \(options.source): \(error)")
                 }
                 try checkTarget(manifest, installed: installed, options: options, highestAccepted: highest)
+                manifest = try ownedRelease(manifest, installed: installed, site: site)
+                let kept = try PreservedPaths.carry(
+                    installed: installed, release: manifest, from: site.pluginDirectory, into: tree.root)
                 let migrations = try loadMigrations(manifest, root: tree.root, refusing: true)
                 do {
                     _ = try database.pendingMigrations(migrations)
@@ -234,7 +237,8 @@ public enum Pipeline {
                 run.state.targetManifestVersion = manifest.version.description
                 try run.save()
                 return ((manifest, migrations),
-                        "\(manifest.name) \(manifest.version): \(tree.fileCount) files, \(tree.bytesWritten) bytes")
+                        "\(manifest.name) \(manifest.version): \(tree.fileCount) files, \(tree.bytesWritten) bytes"
+                            + kept.detail)
             }
             try run.journal.describeRun(run: run.id, plugin: nil, from: nil, to: target.version.description)
         } catch let error as AlreadyInstalled {
@@ -268,7 +272,8 @@ public enum Pipeline {
             try run.step(.migrate, "applying migrations") {
                 let pending = try database.pendingMigrations(migrations)
                 guard !pending.isEmpty else { return ((), "no pending migrations") }
-                try database.applyMigrations(pending, now: context.clock())
+                try database.applyMigrations(
+                    pending, now: context.clock(), confinement: confinement(installed, target, site: site))
                 return ((), "applied " + pending.map { String(format: "%04d_%@", $0.version, $0.name) }
                     .joined(separator: ", "))
             }
@@ -295,7 +300,9 @@ public enum Pipeline {
                 _ = try database.backupTables(tables, to: scratch)
                 let copy = try SQLitePluginDatabase(path: scratch)
                 let pending = try copy.pendingMigrations(migrations)
-                try copy.applyMigrations(pending, now: run.context.clock())
+                try copy.applyMigrations(
+                    pending, now: run.context.clock(),
+                    confinement: confinement(installed, target, site: run.context.site))
                 let text = "\(pending.count) pending migration\(pending.count == 1 ? "" : "s") apply cleanly"
                 return (text, text)
             }
@@ -396,9 +403,13 @@ public enum Pipeline {
                         archivePath: source.filesArchive, into: stageDirectory, expecting: expected)
                 }
                 let manifest = try PluginManifest.load(pluginDirectory: root)
+                    .resolvingTables(prefix: site.tablePrefix)
                 guard manifest.name == installed.name else {
                     throw UpgradeError.failed("backup \(source.directory) holds \(manifest.name), not \(installed.name)")
                 }
+                let kept = try PreservedPaths.carry(
+                    installed: installed, release: manifest, from: site.pluginDirectory, into: root)
+                how += kept.detail
                 run.state.stagedTree = root
                 run.stagedIdentityAtStage = FileSystem.identity(of: root)
                 run.state.targetManifestVersion = manifest.version.description
@@ -422,8 +433,12 @@ public enum Pipeline {
             defer { run.rollbackWindowMilliseconds = Int(Date().timeIntervalSince(window) * 1000) }
             try swap(run)
             try run.step(.migrate, "restoring the owned tables of \(to)") {
+                // installed.tables holds no core table (openSite), and the restore touches none either,
+                // even if the backup was taken under a manifest that claimed one.
+                let ownership = TableOwnership(sitePrefix: site.tablePrefix, installed: installed)
                 let alsoDrop = installed.tables.filter { !source.record.tables.contains($0) }
-                let summary = try database.restoreTables(from: source.tables, alsoDrop: alsoDrop)
+                let summary = try database.restoreTables(
+                    from: source.tables, alsoDrop: alsoDrop, mayTouch: ownership.mayRestore)
                 return ((), "restored \(summary.restored.count) tables from \(source.tables)"
                     + (summary.dropped.isEmpty ? "" : "; dropped \(summary.dropped.joined(separator: ", "))"))
             }
@@ -616,12 +631,16 @@ public enum Pipeline {
         guard FileSystem.isDirectory(site.pluginDirectory) else {
             throw UpgradeError.configuration("plugin directory \(site.pluginDirectory) does not exist")
         }
-        let manifest: PluginManifest
+        var manifest: PluginManifest
         do {
             manifest = try PluginManifest.load(pluginDirectory: site.pluginDirectory)
         } catch {
             throw UpgradeError.configuration("installed plugin: \(error)")
         }
+        // What the installed version may really own: a core table its manifest claims (a bad release
+        // installed before these checks existed) is never backed up, restored or dropped.
+        manifest = manifest.resolvingTables(prefix: site.tablePrefix)
+        manifest.tables = TableOwnership(sitePrefix: site.tablePrefix, installed: manifest).installedTables
         guard case .sqlite(let path) = site.database else {
             throw UpgradeError.configuration("unsupported database \(site.database)")
         }

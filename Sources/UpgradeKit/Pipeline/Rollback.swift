@@ -148,8 +148,12 @@ enum Rollback {
         guard run.state.stagedIdentity != nil, let backupDirectory = run.state.backupDirectory else { return false }
         guard case .sqlite(let path) = run.context.site.database else { return false }
         let database = try SQLitePluginDatabase(path: path)
+        let prefix = run.context.site.tablePrefix
+        // Whatever the run recorded, a restore never writes or drops a table no plugin may own.
+        let mayTouch = { (table: String) in TableOwnership.mayRestore(table, sitePrefix: prefix) }
         _ = try database.restoreTables(
-            from: backupDirectory + "/" + BackupSet.tablesName, alsoDrop: run.state.newTables ?? [])
+            from: backupDirectory + "/" + BackupSet.tablesName, alsoDrop: run.state.newTables ?? [],
+            mayTouch: mayTouch)
         return true
     }
 }

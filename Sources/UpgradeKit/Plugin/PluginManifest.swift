@@ -6,21 +6,37 @@ public struct PluginManifest: Sendable, Equatable {
 
     public var name: String
     public var version: SemanticVersion
-    /// The database tables the plugin owns; exactly these are backed up and restored.
+    /// The database tables the plugin owns; exactly these are backed up and restored. `{prefix}`
+    /// stands for the site's table prefix until `resolvingTables(prefix:)` replaces it.
     public var tables: [String]
+    /// The plugin's table namespace after the site's table prefix ("molam_" → `wp_molam_…`); new
+    /// tables of a release must be inside it. Nil in manifests written before it existed.
+    public var namespace: String?
+    /// Paths (relative; a trailing "/" marks a directory) that belong to the merchant: carried from
+    /// the live tree into every staged one, never replaced by a release's copy.
+    public var preserve: [String]
     /// Folder of `NNNN_name.sql` migrations, relative to the plugin directory.
     public var migrations: String?
     public var smoke: [SmokeCheck]
 
     public init(
         name: String, version: SemanticVersion, tables: [String], migrations: String? = nil,
-        smoke: [SmokeCheck] = []
+        smoke: [SmokeCheck] = [], namespace: String? = nil, preserve: [String] = []
     ) {
         self.name = name
         self.version = version
         self.tables = tables
         self.migrations = migrations
         self.smoke = smoke
+        self.namespace = namespace
+        self.preserve = preserve
+    }
+
+    /// The manifest with `{prefix}` in its table names replaced by the site's table prefix.
+    public func resolvingTables(prefix: String) -> PluginManifest {
+        var resolved = self
+        resolved.tables = tables.map { $0.replacing("{prefix}", with: prefix) }
+        return resolved
     }
 
     /// Reads the manifest at the top of a plugin directory.
@@ -47,7 +63,9 @@ public struct PluginManifest: Sendable, Equatable {
             throw ManifestError(source: source, field: nil, problem: "must be a JSON object")
         }
         let fields = JSONFields(root, source: source, path: "")
-        try fields.rejectUnknown(["name", "version", "tables", "migrations", "smoke", "description"])
+        try fields.rejectUnknown([
+            "name", "version", "tables", "migrations", "smoke", "description", "namespace", "preserve",
+        ])
         let name = try fields.string("name")
         guard Self.isValidName(name) else {
             throw ManifestError(
@@ -71,13 +89,50 @@ public struct PluginManifest: Sendable, Equatable {
         for (index, entry) in (try fields.optionalObjectArray("smoke") ?? []).enumerated() {
             smoke.append(try SmokeCheck.parse(JSONFields(entry, source: source, path: "smoke[\(index)].")))
         }
-        return PluginManifest(name: name, version: version, tables: tables, migrations: migrations, smoke: smoke)
+        let namespace = try fields.optionalString("namespace")
+        if let namespace, !isValidNamespace(namespace) {
+            throw ManifestError(
+                source: source, field: "namespace",
+                problem: "'\(namespace)' must start with a letter and hold only letters, digits and '_' "
+                    + "(at most 64)")
+        }
+        let preserve = try fields.optionalStringArray("preserve") ?? []
+        for (index, path) in preserve.enumerated() where !isValidPreservedPath(path) {
+            throw ManifestError(
+                source: source, field: "preserve[\(index)]",
+                problem: "'\(path)' must be a relative path inside the plugin (no '/' at the start, no '..' "
+                    + "or '.', not empty)")
+        }
+        return PluginManifest(
+            name: name, version: version, tables: tables, migrations: migrations, smoke: smoke,
+            namespace: namespace, preserve: preserve)
+    }
+
+    static func isValidNamespace(_ namespace: String) -> Bool {
+        guard let first = namespace.unicodeScalars.first, first.isASCIILetter, namespace.count <= 64 else {
+            return false
+        }
+        return namespace.unicodeScalars.allSatisfy { $0.isASCIILetter || ("0"..."9").contains($0) || $0 == "_" }
+    }
+
+    /// "certs/" or "config.local.php": relative, every component a real name.
+    static func isValidPreservedPath(_ path: String) -> Bool {
+        guard !path.isEmpty, !path.hasPrefix("/"), !path.contains("\0"), path.utf8.count <= 1024 else {
+            return false
+        }
+        let trimmed = path.hasSuffix("/") ? String(path.dropLast()) : path
+        let components = trimmed.split(separator: "/", omittingEmptySubsequences: false)
+        return !components.isEmpty && components.allSatisfy { !$0.isEmpty && $0 != "." && $0 != ".." }
     }
 
     static func isValidName(_ name: String) -> Bool {
         !name.isEmpty && name.count <= 100
             && name.unicodeScalars.allSatisfy { ("a"..."z").contains($0) || ("0"..."9").contains($0) || $0 == "-" || $0 == "_" }
     }
+}
+
+extension Unicode.Scalar {
+    fileprivate var isASCIILetter: Bool { ("a"..."z").contains(self) || ("A"..."Z").contains(self) }
 }
 
 /// One smoke check from the manifest.

@@ -10,6 +10,10 @@ public enum PluginDatabaseError: Error, CustomStringConvertible, Sendable {
     case duplicateMigrationVersion(Int, files: [String])
     case checksumMismatch(version: Int, name: String, file: String)
     case migrationFailed(migration: String, line: Int?, message: String)
+    /// SQLite's authorizer refused a statement of a migration (statement 0: the migration as a whole).
+    case migrationDenied(migration: String, statement: Int, sql: String, reason: String)
+    /// A `sql` smoke check tried something a read-only check may not.
+    case smokeDenied(query: String, denial: SQLiteDenial)
     case backupExists(path: String)
     case invalidBackup(path: String, reason: String)
     case invalidTableName(String)
@@ -33,6 +37,12 @@ public enum PluginDatabaseError: Error, CustomStringConvertible, Sendable {
         case .migrationFailed(let migration, let line, let message):
             if let line { return "migration \(migration) failed at line \(line): \(message)" }
             return "migration \(migration) failed: \(message)"
+        case .migrationDenied(let migration, let statement, let sql, let reason):
+            if statement == 0 { return "migration \(migration) denied: \(reason)" }
+            return "migration \(migration): statement \(statement) '\(sql)' denied: \(reason)"
+        case .smokeDenied(let query, let denial):
+            return "SQL smoke check '\(SQLiteError.abbreviate(query, limit: 60))' denied: \(denial.action)"
+                + (denial.object.map { " \($0)" } ?? "") + " is not allowed in a read-only check"
         case .backupExists(let path):
             return "table backup \(path) already exists; refusing to overwrite it"
         case .invalidBackup(let path, let reason):

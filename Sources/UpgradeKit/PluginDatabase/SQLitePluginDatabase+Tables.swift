@@ -182,11 +182,12 @@ extension SQLitePluginDatabase {
     /// place in sqlite_schema: its rows are replaced and its indexes and triggers reconciled, so
     /// `.dump` reads as before; any other table is dropped and recreated. Foreign keys and
     /// triggers stay off meanwhile: cascades or triggers could otherwise reach tables the plugin
-    /// does not own. Tables named nowhere are never touched.
+    /// does not own. Tables named nowhere are never touched, and neither is any table `mayTouch`
+    /// refuses, whatever the backup or `alsoDrop` says (a backup taken under a bad manifest).
     public func restoreTables(
-        from backupPath: String, alsoDrop: [String] = []
+        from backupPath: String, alsoDrop: [String] = [], mayTouch: (String) -> Bool = { _ in true }
     ) throws(PluginDatabaseError) -> TableRestoreSummary {
-        let extraDrops = try Self.validatedTableNames(alsoDrop)
+        let extraDrops = try Self.validatedTableNames(alsoDrop).filter(mayTouch)
         guard DatabaseFileIO.isRegularFile(backupPath) else {
             throw .invalidBackup(path: backupPath, reason: "the file does not exist")
         }
@@ -206,7 +207,7 @@ extension SQLitePluginDatabase {
         }
         do {
             return try connection.transaction(.immediate) {
-                try restoreInTransaction(backupPath: backupPath, extraDrops: extraDrops)
+                try restoreInTransaction(backupPath: backupPath, extraDrops: extraDrops, mayTouch: mayTouch)
             }
         } catch let error as SQLiteError
                     where error.message.contains("no such table: molam_backup._molam_backup") {
@@ -217,9 +218,10 @@ extension SQLitePluginDatabase {
     }
 
     private func restoreInTransaction(
-        backupPath: String, extraDrops: [String]
+        backupPath: String, extraDrops: [String], mayTouch: (String) -> Bool
     ) throws -> TableRestoreSummary {
         let backedUp = try TableBackupFormat.tables(in: connection, schema: "molam_backup")
+            .filter { mayTouch($0.name) }
         let backedUpNames = Set(backedUp.map { $0.name.lowercased() })
         var summary = TableRestoreSummary(restored: [], dropped: [])
         // Nothing to do when the tables already hold exactly the backup (a migration that was

@@ -75,9 +75,12 @@ public final class SQLitePluginDatabase {
     /// Applies `pending` in order inside ONE immediate transaction, each in its own savepoint,
     /// recording each in `molam_schema_migrations`. If any fails, everything is rolled back: the
     /// file is unchanged byte for byte, and the error names the migration file and line.
+    /// With `confinement`, each migration's SQL (never the ledger writes, which are ours) runs under
+    /// SQLite's authorizer: a statement outside the plugin's tables fails the migration, named.
     /// `onApplied` runs after the COMMIT, once per migration, so callers journal only what stuck.
     public func applyMigrations(
-        _ pending: [Migration], now: Date, onApplied: (Migration) -> Void = { _ in }
+        _ pending: [Migration], now: Date, confinement: MigrationConfinement? = nil,
+        onApplied: (Migration) -> Void = { _ in }
     ) throws(PluginDatabaseError) {
         // Nothing to do must mean nothing written, not even an empty transaction.
         guard !pending.isEmpty else { return }
@@ -96,7 +99,11 @@ public final class SQLitePluginDatabase {
                 for migration in pending {
                     running = migration
                     try connection.savepoint("molam_migration_\(migration.version)") {
-                        try connection.executeScript(migration.sql)
+                        if let confinement {
+                            try runConfined(migration, confinement)
+                        } else {
+                            try connection.executeScript(migration.sql)
+                        }
                         try connection.run(
                             "INSERT INTO main.molam_schema_migrations(version, name, checksum, applied_at) "
                                 + "VALUES (?, ?, ?, ?)",
@@ -110,6 +117,12 @@ public final class SQLitePluginDatabase {
             }
         } catch let error as SQLiteError {
             if let running {
+                if let denial = error.denial, let confinement {
+                    throw .migrationDenied(
+                        migration: running.fileName, statement: error.statement ?? 0,
+                        sql: SQLiteError.abbreviate(Self.withoutSemicolon(error.sql ?? ""), limit: 60),
+                        reason: confinement.explain(denial))
+                }
                 throw .migrationFailed(
                     migration: running.fileName, line: error.line, message: "\(error.message) (\(path))"
                 )
@@ -119,6 +132,34 @@ public final class SQLitePluginDatabase {
             throw Self.unexpected(error, context: "applying migrations to \(path)")
         }
         pending.forEach(onApplied)
+    }
+
+    /// One migration's SQL under the confinement's authorizer, then a check that nothing in the
+    /// schema outside the owned tables changed (an ALTER TABLE … RENAME TO names its new table
+    /// nowhere the authorizer sees).
+    private func runConfined(_ migration: Migration, _ confinement: MigrationConfinement) throws {
+        let before = try confinement.foreignSchema(connection)
+        try connection.withAccessPolicy(confinement.policy) { () throws(SQLiteError) in
+            try connection.executeScript(migration.sql)
+        }
+        let after = try confinement.foreignSchema(connection)
+        // A table's own entry names it best: list tables before their indexes and triggers.
+        func order(_ a: String, _ b: String) -> Bool {
+            (a.hasPrefix("table ") ? 0 : 1, a) < (b.hasPrefix("table ") ? 0 : 1, b)
+        }
+        if let changed = after.subtracting(before).sorted(by: order).first
+            ?? before.subtracting(after).sorted(by: order).first {
+            let entry = changed.split(separator: "\u{0}", omittingEmptySubsequences: false).first ?? ""
+            throw PluginDatabaseError.migrationDenied(
+                migration: migration.fileName, statement: 0, sql: "",
+                reason: "it changed the schema entry \(entry), which is not in a table \(confinement.plugin) owns")
+        }
+    }
+
+    static func withoutSemicolon(_ sql: String) -> String {
+        var text = Substring(sql)
+        while let last = text.last, last == ";" || last.isWhitespace { text = text.dropLast() }
+        return String(text)
     }
 
     static func timestamp(_ date: Date) -> String {
@@ -140,12 +181,17 @@ public final class SQLitePluginDatabase {
             // Waiting for a lock counts against the same budget.
             reader.busyTimeout = min(max(timeoutSeconds, 0), 5)
             try reader.execute("PRAGMA query_only = ON")
-            let value = try reader.withTimeout(timeoutSeconds) { () throws(SQLiteError) in
-                try reader.scalar(sql)
+            // And the authorizer in read-only mode: no write, ATTACH, VACUUM INTO or writing PRAGMA
+            // even gets prepared.
+            let value = try reader.withAccessPolicy(.readOnly) { () throws(SQLiteError) in
+                try reader.withTimeout(timeoutSeconds) { () throws(SQLiteError) in
+                    try reader.scalar(sql)
+                }
             }
             return (value ?? .null).description
         } catch {
             if error.isInterrupted { throw .timeout(query: sql, seconds: timeoutSeconds) }
+            if let denial = error.denial { throw .smokeDenied(query: sql, denial: denial) }
             throw .sqlite(error, context: "SQL smoke check on \(path)")
         }
     }

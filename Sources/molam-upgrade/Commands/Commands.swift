@@ -25,7 +25,7 @@ enum Commands {
         try AgentConfiguration.resolve(
             configPath: arguments.value("--config"), pluginDirectory: arguments.value("--plugin-dir"),
             database: arguments.value("--db"), stateDirectory: arguments.value("--state-dir"),
-            plugin: arguments.value("--plugin"))
+            plugin: arguments.value("--plugin"), tablePrefix: arguments.value("--table-prefix"))
     }
 
     /// One context per configured plugin install (`--plugin` narrows them to one).
