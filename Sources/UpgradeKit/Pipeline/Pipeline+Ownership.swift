@@ -7,6 +7,7 @@ extension Pipeline {
     static func ownedRelease(
         _ release: PluginManifest, installed: PluginManifest, site: SiteConfiguration
     ) throws -> PluginManifest {
+        if let problem = release.releaseProblem() { throw UpgradeError.refused("\(problem)") }
         let resolved = release.resolvingTables(prefix: site.tablePrefix)
         do {
             try TableOwnership(sitePrefix: site.tablePrefix, installed: installed).check(resolved)

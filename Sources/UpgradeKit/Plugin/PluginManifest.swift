@@ -125,6 +125,20 @@ public struct PluginManifest: Sendable, Equatable {
         return !components.isEmpty && components.allSatisfy { !$0.isEmpty && $0 != "." && $0 != ".." }
     }
 
+    /// What a release may not ship although an installed manifest may still hold it: a smoke command
+    /// that is not a path inside the plugin. Refused in `stage` (exit 4); an installed manifest with one
+    /// still loads, so the site can take the release that fixes it, and the check itself fails at run
+    /// time with the same words.
+    public func releaseProblem() -> ManifestError? {
+        for (index, check) in smoke.enumerated() {
+            guard case .command(let run, _) = check, let first = run.first,
+                  let problem = SmokeCommand.problem(with: first) else { continue }
+            return ManifestError(
+                source: "release \(name) \(version): \(Self.fileName)", field: "smoke[\(index)].run", problem: problem)
+        }
+        return nil
+    }
+
     static func isValidName(_ name: String) -> Bool {
         !name.isEmpty && name.count <= 100
             && name.unicodeScalars.allSatisfy { ("a"..."z").contains($0) || ("0"..."9").contains($0) || $0 == "-" || $0 == "_" }
@@ -175,7 +189,6 @@ public enum SmokeCheck: Sendable, Equatable {
             guard let run = try fields.optionalStringArray("run"), let first = run.first, !first.isEmpty else {
                 throw fields.error("run", "must be a non-empty list of strings")
             }
-            if let problem = SmokeCommand.problem(with: first) { throw fields.error("run", problem) }
             return .command(run: run, timeoutSeconds: timeout ?? 30)
         case "sql":
             try fields.rejectUnknown(["type", "query", "expect", "timeout_s", "name"])
