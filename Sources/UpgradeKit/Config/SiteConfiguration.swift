@@ -64,7 +64,7 @@ public struct SiteConfiguration: Sendable, Equatable {
     /// resolving symlinks: swift-corelibs-foundation's `standardizingPath` resolves them, so a symlink
     /// the web server's user planted at the plugin directory would silently redirect the agent, as
     /// root, to whatever directory it names.
-    static func absolute(_ path: String) -> String {
+    public static func absolute(_ path: String) -> String {
         let expanded = path.hasPrefix("/") ? path : FileManager.default.currentDirectoryPath + "/" + path
         var components: [Substring] = []
         for component in expanded.split(separator: "/") {

@@ -112,16 +112,5 @@ struct ReadScope {
     }
 
     /// Lexical absolute path (no symlink resolution), as the configuration does it.
-    static func absolute(_ path: String) -> String {
-        let expanded = path.hasPrefix("/") ? path : FileManager.default.currentDirectoryPath + "/" + path
-        var components: [Substring] = []
-        for component in expanded.split(separator: "/") {
-            switch component {
-            case ".": continue
-            case "..": if !components.isEmpty { components.removeLast() }
-            default: components.append(component)
-            }
-        }
-        return "/" + components.joined(separator: "/")
-    }
+    static func absolute(_ path: String) -> String { SiteConfiguration.absolute(path) }
 }
