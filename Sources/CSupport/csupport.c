@@ -41,59 +41,6 @@ int csys_spawn_add_closefrom(posix_spawn_file_actions_t *actions, int lowest) {
 #include <sys/types.h>
 #include <sys/wait.h>
 
-// posix_spawn cannot change the user, so this is fork + exec, doing in the child only
-// async-signal-safe calls (everything it needs is prepared by the caller before the fork).
-pid_t csys_spawn_as_user(const char *path, char *const argv[], char *const envp[], const char *directory,
-                         int output_fd, uid_t uid, gid_t gid, int search_path) {
-    int report[2];
-    if (pipe2(report, O_CLOEXEC) != 0) return -errno;
-    pid_t pid = fork();
-    if (pid < 0) {
-        int code = errno;
-        close(report[0]);
-        close(report[1]);
-        return -code;
-    }
-    if (pid == 0) {
-        int code = 0;
-        sigset_t empty;
-        sigemptyset(&empty);
-        int reset[] = {SIGPIPE, SIGTERM, SIGINT, SIGHUP};
-        for (unsigned i = 0; i < sizeof reset / sizeof reset[0]; i++) signal(reset[i], SIG_DFL);
-        sigprocmask(SIG_SETMASK, &empty, NULL);
-        int null_fd = open("/dev/null", O_RDONLY);
-        if (setpgid(0, 0) != 0 || null_fd < 0 || dup2(null_fd, 0) < 0 || dup2(output_fd, 1) < 0 ||
-            dup2(output_fd, 2) < 0) {
-            code = errno;
-        } else if (chdir(directory) != 0) {
-            code = errno;
-        } else if (setgroups(0, NULL) != 0 || setgid(gid) != 0 || setuid(uid) != 0) {
-            code = errno;
-        } else if (setuid(0) == 0 && uid != 0) {
-            code = EPERM;   // the switch must be irreversible
-        } else {
-            int report_fd = report[1];
-            // Close everything above 2 but the close-on-exec report pipe.
-            for (int fd = 3; fd < 1024; fd++) if (fd != report_fd) close(fd);
-            if (search_path) execvpe(path, argv, envp); else execve(path, argv, envp);
-            code = errno;
-        }
-        ssize_t ignored = write(report[1], &code, sizeof code);
-        (void)ignored;
-        _exit(127);
-    }
-    close(report[1]);
-    int code = 0;
-    ssize_t got;
-    do { got = read(report[0], &code, sizeof code); } while (got < 0 && errno == EINTR);
-    close(report[0]);
-    if (got == (ssize_t)sizeof code) {
-        int status;
-        while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
-        return -(code ? code : ECHILD);
-    }
-    return pid;
-}
 
 #include <sys/prctl.h>
 

@@ -69,14 +69,23 @@ struct ChildProcessTests {
     @Test("As root, a child can run as another user, without root's groups, and cannot get root back",
           .enabled(if: geteuid() == 0, "needs root to switch users"))
     func runsAsAnotherUser() throws {
+        let shell = open("/bin/sh", O_RDONLY | O_CLOEXEC)
+        let directory = open("/tmp", O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        #expect(shell >= 0 && directory >= 0)
+        defer {
+            close(shell)
+            close(directory)
+        }
         let outcome = try ChildProcess.run(
-            ["/bin/sh", "-c", "id -u; id -g; id -G; pwd"], directory: "/tmp", environment: ["PATH": "/usr/bin:/bin"],
-            timeoutSeconds: 10, as: FileOwner(uid: 65534, gid: 65534))
+            executable: shell, arguments: ["sh", "-c", "id -u; id -g; id -G; pwd"], directory: directory,
+            environment: ["PATH": "/usr/bin:/bin"], timeoutSeconds: 10, as: FileOwner(uid: 65534, gid: 65534))
         #expect(outcome.exitStatus == 0, "\(outcome.outputTail)")
         #expect(outcome.outputTail.split(separator: "\n") == ["65534", "65534", "65534", "/tmp"])
+        // A descriptor that is no program cannot be started: the failure is thrown, not a silent pass.
         #expect(throws: SystemError.self) {
-            _ = try ChildProcess.run(["/nonexistent/smoke"], directory: "/", environment: [:], timeoutSeconds: 1,
-                                     as: FileOwner(uid: 65534, gid: 65534))
+            _ = try ChildProcess.run(
+                executable: directory, arguments: ["x"], directory: directory, environment: [:],
+                timeoutSeconds: 1, as: FileOwner(uid: 65534, gid: 65534))
         }
     }
 

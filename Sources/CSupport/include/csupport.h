@@ -26,12 +26,6 @@ int csys_spawn_add_closefrom(posix_spawn_file_actions_t *actions, int lowest);
 
 #include <sys/types.h>
 
-/// Starts `path` as user `uid`/`gid` (no supplementary groups) in its own process group, in
-/// `directory`, stdin from /dev/null, stdout and stderr on `output_fd`, no other descriptor below
-/// 1024 inherited. Returns the pid, or -errno when it could not be started (exec failure included).
-/// For root running a plugin's smoke command as the plugin's owner: posix_spawn cannot switch users.
-pid_t csys_spawn_as_user(const char *path, char *const argv[], char *const envp[], const char *directory,
-                         int output_fd, uid_t uid, gid_t gid, int search_path);
 
 /// O_PATH, which <fcntl.h> defines only under _GNU_SOURCE: a smoke command is opened without being
 /// read or executed (a FIFO cannot block the open) until it has been checked.

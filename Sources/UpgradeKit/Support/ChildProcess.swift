@@ -27,23 +27,6 @@ public enum ChildProcess {
 
     public static let tailBytes = 4096
 
-    /// Starts a program as `user` (fork and exec: posix_spawn cannot switch users), output on `fd`.
-    static func spawn(
-        _ arguments: [String], directory: String, environment: [String: String], outputDescriptor fd: Int32,
-        as user: FileOwner
-    ) throws(SystemError) -> pid_t {
-        let argv = arguments.map { strdup($0) } + [nil]
-        let envp = environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
-        defer {
-            argv.forEach { free($0) }
-            envp.forEach { free($0) }
-        }
-        let pid = csys_spawn_as_user(
-            arguments[0], argv, envp, directory, fd, uid_t(user.uid), gid_t(user.gid), arguments[0].contains("/") ? 0 : 1)
-        guard pid > 0 else { throw SystemError(call: "spawn as uid \(user.uid)", path: arguments[0], errno: -pid) }
-        return pid
-    }
-
     /// Starts `arguments[0]` (a path, or a name searched in PATH) in `directory`; returns its pid.
     public static func spawn(
         _ arguments: [String], directory: String, environment: [String: String], output: Output
@@ -100,24 +83,17 @@ public enum ChildProcess {
     }
 
     /// Runs a program to completion or until the deadline, keeping the tail of its output.
-    /// With `user`, the program runs as that user (the caller must be root).
     public static func run(
-        _ arguments: [String], directory: String, environment: [String: String], timeoutSeconds: Double,
-        as user: FileOwner? = nil
+        _ arguments: [String], directory: String, environment: [String: String], timeoutSeconds: Double
     ) throws(SystemError) -> Outcome {
         try collect(timeoutSeconds: timeoutSeconds) { (writeEnd) throws(SystemError) -> pid_t in
-            if let user {
-                return try spawn(arguments, directory: directory, environment: environment,
-                                 outputDescriptor: writeEnd, as: user)
-            }
-            return try spawn(
-                arguments, directory: directory, environment: environment, output: .descriptor(writeEnd))
+            try spawn(arguments, directory: directory, environment: environment, output: .descriptor(writeEnd))
         }
     }
 
     /// Runs the file open on `executable` (the very file that was checked: execveat, never its path
     /// again) in `directory`, as `user` when given, like `run` otherwise.
-    static func run(
+    public static func run(
         executable: Int32, arguments: [String], directory: Int32, environment: [String: String],
         timeoutSeconds: Double, as user: FileOwner?
     ) throws(SystemError) -> Outcome {
