@@ -43,6 +43,8 @@ int csys_spawn_add_closefrom(posix_spawn_file_actions_t *actions, int lowest) {
 
 
 #include <sys/prctl.h>
+#include <sched.h>
+#include <sys/mount.h>
 
 int csys_o_path(void) {
     return O_PATH;
@@ -67,10 +69,20 @@ int csys_child_exited(pid_t pid) {
     }
 }
 
+#include <sys/stat.h>
+
+// Whether `path` is the directory open on `fd` (same device and inode).
+static int csys_same_directory(const char *path, int fd) {
+    struct stat by_path, by_fd;
+    if (stat(path, &by_path) != 0 || fstat(fd, &by_fd) != 0) return 0;
+    return by_path.st_dev == by_fd.st_dev && by_path.st_ino == by_fd.st_ino;
+}
+
 // Fork and execveat, doing in the child only async-signal-safe calls (the caller prepares
 // everything before the fork). execveat is called through syscall(2): glibc's wrapper is recent.
 pid_t csys_spawn_fd(int exec_fd, char *const argv[], char *const envp[], int directory_fd, int output_fd,
-                    int switch_user, uid_t uid, gid_t gid) {
+                    int switch_user, uid_t uid, gid_t gid, int input_fd, const char *bind_source,
+                    const char *bind_target) {
     int report[2];
     if (pipe2(report, O_CLOEXEC) != 0) return -errno;
     pid_t parent = getpid();
@@ -88,11 +100,18 @@ pid_t csys_spawn_fd(int exec_fd, char *const argv[], char *const envp[], int dir
         int reset[] = {SIGPIPE, SIGTERM, SIGINT, SIGHUP};
         for (unsigned i = 0; i < sizeof reset / sizeof reset[0]; i++) signal(reset[i], SIG_DFL);
         sigprocmask(SIG_SETMASK, &empty, NULL);
-        int null_fd = open("/dev/null", O_RDONLY);
+        int null_fd = input_fd >= 0 ? input_fd : open("/dev/null", O_RDONLY);
         if (setpgid(0, 0) != 0 || null_fd < 0 || dup2(null_fd, 0) < 0 || dup2(output_fd, 1) < 0 ||
             dup2(output_fd, 2) < 0) {
             code = errno;
-        } else if (fchdir(directory_fd) != 0) {
+        } else if (bind_target != NULL &&
+                   (unshare(CLONE_NEWNS) != 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0 ||
+                    mount(bind_source, bind_target, NULL, MS_BIND | MS_REC, NULL) != 0 ||
+                    chdir(bind_target) != 0)) {
+            code = errno;   // the staged tree shown at the live path, in this child's mounts only
+        } else if (bind_target != NULL && !csys_same_directory(".", directory_fd)) {
+            code = ESTALE;  // the path led elsewhere than the tree that was checked
+        } else if (bind_target == NULL && fchdir(directory_fd) != 0) {
             code = errno;
         } else if (switch_user && (setgroups(0, NULL) != 0 || setgid(gid) != 0 || setuid(uid) != 0)) {
             code = errno;

@@ -50,9 +50,17 @@ int csys_child_exited(pid_t pid);
 /// the agent dies (PR_SET_PDEATHSIG, set after the user switch, which clears it); the death signal
 /// follows the *thread* that forked, so call this from a thread that lives as long as the check (the
 /// agent's main thread). A switched user also gets PR_SET_NO_NEW_PRIVS: no set-user-ID gain.
+/// `input_fd` >= 0 is the child's stdin instead of /dev/null. With `bind_target`, the child first
+/// enters a mount namespace of its own (unshare(CLONE_NEWNS), every mount made private) and
+/// bind-mounts `bind_source` (a staged tree's path) over `bind_target` (the live plugin directory),
+/// checks that what it sees there is the directory open on `directory_fd` (ESTALE otherwise), and
+/// works there: a check of a release that is not live yet sees it where it will be, at paths its
+/// user can reach, while the site sees nothing. (A descriptor cannot be the source: it belongs to
+/// the agent's mount namespace, and mount(2) refuses it in the new one with EINVAL.)
 /// Returns the pid, or -errno when it could not be started (exec failure included).
 pid_t csys_spawn_fd(int exec_fd, char *const argv[], char *const envp[], int directory_fd, int output_fd,
-                    int switch_user, uid_t uid, gid_t gid);
+                    int switch_user, uid_t uid, gid_t gid, int input_fd, const char *bind_source,
+                    const char *bind_target);
 
 #include "csupport_mounts.h"
 

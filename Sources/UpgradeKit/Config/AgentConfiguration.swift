@@ -37,6 +37,12 @@ public struct AgentSettings: Sendable, Equatable {
     public var releasePublicKeys: [String]
     /// The file these settings came from, for messages.
     public var source: String?
+    /// `php`: the PHP binary that checks the syntax of a release's PHP files in `stage`; nil looks
+    /// in /usr/bin, /usr/local/bin and /bin.
+    public var php: String?
+    /// `php_lint`: false turns the PHP syntax check off (a host whose PHP differs from the web
+    /// server's, say).
+    public var phpLint: Bool = true
 
     public init(
         merchantID: String? = nil, country: String? = nil, tier: String? = nil, apiURL: String? = nil,
@@ -167,6 +173,7 @@ public struct AgentConfiguration: Sendable, Equatable {
         let reader = KeyReader(path: path, object: root, prefix: "")
         try reader.refuseUnknown([
             "merchant_id", "country", "tier", "api_url", "token_file", "state_dir", "release_public_keys", "plugins",
+            "php", "php_lint",
         ])
         var settings = AgentSettings(source: path)
         settings.merchantID = try reader.string("merchant_id")
@@ -180,6 +187,18 @@ public struct AgentConfiguration: Sendable, Equatable {
         settings.apiURL = try reader.string("api_url")
         settings.tokenFile = try reader.string("token_file").map(SiteConfiguration.absolute)
         settings.releasePublicKeys = try reader.strings("release_public_keys") ?? []
+        if let php = try reader.string("php") {
+            guard php.hasPrefix("/") else {
+                throw ConfigurationError("\(path): key 'php' ('\(php)') must be an absolute path, e.g. /usr/bin/php")
+            }
+            settings.php = php
+        }
+        if let lint = root["php_lint"] {
+            guard let flag = lint as? Bool else {
+                throw ConfigurationError("\(path): key 'php_lint' must be true or false")
+            }
+            settings.phpLint = flag
+        }
         for (index, key) in settings.releasePublicKeys.enumerated() {
             do {
                 _ = try ReleasePublicKey(text: key)

@@ -232,13 +232,14 @@ public enum Pipeline {
                 } catch {
                     throw UpgradeError.refused("release \(manifest.name) \(manifest.version): \(error)")
                 }
+                let checked = try checkBeforeSwap(manifest, tree: tree.root, run: run, scratch: work)
                 run.state.stagedTree = tree.root
                 run.stagedIdentityAtStage = FileSystem.identity(of: tree.root)
                 run.state.targetManifestVersion = manifest.version.description
                 try run.save()
                 return ((manifest, migrations),
                         "\(manifest.name) \(manifest.version): \(tree.fileCount) files, \(tree.bytesWritten) bytes"
-                            + kept.detail)
+                            + kept.detail + checked)
             }
             try run.journal.describeRun(run: run.id, plugin: nil, from: nil, to: target.version.description)
         } catch let error as AlreadyInstalled {

@@ -14,11 +14,18 @@ public struct SmokeRunner {
     let pluginDirectory: String
     let database: DatabaseLocation
     let version: SemanticVersion
+    /// For checks of a staged tree (`before_swap`): the live plugin path it will take. An agent
+    /// running as root shows the tree there to the check, in the check's own mount namespace, since
+    /// the check's user cannot reach the private folder it is staged in.
+    let liveDirectory: String?
 
-    public init(pluginDirectory: String, database: DatabaseLocation, version: SemanticVersion) {
+    public init(
+        pluginDirectory: String, database: DatabaseLocation, version: SemanticVersion, liveDirectory: String? = nil
+    ) {
         self.pluginDirectory = pluginDirectory
         self.database = database
         self.version = version
+        self.liveDirectory = liveDirectory
     }
 
     /// Runs every check in order and stops at the first failure.
@@ -72,10 +79,12 @@ public struct SmokeRunner {
         let user = geteuid() == 0 ? SmokeUser.decide(command.chain).owner : nil
         let ranAs = user.map { SmokeUser.describe(uid: $0.uid, gid: $0.gid) }
             ?? SmokeUser.describe(uid: geteuid(), gid: getegid())
+        let view = geteuid() == 0 ? liveDirectory.map { (tree: pluginDirectory, at: $0) } : nil
         let environment = [
             "PATH": "/usr/local/bin:/usr/bin:/bin",
             "HOME": Accounts.nobody.home,
-            "MOLAM_PLUGIN_DIR": pluginDirectory,
+            "MOLAM_PLUGIN_DIR": view?.at ?? pluginDirectory,
+            "MOLAM_CHECK_PHASE": liveDirectory == nil ? "after_swap" : "before_swap",
             "MOLAM_PLUGIN_VERSION": version.description,
             "MOLAM_DB": database.description,
         ]
@@ -83,7 +92,7 @@ public struct SmokeRunner {
         do {
             let outcome = try ChildProcess.run(
                 executable: command.executable, arguments: arguments, directory: command.directory,
-                environment: environment, timeoutSeconds: timeout, as: user)
+                environment: environment, timeoutSeconds: timeout, as: user, view: view)
             let tail = Self.lastLine(outcome.outputTail)
             if outcome.timedOut {
                 result.detail = "timed out after \(Self.seconds(timeout))" + (tail.isEmpty ? "" : ": \(tail)")

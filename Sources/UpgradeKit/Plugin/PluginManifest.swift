@@ -17,17 +17,22 @@ public struct PluginManifest: Sendable, Equatable {
     public var preserve: [String]
     /// Folder of `NNNN_name.sql` migrations, relative to the plugin directory.
     public var migrations: String?
+    /// Checks run after the swap, against the live site (`verify`).
     public var smoke: [SmokeCheck]
+    /// Command checks marked `"when": "before_swap"`: run in `stage` against the staged tree, before
+    /// anything changes, so a release that cannot even load is refused without a failed payment.
+    public var beforeSwap: [SmokeCheck]
 
     public init(
         name: String, version: SemanticVersion, tables: [String], migrations: String? = nil,
-        smoke: [SmokeCheck] = [], namespace: String? = nil, preserve: [String] = []
+        smoke: [SmokeCheck] = [], namespace: String? = nil, preserve: [String] = [], beforeSwap: [SmokeCheck] = []
     ) {
         self.name = name
         self.version = version
         self.tables = tables
         self.migrations = migrations
         self.smoke = smoke
+        self.beforeSwap = beforeSwap
         self.namespace = namespace
         self.preserve = preserve
     }
@@ -85,9 +90,22 @@ public struct PluginManifest: Sendable, Equatable {
             throw ManifestError(
                 source: source, field: "migrations", problem: "must be a folder inside the plugin")
         }
-        var smoke: [SmokeCheck] = []
+        var smoke: [SmokeCheck] = [], beforeSwap: [SmokeCheck] = []
         for (index, entry) in (try fields.optionalObjectArray("smoke") ?? []).enumerated() {
-            smoke.append(try SmokeCheck.parse(JSONFields(entry, source: source, path: "smoke[\(index)].")))
+            let checkFields = JSONFields(entry, source: source, path: "smoke[\(index)].")
+            let check = try SmokeCheck.parse(checkFields)
+            switch try checkFields.optionalString("when") ?? "after_swap" {
+            case "after_swap":
+                smoke.append(check)
+            case "before_swap":
+                guard case .command = check else {
+                    throw checkFields.error(
+                        "when", "'before_swap' is for command checks only (sql and http checks need the live site)")
+                }
+                beforeSwap.append(check)
+            case let other:
+                throw checkFields.error("when", "'\(other)' is not one of before_swap, after_swap")
+            }
         }
         let namespace = try fields.optionalString("namespace")
         if let namespace, !isValidNamespace(namespace) {
@@ -105,7 +123,7 @@ public struct PluginManifest: Sendable, Equatable {
         }
         return PluginManifest(
             name: name, version: version, tables: tables, migrations: migrations, smoke: smoke,
-            namespace: namespace, preserve: preserve)
+            namespace: namespace, preserve: preserve, beforeSwap: beforeSwap)
     }
 
     static func isValidNamespace(_ namespace: String) -> Bool {
@@ -130,11 +148,12 @@ public struct PluginManifest: Sendable, Equatable {
     /// still loads, so the site can take the release that fixes it, and the check itself fails at run
     /// time with the same words.
     public func releaseProblem() -> ManifestError? {
-        for (index, check) in smoke.enumerated() {
+        for (index, check) in (smoke + beforeSwap).enumerated() {
             guard case .command(let run, _) = check, let first = run.first,
                   let problem = SmokeCommand.problem(with: first) else { continue }
+            let field = index < smoke.count ? "smoke[\(index)].run" : "before_swap[\(index - smoke.count)].run"
             return ManifestError(
-                source: "release \(name) \(version): \(Self.fileName)", field: "smoke[\(index)].run", problem: problem)
+                source: "release \(name) \(version): \(Self.fileName)", field: field, problem: problem)
         }
         return nil
     }
@@ -185,17 +204,17 @@ public enum SmokeCheck: Sendable, Equatable {
         }
         switch type {
         case "command":
-            try fields.rejectUnknown(["type", "run", "timeout_s", "name"])
+            try fields.rejectUnknown(["type", "run", "timeout_s", "name", "when"])
             guard let run = try fields.optionalStringArray("run"), let first = run.first, !first.isEmpty else {
                 throw fields.error("run", "must be a non-empty list of strings")
             }
             return .command(run: run, timeoutSeconds: timeout ?? 30)
         case "sql":
-            try fields.rejectUnknown(["type", "query", "expect", "timeout_s", "name"])
+            try fields.rejectUnknown(["type", "query", "expect", "timeout_s", "name", "when"])
             return .sql(query: try fields.string("query"), expect: try fields.optionalString("expect"),
                         timeoutSeconds: timeout ?? 10)
         case "http":
-            try fields.rejectUnknown(["type", "url", "expect_status", "expect_body", "timeout_s", "name"])
+            try fields.rejectUnknown(["type", "url", "expect_status", "expect_body", "timeout_s", "name", "when"])
             let url = try fields.string("url")
             guard url.hasPrefix("http://") || url.hasPrefix("https://") else {
                 throw fields.error("url", "must be an http:// or https:// URL")

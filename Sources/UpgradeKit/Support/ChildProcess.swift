@@ -93,20 +93,31 @@ public enum ChildProcess {
 
     /// Runs the file open on `executable` (the very file that was checked: execveat, never its path
     /// again) in `directory`, as `user` when given, like `run` otherwise.
+    ///
+    /// `input` is the child's stdin (a descriptor the caller owns; /dev/null when nil). With `view`,
+    /// the child runs in a mount namespace of its own where the tree at `view.tree` is bind-mounted
+    /// over the path `view.at`, and works there: a staged release checked where it will be live, by
+    /// a user who could not reach the private folder it is staged in. `directory` is then that
+    /// tree's descriptor, and the child refuses to start (ESTALE) if the mount shows anything else.
     public static func run(
         executable: Int32, arguments: [String], directory: Int32, environment: [String: String],
-        timeoutSeconds: Double, as user: FileOwner?
+        timeoutSeconds: Double, as user: FileOwner?, input: Int32? = nil, view: (tree: String, at: String)? = nil
     ) throws(SystemError) -> Outcome {
         try collect(timeoutSeconds: timeoutSeconds) { (writeEnd) throws(SystemError) -> pid_t in
             let argv = arguments.map { strdup($0) } + [nil]
             let envp = environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
+            // Prepared before the fork: the child may only make async-signal-safe calls.
+            let source = view.map { strdup($0.tree) } ?? nil
+            let target = view.map { strdup($0.at) } ?? nil
             defer {
                 argv.forEach { free($0) }
                 envp.forEach { free($0) }
+                free(source)
+                free(target)
             }
             let pid = csys_spawn_fd(
                 executable, argv, envp, directory, writeEnd, user == nil ? 0 : 1, uid_t(user?.uid ?? 0),
-                gid_t(user?.gid ?? 0))
+                gid_t(user?.gid ?? 0), input ?? -1, source, target)
             guard pid > 0 else {
                 let call = "execveat" + (user.map { " as uid \($0.uid)" } ?? "")
                 throw SystemError(call: call, path: arguments[0], errno: -pid)

@@ -1,0 +1,42 @@
+import Foundation
+
+extension Pipeline {
+    /// What `stage` checks of a release before anything changes, against the staged tree: PHP's
+    /// syntax check of every PHP file (when PHP is on the host) and the manifest's `before_swap`
+    /// command checks. A release that fails either is refused (exit 4) with the file and line or the
+    /// check's output: it could not have loaded, so it must not cost a single payment.
+    static func checkBeforeSwap(_ manifest: PluginManifest, tree: String, run: PipelineRun, scratch: String) throws
+        -> String
+    {
+        let context = run.context
+        let site = context.site
+        let release = "release \(manifest.name) \(manifest.version)"
+        var details: [String] = []
+        if context.agent.phpLint, let php = PHPSyntaxCheck.find(configured: context.agent.php) {
+            context.progress.note("checking the PHP syntax of \(manifest.name) \(manifest.version)")
+            let result: PHPSyntaxCheck.Result
+            do {
+                result = try PHPSyntaxCheck(php: php, timeoutSeconds: 300)
+                    .check(tree: tree, liveDirectory: site.pluginDirectory, scratch: scratch)
+            } catch {
+                throw UpgradeError.failed("staging failed, nothing was changed: \(error)")
+            }
+            if let first = result.failures.first {
+                let more = result.failures.count > 1 ? " (and \(result.failures.count - 1) more file(s))" : ""
+                throw UpgradeError.refused("\(release) does not compile: \(first)\(more)")
+            }
+            details.append("PHP syntax of \(result.filesChecked) file\(result.filesChecked == 1 ? "" : "s") checked")
+        }
+        if !manifest.beforeSwap.isEmpty {
+            let results = SmokeRunner(
+                pluginDirectory: tree, database: site.database, version: manifest.version,
+                liveDirectory: site.pluginDirectory
+            ).run(manifest.beforeSwap)
+            if let failure = results.failureDescription {
+                throw UpgradeError.refused("\(release): before-swap \(failure)")
+            }
+            details.append("\(results.count) before-swap check\(results.count == 1 ? "" : "s") passed")
+        }
+        return details.isEmpty ? "" : "; " + details.joined(separator: "; ")
+    }
+}
