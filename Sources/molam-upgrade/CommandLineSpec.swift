@@ -32,6 +32,8 @@ enum CommandLineSpec {
         OptionSpec(names: ["--db"], value: "DSN", help: "The plugin database, as sqlite:///absolute/path.db."),
         OptionSpec(names: ["--table-prefix"], value: "PREFIX",
                    help: "The site's database table prefix (default: wp_; may be empty)."),
+        OptionSpec(names: ["--version-url"], value: "URL",
+                   help: "A site URL whose body reports the plugin version it runs; wait for it after every swap."),
         OptionSpec(names: ["--state-dir"], value: "DIR",
                    help: "Where the journal, backups and work files live (default: /var/lib/molam-upgrade)."),
         OptionSpec(names: ["--json"], value: nil, help: "Print the result as JSON on stdout."),

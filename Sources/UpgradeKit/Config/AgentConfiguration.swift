@@ -11,15 +11,17 @@ public struct PluginInstall: Sendable, Equatable {
     public var database: DatabaseLocation
     /// `table_prefix` in agent.json; `wp_` when not given.
     public var tablePrefix: String
+    public var live: LiveSiteSettings
 
     public init(
         name: String?, pluginDirectory: String, database: DatabaseLocation,
-        tablePrefix: String = SiteConfiguration.defaultTablePrefix
+        tablePrefix: String = SiteConfiguration.defaultTablePrefix, live: LiveSiteSettings = LiveSiteSettings()
     ) {
         self.name = name
         self.pluginDirectory = pluginDirectory
         self.database = database
         self.tablePrefix = tablePrefix
+        self.live = live
     }
 }
 
@@ -100,7 +102,7 @@ public struct AgentConfiguration: Sendable, Equatable {
         installs.map {
             SiteConfiguration(
                 pluginDirectory: $0.pluginDirectory, database: $0.database, stateDirectory: stateDirectory,
-                tablePrefix: $0.tablePrefix)
+                tablePrefix: $0.tablePrefix, live: $0.live)
         }
     }
 
@@ -109,7 +111,7 @@ public struct AgentConfiguration: Sendable, Equatable {
     /// installs with one; `plugin` (`--plugin NAME|DIR`) keeps only the install it names.
     public static func resolve(
         configPath: String?, pluginDirectory: String?, database: String?, stateDirectory: String?,
-        plugin selector: String? = nil, tablePrefix: String? = nil
+        plugin selector: String? = nil, tablePrefix: String? = nil, versionURL: String? = nil
     ) throws(ConfigurationError) -> AgentConfiguration {
         var file: AgentConfiguration?
         let needsFile = pluginDirectory == nil || database == nil || stateDirectory == nil
@@ -134,7 +136,15 @@ public struct AgentConfiguration: Sendable, Equatable {
             }
             installs = [PluginInstall(
                 name: base?.name, pluginDirectory: SiteConfiguration.absolute(directory), database: location,
-                tablePrefix: base?.tablePrefix ?? SiteConfiguration.defaultTablePrefix)]
+                tablePrefix: base?.tablePrefix ?? SiteConfiguration.defaultTablePrefix,
+                live: base?.live ?? LiveSiteSettings())]
+        }
+        if let versionURL {
+            try LiveSiteSettings.validate(url: versionURL, source: "--version-url")
+            guard installs.count == 1 || selector != nil else {
+                throw ConfigurationError("--version-url needs --plugin-dir or --plugin when several plugins are configured")
+            }
+            for index in installs.indices { installs[index].live.versionURL = versionURL }
         }
         if let tablePrefix {
             try SiteConfiguration.validateTablePrefix(tablePrefix, source: "--table-prefix")
@@ -224,7 +234,10 @@ public struct AgentConfiguration: Sendable, Equatable {
         var installs: [PluginInstall] = []
         for (index, entry) in list.enumerated() {
             let item = KeyReader(path: path, object: entry, prefix: "plugins[\(index)].")
-            try item.refuseUnknown(["name", "plugin_dir", "db", "table_prefix"])
+            try item.refuseUnknown([
+                "name", "plugin_dir", "db", "table_prefix", "version_url", "version_expect", "version_timeout_s",
+                "after_swap",
+            ])
             let name = try item.required("name")
             let directory = SiteConfiguration.absolute(try item.required("plugin_dir"))
             let location = try DatabaseLocation.parse(try item.required("db"), source: "\(path): plugins[\(index)].db")
@@ -241,8 +254,35 @@ public struct AgentConfiguration: Sendable, Equatable {
                     text, source: "\(path): key 'plugins[\(index)].table_prefix'")
                 prefix = text
             }
+            var live = LiveSiteSettings()
+            if let url = try item.string("version_url") {
+                try LiveSiteSettings.validate(url: url, source: "\(path): key 'plugins[\(index)].version_url'")
+                live.versionURL = url
+            }
+            if let expect = try item.string("version_expect") {
+                guard expect.contains("{version}") else {
+                    throw ConfigurationError(
+                        "\(path): key 'plugins[\(index)].version_expect' must contain {version}, e.g. \"version\":\"{version}\"")
+                }
+                live.versionExpect = expect
+            }
+            if let raw = entry["version_timeout_s"] {
+                guard let seconds = (raw as? NSNumber)?.doubleValue, seconds > 0, seconds <= 3600 else {
+                    throw ConfigurationError(
+                        "\(path): key 'plugins[\(index)].version_timeout_s' must be a number of seconds, 0–3600")
+                }
+                live.versionTimeoutSeconds = seconds
+            }
+            if let command = try item.strings("after_swap") {
+                guard let first = command.first, first.hasPrefix("/"), !command.contains(where: { $0.contains("\0") }) else {
+                    throw ConfigurationError(
+                        "\(path): key 'plugins[\(index)].after_swap' must be a command as a list, its program an "
+                            + "absolute path, e.g. [\"/usr/sbin/service\", \"php8.2-fpm\", \"reload\"]")
+                }
+                live.afterSwap = command
+            }
             installs.append(PluginInstall(
-                name: name, pluginDirectory: directory, database: location, tablePrefix: prefix))
+                name: name, pluginDirectory: directory, database: location, tablePrefix: prefix, live: live))
         }
         return AgentConfiguration(
             settings: settings, stateDirectory: state ?? defaultStateDirectory, installs: installs)

@@ -28,6 +28,41 @@ public enum DatabaseLocation: Sendable, Equatable, CustomStringConvertible {
     }
 }
 
+/// How the agent learns which plugin version the site really serves, and what it runs after each
+/// swap (`version_url`, `version_expect`, `version_timeout_s`, `after_swap` in a `plugins[]` entry).
+public struct LiveSiteSettings: Sendable, Equatable {
+    /// A URL of the site whose body reports the plugin version it runs (any install, whatever its
+    /// manifest's checks). After every swap, and after every rollback, the agent waits until it reports
+    /// the expected version: "upgraded" and "rolled back" are said only once they are true.
+    public var versionURL: String?
+    /// What the body must contain, `{version}` standing for the version; "{version}" by default (the
+    /// version standing alone: 4.0.1 is not found in 4.0.10).
+    public var versionExpect: String
+    public var versionTimeoutSeconds: Double
+    /// A program (argv, absolute path first) run as the agent after every swap, before the site is
+    /// asked: a php-fpm reload or an opcache reset, on hosts where opcache would serve old code.
+    public var afterSwap: [String]
+
+    public init(
+        versionURL: String? = nil, versionExpect: String = "{version}", versionTimeoutSeconds: Double = 30,
+        afterSwap: [String] = []
+    ) {
+        self.versionURL = versionURL
+        self.versionExpect = versionExpect
+        self.versionTimeoutSeconds = versionTimeoutSeconds
+        self.afterSwap = afterSwap
+    }
+}
+
+extension LiveSiteSettings {
+    /// An http(s) URL; plain http is the site's own business (it is usually on loopback).
+    static func validate(url: String, source: String) throws(ConfigurationError) {
+        guard url.hasPrefix("http://") || url.hasPrefix("https://"), !url.contains(where: { $0.isWhitespace }) else {
+            throw ConfigurationError("\(source): '\(url)' must be an http:// or https:// URL")
+        }
+    }
+}
+
 /// One plugin install on this host, and where the agent keeps its state.
 public struct SiteConfiguration: Sendable, Equatable {
     public var pluginDirectory: String
@@ -36,17 +71,19 @@ public struct SiteConfiguration: Sendable, Equatable {
     /// The site's table prefix (WordPress's `$table_prefix`): `{prefix}` in a manifest's tables, and
     /// what a plugin's namespace follows.
     public var tablePrefix: String
+    public var live: LiveSiteSettings
 
     public static let defaultTablePrefix = "wp_"
 
     public init(
         pluginDirectory: String, database: DatabaseLocation, stateDirectory: String,
-        tablePrefix: String = SiteConfiguration.defaultTablePrefix
+        tablePrefix: String = SiteConfiguration.defaultTablePrefix, live: LiveSiteSettings = LiveSiteSettings()
     ) {
         self.pluginDirectory = pluginDirectory
         self.database = database
         self.stateDirectory = stateDirectory
         self.tablePrefix = tablePrefix
+        self.live = live
     }
 
     /// Letters, digits and "_", at most 64 characters; may be empty (tables without a prefix).

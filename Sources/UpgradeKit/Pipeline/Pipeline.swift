@@ -514,7 +514,9 @@ public enum Pipeline {
                 live, staged, within: try? workBase(run.context), fallbackParking: work + "/parking")
             run.state.exchangeMethod = method.rawValue
             try run.save()
-            return ((), method == .exchange ? "renameat2(RENAME_EXCHANGE)" : "two renames (exchange not supported)")
+            let hook = LiveSite.afterSwap(run.context)
+            return ((), (method == .exchange ? "renameat2(RENAME_EXCHANGE)" : "two renames (exchange not supported)")
+                + hook)
         }
     }
 
@@ -526,11 +528,23 @@ public enum Pipeline {
                 throw UpgradeError.failed(
                     "verify: the live plugin reports \(live.name) \(live.version), expected \(target.name) \(target.version)")
             }
+            // An upgrade's new code that answers 5xx is broken: fail at once. A manual rollback waits
+            // errors out instead: the code it just swapped out may still be cached for a moment.
+            let failFast = run.command == "upgrade"
+            var served = ""
+            if let wait = LiveSite.waitForVersion(run.context, target.version, failFast: failFast) {
+                guard wait.passed else {
+                    throw UpgradeError.failed(
+                        "verify: \(site.live.versionURL ?? "") does not report \(target.version): \(wait.detail)")
+                }
+                served = "; the site reports \(target.version) (\(wait.detail))"
+            }
             let results = SmokeRunner(
-                pluginDirectory: site.pluginDirectory, database: site.database, version: target.version
+                pluginDirectory: site.pluginDirectory, database: site.database, version: target.version,
+                failFast: failFast
             ).run(target.smoke)
             if let failure = results.failureDescription { throw UpgradeError.failed(failure) }
-            return ((), "version \(live.version); \(results.count) smoke check\(results.count == 1 ? "" : "s") passed")
+            return ((), "version \(live.version)\(served); \(results.count) smoke check\(results.count == 1 ? "" : "s") passed")
         }
     }
 

@@ -54,13 +54,27 @@ enum Rollback {
         let site = context.site
         var smokeFailure: String?
         var restoredVersion = from
+        var served = ""
         do {
             let manifest = try PluginManifest.load(pluginDirectory: site.pluginDirectory)
             restoredVersion = manifest.version.description
-            let results = SmokeRunner(
-                pluginDirectory: site.pluginDirectory, database: site.database, version: manifest.version
-            ).run(manifest.smoke)
-            smokeFailure = results.failureDescription
+            // "Rolled back" only once the site serves the old version: the broken code may still be
+            // cached for a moment, so errors are waited out here rather than failed on.
+            if filesRestored { served += LiveSite.afterSwap(context) }
+            if let wait = LiveSite.waitForVersion(context, manifest.version, failFast: false) {
+                if wait.passed {
+                    served += "; the site reports \(manifest.version) (\(wait.detail))"
+                } else {
+                    smokeFailure = "\(site.live.versionURL ?? "") does not report \(manifest.version): \(wait.detail)"
+                }
+            }
+            if smokeFailure == nil {
+                let results = SmokeRunner(
+                    pluginDirectory: site.pluginDirectory, database: site.database, version: manifest.version,
+                    failFast: false
+                ).run(manifest.smoke)
+                smokeFailure = results.failureDescription
+            }
         } catch {
             smokeFailure = "\(error)"
         }
@@ -70,7 +84,7 @@ enum Rollback {
             databaseRestored: databaseRestored, now: context.clock())
         let detail = "files \(filesRestored ? "restored" : "unchanged"), tables "
             + "\(databaseRestored ? "restored" : "unchanged") in \(elapsed) ms"
-            + (success ? "; smoke checks of \(restoredVersion ?? "?") passed" : "; \(smokeFailure ?? "")")
+            + served + (success ? "; smoke checks of \(restoredVersion ?? "?") passed" : "; \(smokeFailure ?? "")")
         try run.journal.finishStep(stepID, status: success ? .done : .failed, detail: detail, now: context.clock())
         context.progress.stepFinished(.rollback, success ? .done : .failed, detail)
         run.reportStep(.rollback, success ? .done : .failed, started: stepStarted, finished: context.clock(),

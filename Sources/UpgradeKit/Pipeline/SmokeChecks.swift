@@ -18,14 +18,19 @@ public struct SmokeRunner {
     /// running as root shows the tree there to the check, in the check's own mount namespace, since
     /// the check's user cannot reach the private folder it is staged in.
     let liveDirectory: String?
+    /// Whether an http check fails at the first 5xx or PHP fatal (verifying an upgrade) or waits it
+    /// out within its timeout (after a rollback, when the code just swapped out may still be cached).
+    var failFast: Bool
 
     public init(
-        pluginDirectory: String, database: DatabaseLocation, version: SemanticVersion, liveDirectory: String? = nil
+        pluginDirectory: String, database: DatabaseLocation, version: SemanticVersion, liveDirectory: String? = nil,
+        failFast: Bool = true
     ) {
         self.pluginDirectory = pluginDirectory
         self.database = database
         self.version = version
         self.liveDirectory = liveDirectory
+        self.failFast = failFast
     }
 
     /// Runs every check in order and stops at the first failure.
@@ -113,37 +118,19 @@ public struct SmokeRunner {
     }
 
     /// Polls until the site answers as expected or the timeout passes: right after a swap, PHP's
-    /// opcache may keep serving the old code for a few seconds.
+    /// opcache may keep serving the old code for a few seconds. A 5xx or a PHP fatal fails at once
+    /// when `failFast` (an upgrade's verify): that is a broken release, not a late one.
     private func runHTTP(
         url: String, expectStatus: Int, expectBody: String?, timeout: Double, into result: Result
     ) -> Result {
         var result = result
-        let expectedText = expectBody?.replacingOccurrences(of: "{version}", with: version.description)
-        let deadline = Date().addingTimeInterval(timeout)
-        var delay = 0.1
-        while true {
-            do {
-                let client = try HTTPClient()
-                var request = HTTPRequest(url: url)
-                request.totalTimeout = max(0.5, min(10, deadline.timeIntervalSinceNow))
-                request.connectTimeout = min(5, request.totalTimeout)
-                let response = try client.send(request)
-                let body = String(decoding: response.body.prefix(65536), as: UTF8.self)
-                if response.status == expectStatus && (expectedText.map { body.contains($0) } ?? true) {
-                    result.passed = true
-                    result.detail = "HTTP \(response.status)"
-                    return result
-                }
-                result.detail = response.status == expectStatus
-                    ? "HTTP \(response.status) but the body does not contain '\(expectedText ?? "")'"
-                    : "HTTP \(response.status), expected \(expectStatus)"
-            } catch {
-                result.detail = "\(error)"
-            }
-            if Date().addingTimeInterval(delay) >= deadline { return result }
-            Thread.sleep(forTimeInterval: delay)
-            delay = min(delay * 2, 1)
-        }
+        let outcome = SiteProbe(
+            url: url, expectStatus: expectStatus, expectBody: expectBody, version: version, timeoutSeconds: timeout,
+            failFast: failFast
+        ).run()
+        result.passed = outcome.passed
+        result.detail = outcome.detail
+        return result
     }
 
     static func lastLine(_ text: String) -> String {

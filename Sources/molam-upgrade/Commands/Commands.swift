@@ -25,7 +25,8 @@ enum Commands {
         try AgentConfiguration.resolve(
             configPath: arguments.value("--config"), pluginDirectory: arguments.value("--plugin-dir"),
             database: arguments.value("--db"), stateDirectory: arguments.value("--state-dir"),
-            plugin: arguments.value("--plugin"), tablePrefix: arguments.value("--table-prefix"))
+            plugin: arguments.value("--plugin"), tablePrefix: arguments.value("--table-prefix"),
+            versionURL: arguments.value("--version-url"))
     }
 
     /// One context per configured plugin install (`--plugin` narrows them to one).
