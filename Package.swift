@@ -41,7 +41,9 @@ let package = Package(
         ),
         .testTarget(
             name: "EndToEndTests",
-            dependencies: ["molam-upgrade", "UpgradeKit", "MolamSQLite", "MolamArchive", "MolamCrypto", "TestSupport"]
+            dependencies: [
+                "molam-upgrade", "UpgradeKit", "MolamSQLite", "MolamArchive", "MolamCrypto", "MolamHTTP", "TestSupport",
+            ]
         ),
     ]
 )

@@ -106,6 +106,29 @@ struct PHPSyntaxCheck {
         return Result(filesChecked: files.count, failures: failures, php: php)
     }
 
+    /// "PHP Parse error:  syntax error, unexpected … in includes/x.php on line 3".
+    static func parse(_ output: String, file: String) -> Failure {
+        let lines = output.split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }
+        guard let line = lines.first(where: { $0.contains(" error: ") || $0.contains("error:") }) else {
+            return Failure(file: file, line: nil, message: lines.first ?? "php -l failed")
+        }
+        var message = line
+        for prefix in ["PHP ", ""] {
+            for kind in ["Parse error:", "Fatal error:", "Warning:"] where message.hasPrefix(prefix + kind) {
+                message = String(message.dropFirst((prefix + kind).count)).trimmingCharacters(in: .whitespaces)
+            }
+        }
+        var lineNumber: Int?
+        if let range = message.range(of: " on line ", options: .backwards) {
+            lineNumber = Int(message[range.upperBound...].prefix { $0.isNumber })
+            message = String(message[..<range.lowerBound])
+            if let inRange = message.range(of: " in ", options: .backwards) {
+                message = String(message[..<inRange.lowerBound])
+            }
+        }
+        return Failure(file: file, line: lineNumber, message: String(message.prefix(300)))
+    }
+
     /// `php -n` with opcache loaded for the CLI: compiles (never runs) each file named on stdin and
     /// prints `FAIL\tfile\tline\tmessage` for those it cannot compile (twenty at most), then
     /// `DONE\tcount`. `NOOPCACHE` when opcache could not be loaded.
@@ -189,30 +212,7 @@ struct PHPSyntaxCheck {
             let outcome = try run(["-n", "-d", "display_errors=1", "-l", file], inputFile: nil, timeout: timeout)
             if outcome.exitStatus == 0 { return nil }
             if outcome.timedOut { return Failure(file: file, line: nil, message: "php -l timed out") }
-            return Self.parse(outcome.outputTail, file: file)
-        }
-
-        /// "PHP Parse error:  syntax error, unexpected … in includes/x.php on line 3".
-        static func parse(_ output: String, file: String) -> Failure {
-            let lines = output.split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }
-            guard let line = lines.first(where: { $0.contains(" error: ") || $0.contains("error:") }) else {
-                return Failure(file: file, line: nil, message: lines.first ?? "php -l failed")
-            }
-            var message = line
-            for prefix in ["PHP ", ""] {
-                for kind in ["Parse error:", "Fatal error:", "Warning:"] where message.hasPrefix(prefix + kind) {
-                    message = String(message.dropFirst((prefix + kind).count)).trimmingCharacters(in: .whitespaces)
-                }
-            }
-            var lineNumber: Int?
-            if let range = message.range(of: " on line ", options: .backwards) {
-                lineNumber = Int(message[range.upperBound...].prefix { $0.isNumber })
-                message = String(message[..<range.lowerBound])
-                if let inRange = message.range(of: " in ", options: .backwards) {
-                    message = String(message[..<inRange.lowerBound])
-                }
-            }
-            return Failure(file: file, line: lineNumber, message: String(message.prefix(300)))
+            return PHPSyntaxCheck.parse(outcome.outputTail, file: file)
         }
     }
 }

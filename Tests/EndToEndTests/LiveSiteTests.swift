@@ -1,0 +1,291 @@
+import Foundation
+import MolamHTTP
+import Testing
+import UpgradeKit
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The host's PHP (installed by `make test`, like the other Debian packages the suite needs).
+private let php = ["/usr/bin/php", "/usr/local/bin/php"].first { FileManager.default.isExecutableFile(atPath: $0) }
+
+/// A real PHP site on loopback (`php -S`, opcache on as Debian ships it) whose `version.php` loads
+/// the live plugin's main file as WordPress would (by its absolute path) and prints its version.
+private final class PHPSite {
+    let docroot: String
+    let url: String
+    private let process: StartedProcess
+
+    init(site: TestSite, revalidateFrequency: Int) throws {
+        guard let php else { throw TestFailure("php is not installed: run `make test`, which installs php-cli") }
+        docroot = site.root + "/www"
+        try FileManager.default.createDirectory(atPath: docroot, withIntermediateDirectories: true)
+        let stubs = "define('ABSPATH', __DIR__); function plugin_dir_path($f) { return dirname($f) . '/'; } "
+            + "function plugin_dir_url($f) { return ''; } function add_action(...$a) {} function add_filter(...$a) {}"
+        try """
+            <?php \(stubs)
+            include '\(site.pluginDirectory)/molam-form.php';
+            if (function_exists('molam_boom')) molam_boom();
+            echo MOLAM_FORM_VERSION;
+            """.write(toFile: docroot + "/version.php", atomically: false, encoding: .utf8)
+        var started: (StartedProcess, String)?
+        for _ in 0..<20 where started == nil {
+            let port = Int.random(in: 20000...60000)
+            let candidate = try StartedProcess(
+                [php, "-d", "opcache.revalidate_freq=\(revalidateFrequency)", "-S", "127.0.0.1:\(port)", "-t", docroot],
+                logPrefix: site.root + "/php-\(port)")
+            let address = "http://127.0.0.1:\(port)/version.php"
+            if waitUntil(timeout: 10, { Self.get(address) != nil || candidate.hasExited }) && !candidate.hasExited {
+                started = (candidate, address)
+            } else {
+                candidate.stop()
+            }
+        }
+        guard let started else { throw TestFailure("php -S did not start") }
+        (process, url) = started
+    }
+
+    deinit { process.stop() }
+
+    /// The body of a GET, or nil when the site does not answer.
+    static func get(_ url: String) -> (status: Int, body: String)? {
+        guard let client = try? HTTPClient(),
+              let response = try? client.send(HTTPRequest(url: url, connectTimeout: 2, totalTimeout: 5))
+        else { return nil }
+        return (response.status, String(decoding: response.body, as: UTF8.self))
+    }
+}
+
+/// A background program whose output goes to files, stopped (SIGTERM, then reaped) at the end.
+private final class StartedProcess {
+    let pid: pid_t
+    init(_ arguments: [String], logPrefix: String) throws {
+        pid = try ChildProcess.spawn(
+            arguments, directory: "/", environment: ["PATH": "/usr/bin:/bin"],
+            output: .files(stdout: logPrefix + ".out", stderr: logPrefix + ".err"))
+    }
+    var hasExited: Bool {
+        var status: Int32 = 0
+        return waitpid(pid, &status, WNOHANG) == pid
+    }
+    func stop() {
+        kill(-pid, SIGKILL)
+        kill(pid, SIGKILL)
+        var status: Int32 = 0
+        waitpid(pid, &status, 0)
+    }
+}
+
+/// A copy of the fixture's `version` tree, changed by `edit`, packed as a release.
+private func release(
+    _ site: TestSite, from version: String = "4.0.0", as newVersion: String? = nil,
+    edit: (String) throws -> Void = { _ in }
+) throws -> (path: String, sha256: String) {
+    let build = site.root + "/build-\(UUID().uuidString)"
+    try FileManager.default.createDirectory(atPath: build, withIntermediateDirectories: true)
+    let tree = build + "/molam-form"
+    try shell(["cp", "-a", TestSite.fixturePlugin(version), tree])
+    if let newVersion {
+        for file in ["molam-form.php", "molam-plugin.json", "bin/smoke"] {
+            let path = tree + "/" + file
+            let text = try String(contentsOfFile: path, encoding: .utf8)
+            try text.replacingOccurrences(of: version, with: newVersion)
+                .write(toFile: path, atomically: false, encoding: .utf8)
+        }
+    }
+    try edit(tree)
+    return try site.release(from: tree, format: .tarGz)
+}
+
+/// Adds `check` to a tree's manifest's smoke checks.
+private func addCheck(_ check: [String: Any], to tree: String, first: Bool = false) throws {
+    let path = tree + "/molam-plugin.json"
+    guard var manifest = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: path)))
+        as? [String: Any], var smoke = manifest["smoke"] as? [Any]
+    else { throw TestFailure("\(path) has no smoke list") }
+    if first { smoke.insert(check, at: 0) } else { smoke.append(check) }
+    manifest["smoke"] = smoke
+    try JSONSerialization.data(withJSONObject: manifest).write(to: URL(fileURLWithPath: path))
+}
+
+private func history(_ site: TestSite) throws -> String {
+    try site.run(["history"]).stdout
+}
+
+@Suite("checks before the swap: PHP syntax and before_swap commands against the staged tree")
+struct PreSwapCheckTests {
+    @Test("A release with a PHP syntax error is refused in stage (exit 4), naming the file and line; nothing changes",
+          .enabled(if: php != nil))
+    func syntaxErrorRefused() throws {
+        let site = try TestSite.molamForm()
+        let before = try site.snapshot()
+        let broken = try release(site) { tree in
+            try "<?php\nfunction molam_lazy() {\n    return 1\n}\n"
+                .write(toFile: tree + "/includes/lazy.php", atomically: false, encoding: .utf8)
+        }
+        let result = try site.upgrade(broken)
+        #expect(result.status == 4)
+        #expect(result.stderrLines.count == 1)
+        #expect(result.stderr.contains("includes/lazy.php line 4"))
+        #expect(result.stderr.contains("syntax error"))
+        #expect(try site.snapshot() == before)
+        let backups = site.stateDirectory + "/backups/molam-form"
+        #expect(((try? FileManager.default.contentsOfDirectory(atPath: backups)) ?? []).isEmpty)
+    }
+
+    @Test("A compile error that is not a parse error (break outside a loop) is refused too", .enabled(if: php != nil))
+    func compileErrorRefused() throws {
+        let site = try TestSite.molamForm()
+        let broken = try release(site) { tree in
+            try "<?php\nfunction molam_x() {}\nbreak;\n"
+                .write(toFile: tree + "/includes/x.php", atomically: false, encoding: .utf8)
+        }
+        let result = try site.upgrade(broken)
+        #expect(result.status == 4)
+        #expect(result.stderr.contains("includes/x.php line 3"))
+        #expect(try site.installedVersion() == "3.9.0")
+    }
+
+    @Test("php_lint: false in agent.json turns the syntax check off", .enabled(if: php != nil))
+    func lintCanBeTurnedOff() throws {
+        let site = try TestSite.molamForm()
+        let config = site.root + "/agent.json"
+        let entry: [String: Any] = [
+            "name": "molam-form", "plugin_dir": site.pluginDirectory, "db": "sqlite://" + site.databasePath,
+        ]
+        try JSONSerialization.data(withJSONObject: [
+            "state_dir": site.stateDirectory, "php_lint": false, "plugins": [entry],
+        ] as [String: Any]).write(to: URL(fileURLWithPath: config))
+        chmod(config, 0o600)
+        let good = try release(site)
+        let result = try runTool(["upgrade", "--config", config, "--archive", good.path, "--sha256", good.sha256])
+        #expect(result.status == 0, "\(result.stderr)")
+        let log = try runTool(["history", "--config", config]).stdout
+        #expect(!log.contains("PHP syntax"))
+    }
+
+    @Test("A before_swap check sees the staged release at the live path, as the tree's owner, while the site runs the old one",
+          .enabled(if: geteuid() == 0))
+    func beforeSwapSeesStagedTree() throws {
+        let site = try TestSite.molamForm()
+        try shell(["chown", "-R", "33:33", site.pluginDirectory])
+        let outbox = site.root + "/seen"
+        try FileManager.default.createDirectory(atPath: outbox, withIntermediateDirectories: true)
+        chmod(outbox, 0o777)
+        let good = try release(site) { tree in
+            try """
+                #!/bin/sh
+                { id -u; echo "$MOLAM_PLUGIN_DIR"; echo "$MOLAM_CHECK_PHASE"; pwd
+                  grep -m1 'Version:' "$MOLAM_PLUGIN_DIR/molam-form.php"; } > \(outbox)/pre.txt
+                """.write(toFile: tree + "/bin/pre", atomically: false, encoding: .utf8)
+            chmod(tree + "/bin/pre", 0o755)
+            try addCheck(["type": "command", "run": ["bin/pre"], "when": "before_swap"], to: tree)
+        }
+        // The tree takes the live owner inside staging; the release's bin/pre must run as that user.
+        let result = try site.upgrade(good)
+        #expect(result.status == 0, "\(result.stderr)")
+        let seen = try String(contentsOfFile: outbox + "/pre.txt", encoding: .utf8).split(separator: "\n")
+        #expect(seen.count == 5)
+        #expect(seen.first == "33")
+        #expect(seen.dropFirst().first.map(String.init) == site.pluginDirectory)
+        #expect(seen.dropFirst(2).first == "before_swap")
+        #expect(seen.dropFirst(3).first.map(String.init) == site.pluginDirectory)
+        #expect(seen.last?.contains("4.0.0") == true)
+        #expect(try history(site).contains("1 before-swap check passed"))
+    }
+
+    @Test("A failing before_swap check refuses the release (exit 4) before any backup or swap")
+    func failingBeforeSwapRefuses() throws {
+        let site = try TestSite.molamForm()
+        let before = try site.snapshot()
+        let bad = try release(site) { tree in
+            try "#!/bin/sh\necho 'payment gateway class missing' >&2\nexit 1\n"
+                .write(toFile: tree + "/bin/pre", atomically: false, encoding: .utf8)
+            chmod(tree + "/bin/pre", 0o755)
+            try addCheck(["type": "command", "run": ["bin/pre"], "when": "before_swap"], to: tree)
+        }
+        let result = try site.upgrade(bad)
+        #expect(result.status == 4)
+        #expect(result.stderrLines.count == 1)
+        #expect(result.stderr.contains("before-swap smoke check 1 (command bin/pre) failed: exit 1: payment gateway class missing"))
+        #expect(try site.snapshot() == before)
+    }
+
+    @Test("when: before_swap on an http check is refused with the field named")
+    func beforeSwapHTTPRefused() throws {
+        let site = try TestSite.molamForm()
+        let bad = try release(site) { tree in
+            try addCheck(["type": "http", "url": "http://127.0.0.1:9/x", "when": "before_swap"], to: tree)
+        }
+        let result = try site.upgrade(bad)
+        #expect(result.status == 4)
+        #expect(result.stderr.contains("smoke[2].when"))
+    }
+}
+
+@Suite("the live site: verify waits for the new version, fails fast on a broken one, rollback waits for the old")
+struct LiveSiteWaitTests {
+    @Test("With Debian's opcache (revalidate_freq=2), upgraded is said only once the site serves the new version",
+          .enabled(if: php != nil))
+    func upgradeWaitsForNewVersion() throws {
+        let site = try TestSite.molamForm()
+        let server = try PHPSite(site: site, revalidateFrequency: 2)
+        #expect(PHPSite.get(server.url)?.body == "3.9.0")
+        let good = try release(site)
+        let result = try site.upgrade(good, extra: ["--version-url", server.url])
+        #expect(result.status == 0, "\(result.stderr)")
+        // The moment the agent exits, the site serves what it announced.
+        #expect(PHPSite.get(server.url)?.body == "4.0.0")
+        #expect(try history(site).contains("the site reports 4.0.0"))
+    }
+
+    @Test("A release that answers 500 fails at once, and the rollback waits until the site serves the old version",
+          .enabled(if: php != nil))
+    func brokenReleaseFailsFastAndRollbackWaits() throws {
+        let site = try TestSite.molamForm()
+        let server = try PHPSite(site: site, revalidateFrequency: 0)
+        let fatal = try release(site, as: "4.0.3") { tree in
+            let main = tree + "/molam-form.php"
+            let text = try String(contentsOfFile: main, encoding: .utf8)
+            try (text + "\nfunction molam_boom() { molam_no_such_function(); }\n")
+                .write(toFile: main, atomically: false, encoding: .utf8)
+        }
+        let result = try site.upgrade(fatal, extra: ["--version-url", server.url])
+        #expect(result.status == 1)
+        #expect(result.stderr.contains("HTTP 500"))
+        #expect(!result.stderr.contains("still so after"))
+        #expect(PHPSite.get(server.url)?.body == "3.9.0")
+        #expect(try history(site).contains("the site reports 3.9.0"))
+    }
+
+    @Test("A site that never reports the new version fails verify after version_timeout_s and is rolled back",
+          .enabled(if: php != nil))
+    func staleSiteTimesOut() throws {
+        let site = try TestSite.molamForm()
+        let server = try PHPSite(site: site, revalidateFrequency: 0)
+        // The site reads another copy of the plugin: it will report 3.9.0 whatever is swapped in.
+        try shell(["cp", "-a", site.pluginDirectory, site.root + "/frozen"])
+        let page = server.docroot + "/version.php"
+        let text = try String(contentsOfFile: page, encoding: .utf8)
+        try text.replacingOccurrences(of: site.pluginDirectory, with: site.root + "/frozen")
+            .write(toFile: page, atomically: false, encoding: .utf8)
+        let config = site.root + "/agent.json"
+        let entry: [String: Any] = [
+            "name": "molam-form", "plugin_dir": site.pluginDirectory, "db": "sqlite://" + site.databasePath,
+            "version_url": server.url, "version_timeout_s": 1,
+            "after_swap": ["/bin/sh", "-c", "echo swapped >> \(site.root)/hook.log"],
+        ]
+        try JSONSerialization.data(withJSONObject: ["state_dir": site.stateDirectory, "plugins": [entry]] as [String: Any])
+            .write(to: URL(fileURLWithPath: config))
+        chmod(config, 0o600)
+        let good = try release(site)
+        let result = try runTool(["upgrade", "--config", config, "--archive", good.path, "--sha256", good.sha256])
+        #expect(result.status == 1)
+        #expect(result.stderr.contains("does not report 4.0.0"))
+        #expect(result.stderr.contains("(it reports 3.9.0)"))
+        #expect(try site.installedVersion() == "3.9.0")
+        // The hook ran after the swap and again after the rollback's swap back.
+        let hookLog = try String(contentsOfFile: site.root + "/hook.log", encoding: .utf8)
+        #expect(hookLog == "swapped\nswapped\n")
+    }
+}
