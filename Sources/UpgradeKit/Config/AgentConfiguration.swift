@@ -236,7 +236,7 @@ public struct AgentConfiguration: Sendable, Equatable {
             let item = KeyReader(path: path, object: entry, prefix: "plugins[\(index)].")
             try item.refuseUnknown([
                 "name", "plugin_dir", "db", "table_prefix", "version_url", "version_expect", "version_timeout_s",
-                "after_swap",
+                "after_swap", "swap",
             ])
             let name = try item.required("name")
             let directory = SiteConfiguration.absolute(try item.required("plugin_dir"))
@@ -280,6 +280,19 @@ public struct AgentConfiguration: Sendable, Equatable {
                             + "absolute path, e.g. [\"/usr/sbin/service\", \"php8.2-fpm\", \"reload\"]")
                 }
                 live.afterSwap = command
+            }
+            if let mode = try item.string("swap") {
+                guard let swapMode = LiveSiteSettings.SwapMode(rawValue: mode) else {
+                    throw ConfigurationError("\(path): key 'plugins[\(index)].swap' ('\(mode)') must be exchange or symlink")
+                }
+                // Measured: through a switched link, opcache serves the old release until it is reset.
+                guard swapMode == .exchange || !live.afterSwap.isEmpty else {
+                    throw ConfigurationError(
+                        "\(path): key 'plugins[\(index)].swap' symlink needs 'after_swap' (a php-fpm reload, or a "
+                            + "request to a page calling opcache_reset()): PHP's opcache keeps serving the old "
+                            + "release through a switched link until it is reset")
+                }
+                live.swapMode = swapMode
             }
             installs.append(PluginInstall(
                 name: name, pluginDirectory: directory, database: location, tablePrefix: prefix, live: live))

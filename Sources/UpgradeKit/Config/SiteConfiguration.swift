@@ -42,15 +42,26 @@ public struct LiveSiteSettings: Sendable, Equatable {
     /// A program (argv, absolute path first) run as the agent after every swap, before the site is
     /// asked: a php-fpm reload or an opcache reset, on hosts where opcache would serve old code.
     public var afterSwap: [String]
+    /// How the live plugin path is switched (`swap` in agent.json; see `LiveTree`).
+    public var swapMode: SwapMode
+
+    public enum SwapMode: String, Sendable, Equatable {
+        /// The plugin path is a directory, exchanged with the staged one.
+        case exchange
+        /// The plugin path is a link to a release directory, exchanged for a link to another: a
+        /// request in flight keeps including from the release it started in. Needs `after_swap`.
+        case symlink
+    }
 
     public init(
         versionURL: String? = nil, versionExpect: String = "{version}", versionTimeoutSeconds: Double = 30,
-        afterSwap: [String] = []
+        afterSwap: [String] = [], swapMode: SwapMode = .exchange
     ) {
         self.versionURL = versionURL
         self.versionExpect = versionExpect
         self.versionTimeoutSeconds = versionTimeoutSeconds
         self.afterSwap = afterSwap
+        self.swapMode = swapMode
     }
 }
 

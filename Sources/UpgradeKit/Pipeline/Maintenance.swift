@@ -44,6 +44,15 @@ public enum Maintenance {
                 try? base.removeEntry(name)
             }
         }
+        collectReleases(runs: runs, keep: keep, context: context)
+    }
+
+    /// Removes the releases (`swap: symlink`) that neither the plugin path nor a kept or unfinished
+    /// run's tree links to: those a failed upgrade published, and those two upgrades old.
+    static func collectReleases(runs: [RunRecord], keep: Set<String>, context: UpgradeContext) {
+        let live = context.site.pluginDirectory
+        let kept = runs.filter { keep.contains($0.id) && $0.pluginDirectory == live }.compactMap(\.state.stagedTree)
+        LiveTree.collect(pluginPath: live, keepingTargetsOf: [live] + kept)
     }
 
     /// Removes one run's work directory through its checked parent's descriptor.
@@ -155,7 +164,7 @@ public enum Maintenance {
                 let backup = try run.step(.backup, "backing up \(manifest.name) \(manifest.version)") {
                     let tables = Pipeline.ownedTables(manifest, manifest)
                     let backup = try BackupSet.create(
-                        pluginDirectory: context.site.pluginDirectory, manifest: manifest, tables: tables,
+                        pluginDirectory: context.site.treeDirectory, manifest: manifest, tables: tables,
                         database: database, paths: context.paths, runID: run.id, now: context.clock())
                     try session.journal.addBackup(backup.record)
                     return (backup, "\(backup.directory)" + backup.skippedNote)
@@ -228,7 +237,10 @@ public enum Maintenance {
             status.backups = try journal.backups(
                 plugin: status.plugin, pluginDirectory: context.site.pluginDirectory)
             status.keptTree = try journal.recentRuns(limit: 10_000, pluginDirectory: install)
-                .first { $0.status == .succeeded && $0.state.stagedTree.map(FileSystem.isDirectory) == true }?
+                .first { run in
+                    run.status == .succeeded
+                        && run.state.stagedTree.flatMap { LiveTree.resolve(kept: $0, pluginPath: install) } != nil
+                }?
                 .state.stagedTree
             let reports = try journal.reportCounts()
             status.pendingReports = reports.pending

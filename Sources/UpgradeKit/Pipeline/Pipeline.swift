@@ -204,12 +204,12 @@ public enum Pipeline {
                 // The new tree belongs to whoever owns the live one (the web server's user, often),
                 // and is given that owner inside staging, before the swap. Only root can give files
                 // away; any other agent user owns what it writes already.
-                let owner = geteuid() == 0 ? FileOwner.of(site.pluginDirectory) : nil
+                let owner = geteuid() == 0 ? FileOwner.of(site.treeDirectory) : nil
                 do {
                     tree = try SafeExtractor.extract(
                         archive: download, into: stageDirectory, limits: context.extractionLimits, owner: owner,
                         displayName: options.archive)
-                    try matchTopDirectoryMode(of: tree.root, to: site.pluginDirectory)
+                    try matchTopDirectoryMode(of: tree.root, to: site.treeDirectory)
                 } catch {
                     // A full disk or an I/O error is no fault of the release: exit 1, not a refusal.
                     if case .io? = error as? ArchiveRefusal { throw UpgradeError.failed("staging failed, nothing was changed: \(error)") }
@@ -225,7 +225,7 @@ public enum Pipeline {
                 try checkTarget(manifest, installed: installed, options: options, highestAccepted: highest)
                 manifest = try ownedRelease(manifest, installed: installed, site: site)
                 let kept = try PreservedPaths.carry(
-                    installed: installed, release: manifest, from: site.pluginDirectory, into: tree.root)
+                    installed: installed, release: manifest, from: site.treeDirectory, into: tree.root)
                 let migrations = try loadMigrations(manifest, root: tree.root, refusing: true)
                 do {
                     _ = try database.pendingMigrations(migrations)
@@ -403,13 +403,15 @@ public enum Pipeline {
                     root = try TreeArchive.restore(
                         archivePath: source.filesArchive, into: stageDirectory, expecting: expected)
                 }
-                let manifest = try PluginManifest.load(pluginDirectory: root)
+                // A kept release of `swap: symlink` is a link to its release directory.
+                let files = LiveTree.resolve(kept: root, pluginPath: site.pluginDirectory) ?? root
+                let manifest = try PluginManifest.load(pluginDirectory: files)
                     .resolvingTables(prefix: site.tablePrefix)
                 guard manifest.name == installed.name else {
                     throw UpgradeError.failed("backup \(source.directory) holds \(manifest.name), not \(installed.name)")
                 }
                 let kept = try PreservedPaths.carry(
-                    installed: installed, release: manifest, from: site.pluginDirectory, into: root)
+                    installed: installed, release: manifest, from: site.treeDirectory, into: files)
                 how += kept.detail
                 run.state.stagedTree = root
                 run.stagedIdentityAtStage = FileSystem.identity(of: root)
@@ -468,7 +470,7 @@ public enum Pipeline {
         do {
             try run.step(.backup, "backing up \(plugin) \(from)") {
                 let backup = try BackupSet.create(
-                    pluginDirectory: context.site.pluginDirectory, manifest: installed,
+                    pluginDirectory: context.site.treeDirectory, manifest: installed,
                     tables: ownedTables(installed, target), database: database, paths: context.paths, runID: run.id,
                     now: context.clock())
                 try run.journal.addBackup(backup.record)
@@ -506,6 +508,18 @@ public enum Pipeline {
         guard let checked = run.stagedIdentityAtStage, FileSystem.identity(of: staged) == checked else {
             throw UpgradeError.failed("the staged tree \(staged) is not the one extracted and checked; refusing to swap it in")
         }
+        if run.context.site.live.swapMode == .symlink && FileSystem.isDirectory(staged) {
+            // The new release gets a directory of its own next to the plugin, and the staged path a
+            // link to it: the exchange below then switches links, and requests already running keep
+            // including from the release they started in.
+            do {
+                try LiveTree.publish(
+                    staged: staged, pluginPath: live, releaseName: "\(run.state.targetManifestVersion ?? "release")-"
+                        + String(run.id.prefix(8)))
+            } catch {
+                throw UpgradeError.failed("cannot publish the release next to \(live): \(error)")
+            }
+        }
         run.state.liveIdentityBefore = FileSystem.identity(of: live)
         run.state.stagedIdentity = FileSystem.identity(of: staged)
         try run.save()
@@ -515,8 +529,9 @@ public enum Pipeline {
             run.state.exchangeMethod = method.rawValue
             try run.save()
             let hook = LiveSite.afterSwap(run.context)
-            return ((), (method == .exchange ? "renameat2(RENAME_EXCHANGE)" : "two renames (exchange not supported)")
-                + hook)
+            let how = method == .exchange ? "renameat2(RENAME_EXCHANGE)" : "two renames (exchange not supported)"
+            let link = (try? FileManager.default.destinationOfSymbolicLink(atPath: live)).map { "link to \($0), " } ?? ""
+            return ((), link + how + hook)
         }
     }
 
@@ -637,18 +652,12 @@ public enum Pipeline {
     }
 
     static func openSite(_ site: SiteConfiguration) throws -> (PluginManifest, SQLitePluginDatabase) {
-        if let target = try? FileManager.default.destinationOfSymbolicLink(atPath: site.pluginDirectory) {
-            // Never followed: the web server's user can write next to the plugin and may have planted it.
-            throw UpgradeError.configuration(
-                "plugin directory \(site.pluginDirectory) is a symbolic link (to \(target)), not a directory; "
-                    + "refusing to follow it: set --plugin-dir (or plugin_dir) to the real directory")
-        }
-        guard FileSystem.isDirectory(site.pluginDirectory) else {
-            throw UpgradeError.configuration("plugin directory \(site.pluginDirectory) does not exist")
-        }
+        // A link the web server's user planted is refused, never followed; one of the agent's own
+        // (swap: symlink) leads to the release the site runs.
+        let tree = try LiveTree.directory(of: site.pluginDirectory)
         var manifest: PluginManifest
         do {
-            manifest = try PluginManifest.load(pluginDirectory: site.pluginDirectory)
+            manifest = try PluginManifest.load(pluginDirectory: tree)
         } catch {
             throw UpgradeError.configuration("installed plugin: \(error)")
         }
@@ -749,8 +758,9 @@ public enum Pipeline {
     /// The previous tree kept by the run that made `backup`, if it is still there and still that version.
     static func keptTree(for backup: BackupRecord, journal: Journal) throws -> String? {
         guard let runID = backup.runID, let run = try journal.run(id: runID), run.status == .succeeded,
-              let tree = run.state.stagedTree, FileSystem.isDirectory(tree),
-              let manifest = try? PluginManifest.load(pluginDirectory: tree),
+              let tree = run.state.stagedTree,
+              let files = LiveTree.resolve(kept: tree, pluginPath: run.pluginDirectory),
+              let manifest = try? PluginManifest.load(pluginDirectory: files),
               manifest.version.description == backup.version
         else { return nil }
         return tree

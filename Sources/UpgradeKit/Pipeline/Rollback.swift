@@ -94,6 +94,8 @@ enum Rollback {
             databaseRestored: databaseRestored)
         try FaultInjection.hit("before-tidy")
         Pipeline.tidy(run)
+        // The release a failed upgrade published (swap: symlink) goes with it.
+        if context.site.live.swapMode == .symlink { Maintenance.sweepWorkDirectories(journal: run.journal, context: context) }
 
         let summary = RollbackSummary(
             reason: reason, trigger: trigger, durationMilliseconds: elapsed, filesRestored: filesRestored,

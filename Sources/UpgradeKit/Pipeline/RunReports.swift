@@ -81,7 +81,7 @@ extension PipelineRun {
         guard reportsEnabled, let initiate = state.reportRollbackSeq else { return }
         let payload: [String: Any] = [
             "success": success, "duration_ms": durationMilliseconds,
-            "files_restored": filesRestored ? Self.regularFileCount(context.site.pluginDirectory) : 0,
+            "files_restored": filesRestored ? Self.regularFileCount(context.site.treeDirectory) : 0,
             "db_restored": databaseRestored,
         ]
         _ = try? journal.enqueueReport(
