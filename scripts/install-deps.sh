@@ -2,7 +2,7 @@
 # Installs the Debian packages molam-upgrade builds, tests and demos with, only if one is missing.
 # Swift itself is not a Debian package: a Swift 6 toolchain must already be on PATH.
 set -eu
-packages="libcurl4-openssl-dev libarchive-dev libsqlite3-dev libssl-dev pkg-config zip unzip zstd sqlite3 tar python3"
+packages="libcurl4-openssl-dev libarchive-dev libsqlite3-dev libssl-dev pkg-config zip unzip zstd sqlite3 tar python3 php-cli"
 missing=""
 for package in $packages; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing="$missing $package"

@@ -193,7 +193,15 @@ public enum Maintenance {
         } catch {
             throw .configuration("installed plugin: \(error)")
         }
-        let results = SmokeRunner(
+        var results: [SmokeRunner.Result] = []
+        if let wait = LiveSite.waitForVersion(context, manifest.version, failFast: true) {
+            // The installed files are one thing; what the site serves is what takes payments.
+            results.append(SmokeRunner.Result(
+                index: 0, kind: "site", summary: "\(context.site.live.versionURL ?? "") reports \(manifest.version)",
+                passed: wait.passed, detail: wait.detail))
+            if !wait.passed { return (manifest, results) }
+        }
+        results += SmokeRunner(
             pluginDirectory: context.site.pluginDirectory, database: context.site.database, version: manifest.version
         ).run(manifest.smoke)
         return (manifest, results)
