@@ -420,3 +420,54 @@ struct SymlinkSwapTests {
         #expect(result.stderr.contains("after_swap"))
     }
 }
+
+@Suite("the private site check: the site run with the staged release before the swap")
+struct PrivateSiteCheckTests {
+    @Test("A release that dies when it loads is refused before the swap (exit 4); the real site never serves it",
+          .enabled(if: php != nil && geteuid() == 0))
+    func loadTimeFatalRefused() throws {
+        let site = try TestSite.molamForm()
+        try shell(["chown", "-R", "33:33", site.pluginDirectory])
+        let server = try PHPSite(site: site, revalidateFrequency: 0)
+        let config = try writeConfig(site, ["version_url": server.url, "site_root": server.docroot])
+        let before = try site.snapshot()
+        let fatal = try release(site, as: "4.0.3") { tree in
+            let main = tree + "/molam-form.php"
+            let text = try String(contentsOfFile: main, encoding: .utf8)
+            try (text + "\nfunction molam_boom() { molam_no_such_function(); }\n")
+                .write(toFile: main, atomically: false, encoding: .utf8)
+        }
+        let served = try String(contentsOfFile: site.root + "/php-" + server.url.split(separator: ":")[2]
+            .prefix { $0 != "/" } + ".err", encoding: .utf8).split(separator: "\n").count
+        let result = try runTool(["upgrade", "--config", config, "--archive", fatal.path, "--sha256", fatal.sha256])
+        #expect(result.status == 4)
+        #expect(result.stderrLines.count == 1)
+        #expect(result.stderr.contains("private copy of the site"))
+        #expect(result.stderr.contains("Call to undefined function molam_no_such_function()"))
+        #expect(try site.snapshot() == before)
+        // The real site was never asked anything during the run.
+        let after = try String(contentsOfFile: site.root + "/php-" + server.url.split(separator: ":")[2]
+            .prefix { $0 != "/" } + ".err", encoding: .utf8).split(separator: "\n").count
+        #expect(after == served)
+        #expect(PHPSite.get(server.url)?.body == "3.9.0")
+    }
+
+    @Test("A good release passes the private check and its detail says so; private_site_check: false skips it",
+          .enabled(if: php != nil && geteuid() == 0))
+    func goodReleasePasses() throws {
+        let site = try TestSite.molamForm()
+        let server = try PHPSite(site: site, revalidateFrequency: 0)
+        let config = try writeConfig(site, ["version_url": server.url, "site_root": server.docroot])
+        let good = try release(site)
+        #expect(try runTool(["upgrade", "--config", config, "--archive", good.path, "--sha256", good.sha256]).status == 0)
+        #expect(try runTool(["history", "--config", config]).stdout.contains("private site check: 1 of 1 request passed"))
+
+        let off = try writeConfig(site, [
+            "version_url": server.url, "site_root": server.docroot, "private_site_check": false,
+        ])
+        let next = try release(site, as: "4.0.5")
+        #expect(try runTool(["upgrade", "--config", off, "--archive", next.path, "--sha256", next.sha256]).status == 0)
+        let log = try runTool(["history", "--config", off]).stdout
+        #expect(log.components(separatedBy: "private site check").count == 2)
+    }
+}

@@ -236,7 +236,7 @@ public struct AgentConfiguration: Sendable, Equatable {
             let item = KeyReader(path: path, object: entry, prefix: "plugins[\(index)].")
             try item.refuseUnknown([
                 "name", "plugin_dir", "db", "table_prefix", "version_url", "version_expect", "version_timeout_s",
-                "after_swap", "swap",
+                "after_swap", "swap", "site_root", "private_site_check",
             ])
             let name = try item.required("name")
             let directory = SiteConfiguration.absolute(try item.required("plugin_dir"))
@@ -293,6 +293,18 @@ public struct AgentConfiguration: Sendable, Equatable {
                             + "release through a switched link until it is reset")
                 }
                 live.swapMode = swapMode
+            }
+            if let root = try item.string("site_root") {
+                guard root.hasPrefix("/") else {
+                    throw ConfigurationError("\(path): key 'plugins[\(index)].site_root' must be an absolute path")
+                }
+                live.siteRoot = SiteConfiguration.absolute(root)
+            }
+            if let raw = entry["private_site_check"] {
+                guard let flag = raw as? Bool else {
+                    throw ConfigurationError("\(path): key 'plugins[\(index)].private_site_check' must be true or false")
+                }
+                live.privateSiteCheck = flag
             }
             installs.append(PluginInstall(
                 name: name, pluginDirectory: directory, database: location, tablePrefix: prefix, live: live))

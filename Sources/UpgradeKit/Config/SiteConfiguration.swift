@@ -44,6 +44,11 @@ public struct LiveSiteSettings: Sendable, Equatable {
     public var afterSwap: [String]
     /// How the live plugin path is switched (`swap` in agent.json; see `LiveTree`).
     public var swapMode: SwapMode
+    /// The site's document root (`site_root`), for the private site check of `stage`; nil finds a
+    /// WordPress root around the plugin directory.
+    public var siteRoot: String?
+    /// `private_site_check`: false skips running the site with the staged release before the swap.
+    public var privateSiteCheck: Bool = true
 
     public enum SwapMode: String, Sendable, Equatable {
         /// The plugin path is a directory, exchanged with the staged one.

@@ -37,6 +37,34 @@ extension Pipeline {
             }
             details.append("\(results.count) before-swap check\(results.count == 1 ? "" : "s") passed")
         }
+        if let privateSite = try privateSiteCheck(manifest, tree: tree, context: context) {
+            details.append(privateSite)
+        }
         return details.isEmpty ? "" : "; " + details.joined(separator: "; ")
+    }
+
+    /// The site run with the staged release on a private port (`PrivateSiteCheck`): its version URL
+    /// and the release's http checks. Needs root (a mount namespace), PHP, and the site's document root
+    /// (`site_root`, or the WordPress layout around the plugin directory).
+    private static func privateSiteCheck(_ manifest: PluginManifest, tree: String, context: UpgradeContext) throws
+        -> String?
+    {
+        let site = context.site
+        guard geteuid() == 0, site.live.privateSiteCheck, let php = PHPSyntaxCheck.find(configured: context.agent.php),
+              let root = site.live.siteRoot ?? PrivateSiteCheck.wordPressRoot(of: site.pluginDirectory)
+        else { return nil }
+        var probes: [(url: String, status: Int, body: String?)] = []
+        if let url = site.live.versionURL { probes.append((url, 200, site.live.versionExpect)) }
+        for check in manifest.smoke {
+            if case .http(let url, let status, let body, _) = check { probes.append((url, status, body)) }
+        }
+        guard !probes.isEmpty else { return nil }
+        context.progress.note("asking a private copy of the site running \(manifest.name) \(manifest.version)")
+        let outcome = PrivateSiteCheck(php: php, documentRoot: root, tree: tree, liveDirectory: site.pluginDirectory)
+            .run(probes: probes, version: manifest.version)
+        if let broken = outcome.broken {
+            throw UpgradeError.refused("release \(manifest.name) \(manifest.version) is broken: \(broken)")
+        }
+        return outcome.detail
     }
 }

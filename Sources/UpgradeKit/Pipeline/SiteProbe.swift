@@ -26,7 +26,8 @@ struct SiteProbe {
     func run() -> Outcome {
         let started = Date()
         let deadline = started.addingTimeInterval(timeoutSeconds)
-        var delay = 0.05
+        // Short polls: on a broken release every tenth of a second of waiting is payments failing.
+        var delay = 0.02
         var detail = ""
         while true {
             do {
@@ -61,7 +62,7 @@ struct SiteProbe {
                     seconds: Date().timeIntervalSince(started))
             }
             Thread.sleep(forTimeInterval: delay)
-            delay = min(delay * 2, 0.5)
+            delay = min(delay * 2, 0.1)
         }
     }
 
@@ -84,7 +85,9 @@ struct SiteProbe {
             let text = body[range.lowerBound...].prefix { $0 != "\n" }
                 .replacingOccurrences(of: "<b>", with: "").replacingOccurrences(of: "</b>", with: "")
                 .replacingOccurrences(of: "<br />", with: "")
-            return "PHP fatal error: " + String(text.trimmingCharacters(in: .whitespaces).prefix(240))
+            let line = text.trimmingCharacters(in: .whitespaces).replacingOccurrences(of: "  ", with: " ")
+            let named = line.hasPrefix("PHP ") || line.hasPrefix("Fatal error") || line.hasPrefix("Parse error")
+            return (named ? "" : "PHP fatal error: ") + String(line.prefix(240))
         }
         return nil
     }

@@ -126,6 +126,54 @@ public enum ChildProcess {
         }
     }
 
+    /// A program left running while the agent does something else (a private PHP server answering
+    /// the agent's requests), in its own process group, output discarded. `stop` kills the group and
+    /// reaps it; the child dies with the agent too (PR_SET_PDEATHSIG).
+    final class Background {
+        let pid: pid_t
+        private var stopped = false
+
+        init(pid: pid_t) { self.pid = pid }
+
+        var hasExited: Bool { csys_child_exited(pid) != 0 }
+
+        func stop() {
+            guard !stopped else { return }
+            stopped = true
+            kill(-pid, SIGKILL)
+            var status: Int32 = 0
+            while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+            DescendantReaper.killAdoptedChildren(deadline: Date().addingTimeInterval(10))
+        }
+
+        deinit { stop() }
+    }
+
+    /// Starts the file open on `executable` like `run(executable:…)`, without waiting for it.
+    static func start(
+        executable: Int32, arguments: [String], directory: Int32, environment: [String: String], as user: FileOwner?,
+        view: (tree: String, at: String)? = nil
+    ) throws(SystemError) -> Background {
+        let null = open("/dev/null", O_WRONLY | O_CLOEXEC)
+        guard null >= 0 else { throw SystemError(call: "open", path: "/dev/null", errno: errno) }
+        defer { close(null) }
+        let argv = arguments.map { strdup($0) } + [nil]
+        let envp = environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
+        let source = view.map { strdup($0.tree) } ?? nil
+        let target = view.map { strdup($0.at) } ?? nil
+        defer {
+            argv.forEach { free($0) }
+            envp.forEach { free($0) }
+            free(source)
+            free(target)
+        }
+        let pid = csys_spawn_fd(
+            executable, argv, envp, directory, null, user == nil ? 0 : 1, uid_t(user?.uid ?? 0),
+            gid_t(user?.gid ?? 0), -1, source, target)
+        guard pid > 0 else { throw SystemError(call: "execveat", path: arguments[0], errno: -pid) }
+        return Background(pid: pid)
+    }
+
     /// Starts a program with its output on a pipe, keeps the tail of that output until the program
     /// exits or the deadline passes, then kills its process group and, in an agent that adopts
     /// orphans, every descendant that escaped the group (`DescendantReaper`). The outcome is the
