@@ -165,6 +165,10 @@ class Harness:
         config = os.path.join(self.root, "agent.json")
         write_agent_config(config, state_dir, self.site, side_db, args.agent_features, args.version_timeout)
         self.agent = Agent(args.agent, config)
+        code, _, stderr = self.agent.run(["status"])
+        if code != 0:
+            raise HarnessError(f"the agent refuses agent.json (--agent-features {args.agent_features}), "
+                               f"exit {code}: {stderr.strip()[:300]}")
 
         settings = {"both": [0, None], "0": [0], "default": [None]}[args.opcache]
         counts = self.counts()
@@ -242,10 +246,13 @@ class Harness:
             phase_runs = [r for r in self.runs if r.phase == label]
             buckets = collections.defaultdict(list)
             stale = collections.defaultdict(list)
+            failed_after = collections.Counter()
             for payment in client.payments:
                 owner = next((r for r in phase_runs if r.started <= payment.sent < r.ended), None)
                 key = (owner.scenario if owner else "idle", label)
                 buckets[key].append(payment)
+                if owner and not payment.acknowledged and payment.sent >= owner.exited:
+                    failed_after[key] += 1
                 if owner and payment.acknowledged and payment.sent >= owner.exited \
                         and owner.reported is not None and payment.version != owner.reported:
                     stale[key].append(payment.sent - owner.exited)
@@ -268,6 +275,7 @@ class Harness:
                     "scenario": scenario, "opcache": label, "runs": len(runs),
                     "payments": len(payments), "acked": len(acked),
                     "failed": sum(kinds.values()), "kinds": kinds,
+                    "failed_after": failed_after[key],
                     "stale": len(stale[key]), "stale_max": max(stale[key], default=0.0),
                     "broken_acks": sum(1 for p in acked if p.version in broken_versions),
                     "exits": " ".join(f"{code}x{n}" for code, n in sorted(exits.items(), key=lambda i: str(i[0]))) or "-",
@@ -301,13 +309,13 @@ class Harness:
     @staticmethod
     def print_table(table):
         columns = ["scenario", "opcache", "runs", "agent s", "payments", "acked", "failed"] + list(KINDS) + [
-            "stale", "stale max s", "acked by broken", "exit codes", "rows", "acked w/o row"]
+            "failed after exit", "stale", "stale max s", "acked by broken", "exit codes", "rows", "acked w/o row"]
         lines = []
         for row in table:
             lines.append([row["scenario"], row["opcache"], str(row["runs"]), f"{row['seconds']:.1f}",
                           str(row["payments"]), str(row["acked"]), str(row["failed"])]
                          + [str(row["kinds"].get(kind, 0)) for kind in KINDS]
-                         + [str(row["stale"]), f"{row['stale_max']:.2f}", str(row["broken_acks"]), row["exits"],
+                         + [str(row["failed_after"]), str(row["stale"]), f"{row['stale_max']:.2f}", str(row["broken_acks"]), row["exits"],
                             str(row["rows"]), str(row["missing"])])
         widths = [max(len(c), *(len(line[i]) for line in lines)) if lines else len(c) for i, c in enumerate(columns)]
         print()
@@ -315,7 +323,8 @@ class Harness:
         print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
         for line in lines:
             print("| " + " | ".join(v.ljust(w) for v, w in zip(line, widths)) + " |")
-        print("\nstale: payments sent after the agent exited and acknowledged by another version than it reported"
+        print("\nfailed after exit: failed payments sent after the agent exited (within the "
+              f"{TAIL_SECONDS:.0f} s that follow); stale: payments sent after the agent exited and acknowledged by another version than it reported"
               " (stale max s: the latest, in seconds after exit); acked by broken: payments acknowledged by a"
               " broken release's code; rows: order rows in MariaDB for this row's payments.")
         for kind in KINDS:
