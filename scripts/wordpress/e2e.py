@@ -93,6 +93,7 @@ def write_agent_config(path, state_dir, site, side_db, features, version_timeout
              "table_prefix": TABLE_PREFIX}
     if features == "new":
         entry["version_url"] = f"{site.url}/?rest_route=/molam/v1/version"
+        entry["version_expect"] = '"version":"{version}"'
         entry["version_timeout_s"] = version_timeout
         entry["after_swap"] = [shutil.which("curl") or "/usr/bin/curl", "-fsS", "-o", "/dev/null",
                                f"{site.url}/molam-e2e-opcache-reset.php"]
@@ -104,13 +105,14 @@ def write_agent_config(path, state_dir, site, side_db, features, version_timeout
 
 
 def plan(scenario, count, phase):
-    """(command, version, kind, flavour) steps of one scenario. Versions are distinct per phase;
-    every third good run is a downgrade below the version before it."""
+    """(command, version, kind, flavour) steps of one scenario. Versions are distinct per phase, and
+    none is a substring of another (4.0.1 of 4.0.10) that a `{version}` body check would mistake
+    for it; every third good run is a downgrade below the version before it."""
     major = {"upgrade": 4, "lazy": 5, "rollback": 6, "failing": 7}[scenario]
     steps = []
     for i in range(count):
         if scenario in ("upgrade", "lazy"):
-            version = f"{major}.{i - 2}.{10 + phase}" if i % 3 == 2 else f"{major}.{i}.{phase}"
+            version = f"{major}.{i - 2}.{5 + phase}" if i % 3 == 2 else f"{major}.{i}.{phase}"
             steps.append(("upgrade", version, "good", "eager" if scenario == "upgrade" else "lazy"))
         elif scenario == "rollback":
             steps.append(("upgrade", f"{major}.{i}.{phase}", "good", "lazy"))
@@ -353,7 +355,8 @@ def parse_arguments():
                         help="the molam-upgrade binary (default: %(default)s)")
     parser.add_argument("--short", action="store_true", help="a few runs of each scenario (CI)")
     parser.add_argument("--agent-features", choices=("current", "new"), default="current",
-                        help="'new' adds version_url, version_timeout_s and after_swap to agent.json")
+                        help="'new' adds version_url, version_expect, version_timeout_s and after_swap "
+                             "(an opcache reset) to agent.json's plugins[] entry")
     parser.add_argument("--version-timeout", type=float, default=10.0, help="version_timeout_s with 'new'")
     parser.add_argument("--opcache", choices=("both", "0", "default"), default="both",
                         help="opcache.revalidate_freq settings to run: 0, Debian's default (2), or both")
