@@ -124,7 +124,3 @@ class PaymentClient:
             payment.done = time.monotonic()
         with self._lock:
             self.payments.append(payment)
-
-    def between(self, start, end):
-        with self._lock:
-            return [p for p in self.payments if start <= p.sent < end]

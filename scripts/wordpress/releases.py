@@ -7,7 +7,6 @@ Every file is written anew, so each release has fresh mtimes, and zipped with on
 
 import hashlib
 import os
-import shutil
 import stat
 import time
 import zipfile
@@ -26,10 +25,6 @@ class Release:
         self.tree = tree
         self.archive = archive
         self.sha256 = sha256
-
-    @property
-    def good(self):
-        return self.kind == "good"
 
 
 class ReleaseFactory:
@@ -109,7 +104,3 @@ class ReleaseFactory:
                         info.compress_type = zipfile.ZIP_DEFLATED
                         with open(path, "rb") as f:
                             out.writestr(info, f.read())
-
-
-def remove(path):
-    shutil.rmtree(path, ignore_errors=True)
