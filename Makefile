@@ -2,7 +2,7 @@
 # Both install the Debian packages they need first.
 SWIFT ?= swift
 
-.PHONY: deps build demo test bench stress fuzz clean
+.PHONY: deps build demo test bench stress fuzz e2e-wordpress e2e-wordpress-short clean
 
 deps:
 	@sh scripts/install-deps.sh
@@ -35,6 +35,22 @@ stress: deps
 fuzz: deps
 	$(SWIFT) build --product molam-upgrade
 	python3 scripts/archive-fuzz.py "$$($(SWIFT) build --show-bin-path)/molam-upgrade" $${ITERATIONS:-500}
+
+# The live-payment test (issue 10): a real WordPress + MariaDB shop on loopback (Debian's packages,
+# installed first if missing), payments posted through the molam-form plugin during upgrades,
+# failing upgrades, lazy-loading swaps and manual rollbacks, under both opcache settings of
+# `php -S`. Prints a table of figures; fails only on a harness error or an acknowledged payment
+# without its order row. E2E_ARGS passes options on (e.g. E2E_ARGS="--agent-features new").
+e2e-wordpress: deps
+	@sh scripts/wordpress/install-deps.sh
+	$(SWIFT) build --product molam-upgrade
+	python3 -u scripts/wordpress/e2e.py --agent "$$($(SWIFT) build --show-bin-path)/molam-upgrade" $(E2E_ARGS)
+
+# The same, a few runs of each scenario under both opcache settings (about 4 minutes): for CI.
+e2e-wordpress-short: deps
+	@sh scripts/wordpress/install-deps.sh
+	$(SWIFT) build --product molam-upgrade
+	python3 -u scripts/wordpress/e2e.py --short --agent "$$($(SWIFT) build --show-bin-path)/molam-upgrade" $(E2E_ARGS)
 
 clean:
 	rm -rf .build demo-site
