@@ -11,6 +11,7 @@ only asserted invariant: figures are printed, never asserted by timing); 1 when 
 acknowledged payment has no order row; 2 on a harness error (site, tooling, arguments).
 
     python3 scripts/wordpress/e2e.py [--short] [--agent PATH] [--agent-features current|new]
+                                     [--swap exchange|symlink|both]
 """
 
 import argparse
@@ -88,9 +89,11 @@ def reported_version(exit_code, outcome, previous):
     return outcome.get("from_version") or previous
 
 
-def write_agent_config(path, state_dir, site, side_db, features, version_timeout):
+def write_agent_config(path, state_dir, site, side_db, features, version_timeout, swap="exchange"):
     entry = {"name": "molam-form", "plugin_dir": site.plugin_dir, "db": f"sqlite://{side_db}",
              "table_prefix": TABLE_PREFIX}
+    if features == "new" and swap == "symlink":
+        entry["swap"] = "symlink"
     if features == "new":
         entry["version_url"] = f"{site.url}/?rest_route=/molam/v1/version"
         entry["version_expect"] = '"version":"{version}"'
@@ -159,13 +162,19 @@ class Harness:
         print(f"WordPress installed at {self.site.wpdir} (port {self.site.port}): {json.dumps(installed)}")
         if installed.get("active_plugins") != ["molam-form/molam-form.php"] or not installed.get("orders_table"):
             raise HarnessError(f"molam-form is not active with its table: {installed}")
+        # As on a real host: the web server's user owns the site (the agent gives each new plugin
+        # tree that owner, and runs the release's checks and the private site check as it), and the
+        # folders above it can be walked.
+        os.chmod(self.root, 0o755)
+        subprocess.run(["chown", "-R", "www-data:www-data", self.site.wpdir], check=True)
 
         state_dir = os.path.join(self.root, "state")
         os.makedirs(state_dir, mode=0o700)
         side_db = os.path.join(self.root, "side.db")
         sqlite3.connect(side_db).close()
         config = os.path.join(self.root, "agent.json")
-        write_agent_config(config, state_dir, self.site, side_db, args.agent_features, args.version_timeout)
+        self.config_args = (config, state_dir, self.site, side_db, args.agent_features, args.version_timeout)
+        write_agent_config(*self.config_args)
         self.agent = Agent(args.agent, config)
         code, _, stderr = self.agent.run(["status"])
         if code != 0:
@@ -173,9 +182,16 @@ class Harness:
                                f"exit {code}: {stderr.strip()[:300]}")
 
         settings = {"both": [0, None], "0": [0], "default": [None]}[args.opcache]
+        swaps = ["exchange", "symlink"] if args.swap == "both" else [args.swap]
+        if args.agent_features != "new":
+            swaps = ["exchange"]
         counts = self.counts()
-        for phase, revalidate in enumerate(settings):
-            self.run_phase(phase, revalidate, counts)
+        phase = 0
+        for swap in swaps:
+            write_agent_config(*self.config_args, swap=swap)
+            for revalidate in settings:
+                self.run_phase(phase, revalidate, counts, swap)
+                phase += 1
         self.report()
         print(f"\ntotal harness time {time.monotonic() - started:.0f} s")
         return self.verdict
@@ -185,8 +201,8 @@ class Harness:
             return {"upgrade": 3, "lazy": 3, "rollback": 1, "failing": len(BROKEN_KINDS)}
         return {"upgrade": 20, "lazy": 20, "rollback": 10, "failing": 20}
 
-    def run_phase(self, phase, revalidate, counts):
-        label = "revalidate-0" if revalidate == 0 else "revalidate-default"
+    def run_phase(self, phase, revalidate, counts, swap="exchange"):
+        label = swap + "/" + ("revalidate-0" if revalidate == 0 else "revalidate-default")
         self.site.serve(revalidate)
         current = self.site.version()
         print(f"\n== opcache {label}: php -S on {self.site.url}, {self.site.opcache_settings()}, "
@@ -354,9 +370,12 @@ def parse_arguments():
     parser.add_argument("--agent", default=os.path.join(REPO, ".build", "debug", "molam-upgrade"),
                         help="the molam-upgrade binary (default: %(default)s)")
     parser.add_argument("--short", action="store_true", help="a few runs of each scenario (CI)")
-    parser.add_argument("--agent-features", choices=("current", "new"), default="current",
-                        help="'new' adds version_url, version_expect, version_timeout_s and after_swap "
-                             "(an opcache reset) to agent.json's plugins[] entry")
+    parser.add_argument("--agent-features", choices=("current", "new"), default="new",
+                        help="'new' (default) adds version_url, version_expect, version_timeout_s and after_swap "
+                             "(an opcache reset) to agent.json's plugins[] entry; 'current' leaves them out, "
+                             "for agents built before they existed")
+    parser.add_argument("--swap", choices=("exchange", "symlink", "both"), default="both",
+                        help="the agent's swap setting to run the scenarios under (with 'new' features)")
     parser.add_argument("--version-timeout", type=float, default=10.0, help="version_timeout_s with 'new'")
     parser.add_argument("--opcache", choices=("both", "0", "default"), default="both",
                         help="opcache.revalidate_freq settings to run: 0, Debian's default (2), or both")

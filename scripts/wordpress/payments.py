@@ -93,7 +93,9 @@ class PaymentClient:
     def _next_reference(self):
         with self._lock:
             self._sequence += 1
-            return f"e2e-{self.label}-{self._sequence}"
+            # The plugin keeps a reference as WordPress's sanitize_key() leaves it: [a-z0-9_-] only.
+            label = "".join(c if c.isalnum() or c in "_-" else "-" for c in self.label.lower())
+            return f"e2e-{label}-{self._sequence}"
 
     def _run(self, index):
         # Threads start staggered so that their requests interleave evenly.

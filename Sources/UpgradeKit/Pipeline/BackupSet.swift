@@ -31,10 +31,12 @@ public struct BackupSet: Sendable, Equatable {
     public var filesManifest: String { directory + "/" + Self.filesManifestName }
     public var tables: String { directory + "/" + Self.tablesName }
 
-    /// Backs up the live plugin tree and the given tables.
+    /// Backs up the live plugin tree and the given tables. `tree` is where the files are read from
+    /// when it is not `pluginDirectory` itself (the release a `swap: symlink` link names); the
+    /// archive and the record still name the plugin directory.
     static func create(
-        pluginDirectory: String, manifest: PluginManifest, tables: [String], database: SQLitePluginDatabase,
-        paths: StatePaths, runID: String?, now: Date
+        pluginDirectory: String, tree: String? = nil, manifest: PluginManifest, tables: [String],
+        database: SQLitePluginDatabase, paths: StatePaths, runID: String?, now: Date
     ) throws -> BackupSet {
         let pluginBackups = paths.backups + "/" + manifest.name
         try FileSystem.makeDirectory(pluginBackups, mode: 0o700)
@@ -52,7 +54,7 @@ public struct BackupSet: Sendable, Equatable {
         do {
             let topName = (pluginDirectory as NSString).lastPathComponent
             let fileManifest = try TreeArchive.create(
-                from: pluginDirectory, topName: topName, archivePath: partial + "/" + filesArchiveName)
+                from: tree ?? pluginDirectory, topName: topName, archivePath: partial + "/" + filesArchiveName)
             try fileManifest.write(to: partial + "/" + filesManifestName)
             // Checked before it is relied on: a backup that cannot be read back is no backup. The archive
             // is read back on its own thread while the tables are copied, so the check costs no time

@@ -164,7 +164,7 @@ public enum Maintenance {
                 let backup = try run.step(.backup, "backing up \(manifest.name) \(manifest.version)") {
                     let tables = Pipeline.ownedTables(manifest, manifest)
                     let backup = try BackupSet.create(
-                        pluginDirectory: context.site.treeDirectory, manifest: manifest, tables: tables,
+                        pluginDirectory: context.site.pluginDirectory, tree: context.site.treeDirectory, manifest: manifest, tables: tables,
                         database: database, paths: context.paths, runID: run.id, now: context.clock())
                     try session.journal.addBackup(backup.record)
                     return (backup, "\(backup.directory)" + backup.skippedNote)

@@ -470,7 +470,7 @@ public enum Pipeline {
         do {
             try run.step(.backup, "backing up \(plugin) \(from)") {
                 let backup = try BackupSet.create(
-                    pluginDirectory: context.site.treeDirectory, manifest: installed,
+                    pluginDirectory: context.site.pluginDirectory, tree: context.site.treeDirectory, manifest: installed,
                     tables: ownedTables(installed, target), database: database, paths: context.paths, runID: run.id,
                     now: context.clock())
                 try run.journal.addBackup(backup.record)

@@ -53,7 +53,7 @@ extension Pipeline {
         guard geteuid() == 0, site.live.privateSiteCheck, let php = PHPSyntaxCheck.find(configured: context.agent.php),
               let root = site.live.siteRoot ?? PrivateSiteCheck.wordPressRoot(of: site.pluginDirectory)
         else { return nil }
-        var probes: [(url: String, status: Int, body: String?)] = []
+        var probes: [PrivateSiteCheck.Probe] = []
         if let url = site.live.versionURL { probes.append((url, 200, site.live.versionExpect)) }
         for check in manifest.smoke {
             if case .http(let url, let status, let body, _) = check { probes.append((url, status, body)) }

@@ -39,19 +39,77 @@ struct PrivateSiteCheck {
         return FileManager.default.fileExists(atPath: root + "/index.php") ? root : nil
     }
 
-    /// Runs the probes: `probes` are (url, expected status, expected body template).
-    func run(probes: [(url: String, status: Int, body: String?)], version: SemanticVersion) -> Outcome {
-        guard let port = Self.freeLoopbackPort() else {
-            return Outcome(broken: nil, detail: "private site check skipped: no free loopback port")
+    typealias Probe = (url: String, status: Int, body: String?)
+
+    /// What one request answered: status and body, or why there was no answer.
+    enum Answer {
+        case response(status: Int, body: String)
+        case none(String)
+
+        var broken: String? {
+            guard case .response(let status, let body) = self else { return nil }
+            return SiteProbe.brokenReason(status: status, body: body)
         }
+    }
+
+    /// Runs the probes against the installed release, then against the staged one. Only a request
+    /// that the installed release answers without breaking, and the staged one answers with a 5xx or
+    /// a PHP fatal, refuses the release: a private server that cannot work here (the site's user
+    /// cannot read its configuration, the database refuses it) breaks both, and proves nothing.
+    func run(probes: [Probe], version: SemanticVersion) -> Outcome {
+        let baseline: [Answer]
+        let candidate: [Answer]
+        switch (serve(probes, staged: false), serve(probes, staged: true)) {
+        case (.success(let before), .success(let after)):
+            (baseline, candidate) = (before, after)
+        case (.failure(let reason), _), (_, .failure(let reason)):
+            return Outcome(broken: nil, detail: "private site check skipped: \(reason)")
+        }
+        var passed = 0
+        var notes: [String] = []
+        for (index, probe) in probes.enumerated() {
+            let path = Self.pathOf(probe.url)
+            if let broken = candidate[index].broken {
+                if baseline[index].broken == nil {
+                    return Outcome(
+                        broken: "GET \(path) on a private copy of the site running it answers \(broken) "
+                            + "(the installed release answers it)", detail: "")
+                }
+                notes.append("\(path): the installed release breaks here too")
+                continue
+            }
+            switch candidate[index] {
+            case .response(let status, let body)
+                where status == probe.status
+                    && (probe.body.map { SiteProbe.body(body, contains: $0, version: version) } ?? true):
+                passed += 1
+            case .response(let status, _):
+                notes.append("\(path): HTTP \(status)")
+            case .none(let reason):
+                notes.append("\(path): \(reason)")
+            }
+        }
+        let summary = "private site check: \(passed) of \(probes.count) request\(probes.count == 1 ? "" : "s") passed"
+        return Outcome(
+            broken: nil, detail: summary + (notes.isEmpty ? "" : " (inconclusive: \(notes.joined(separator: "; ")))"))
+    }
+
+    private struct Skipped: Error {
+        let reason: String
+    }
+
+    /// Starts `php -S` on the document root, the staged tree mounted over the plugin directory when
+    /// `staged`, asks every probe once, and stops it.
+    private func serve(_ probes: [Probe], staged: Bool) -> Result<[Answer], Skipped> {
+        guard let port = Self.freeLoopbackPort() else { return .failure(Skipped(reason: "no free loopback port")) }
         let executable = open(php, csys_o_path() | O_CLOEXEC)
-        let treeFD = open(tree, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+        let directory = open(staged ? tree : documentRoot, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         defer {
             if executable >= 0 { close(executable) }
-            if treeFD >= 0 { close(treeFD) }
+            if directory >= 0 { close(directory) }
         }
-        guard executable >= 0, treeFD >= 0 else {
-            return Outcome(broken: nil, detail: "private site check skipped: \(String(cString: strerror(errno)))")
+        guard executable >= 0, directory >= 0 else {
+            return .failure(Skipped(reason: String(cString: strerror(errno))))
         }
         // As the tree's owner (the web server's user, usually): never root for the release's code.
         let user = FileOwner.of(tree).flatMap { $0.uid == 0 ? nil : $0 }
@@ -61,49 +119,31 @@ struct PrivateSiteCheck {
             server = try ChildProcess.start(
                 executable: executable,
                 arguments: ["php", "-d", "display_errors=1", "-S", "127.0.0.1:\(port)", "-t", documentRoot],
-                directory: treeFD, environment: ["PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": Accounts.nobody.home],
-                as: user, view: (tree: tree, at: liveDirectory))
+                directory: directory,
+                environment: ["PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": Accounts.nobody.home],
+                as: user, view: staged ? (tree: tree, at: liveDirectory) : nil)
         } catch {
-            return Outcome(broken: nil, detail: "private site check skipped: php -S cannot start: \(error)")
+            return .failure(Skipped(reason: "php -S cannot start: \(error)"))
         }
         defer { server.stop() }
         let deadline = Date().addingTimeInterval(10)
         while !Self.accepts(port: port) {
             if server.hasExited || Date() >= deadline {
-                return Outcome(broken: nil, detail: "private site check skipped: php -S did not start")
+                return .failure(Skipped(reason: "php -S did not start (as \(SmokeUser.describe(uid: user.uid, gid: user.gid)))"))
             }
             usleep(10_000)
         }
-        var passed = 0
-        var notes: [String] = []
-        for probe in probes {
-            guard let (url, host) = Self.local(probe.url, port: port) else { continue }
-            let answer: HTTPResponse
+        return .success(probes.map { probe in
+            guard let (url, host) = Self.local(probe.url, port: port) else { return .none("not a URL") }
             do {
                 var request = HTTPRequest(url: url, headers: [("Host", host)], connectTimeout: 5, totalTimeout: 30)
                 request.maxBodyBytes = 1 << 20
-                answer = try HTTPClient().send(request)
+                let answer = try HTTPClient().send(request)
+                return .response(status: answer.status, body: String(decoding: answer.body.prefix(65536), as: UTF8.self))
             } catch {
-                notes.append("\(Self.pathOf(probe.url)): \(error)")
-                continue
+                return .none("\(error)")
             }
-            let body = String(decoding: answer.body.prefix(65536), as: UTF8.self)
-            if let broken = SiteProbe.brokenReason(status: answer.status, body: body),
-               answer.status != probe.status || SiteProbe.fatalText(in: body) != nil {
-                return Outcome(
-                    broken: "GET \(Self.pathOf(probe.url)) on a private copy of the site running it answers \(broken)",
-                    detail: "")
-            }
-            if answer.status == probe.status
-                && (probe.body.map { SiteProbe.body(body, contains: $0, version: version) } ?? true)
-            {
-                passed += 1
-            } else {
-                notes.append("\(Self.pathOf(probe.url)): HTTP \(answer.status)")
-            }
-        }
-        let summary = "private site check: \(passed) of \(probes.count) request\(probes.count == 1 ? "" : "s") passed"
-        return Outcome(broken: nil, detail: summary + (notes.isEmpty ? "" : " (inconclusive: \(notes.joined(separator: "; ")))"))
+        })
     }
 
     /// `url` aimed at the private server: same path and query; the Host header the site expects.

@@ -82,10 +82,10 @@ struct SiteProbe {
         ]
         for marker in markers {
             guard let range = body.range(of: marker) else { continue }
-            let text = body[range.lowerBound...].prefix { $0 != "\n" }
-                .replacingOccurrences(of: "<b>", with: "").replacingOccurrences(of: "</b>", with: "")
-                .replacingOccurrences(of: "<br />", with: "")
-            let line = text.trimmingCharacters(in: .whitespaces).replacingOccurrences(of: "  ", with: " ")
+            let text = String(body[range.lowerBound...].prefix { $0 != "\n" }.prefix(2000))
+            let line = text.replacingOccurrences(of: "<[^>]*>", with: " ", options: .regularExpression)
+                .replacingOccurrences(of: "\\s+", with: " ", options: .regularExpression)
+                .trimmingCharacters(in: .whitespaces)
             let named = line.hasPrefix("PHP ") || line.hasPrefix("Fatal error") || line.hasPrefix("Parse error")
             return (named ? "" : "PHP fatal error: ") + String(line.prefix(240))
         }
