@@ -69,6 +69,8 @@ struct LiveSiteSettingsTests {
         #expect(live.versionExpect == #""version":"{version}""#)
         #expect(live.versionTimeoutSeconds == 12)
         #expect(live.afterSwap == ["/usr/sbin/service", "php8.2-fpm", "reload"])
+        // A hook to reset opcache makes links the swap, unless the entry says otherwise.
+        #expect(live.swapMode == .symlink)
         #expect(configuration.settings.php == "/opt/php/bin/php")
         #expect(configuration.settings.phpLint == false)
     }

@@ -281,6 +281,9 @@ public struct AgentConfiguration: Sendable, Equatable {
                 }
                 live.afterSwap = command
             }
+            // With a hook to reset opcache, links are the better swap (no request mixes two releases);
+            // `swap: exchange` keeps a plain directory.
+            if !live.afterSwap.isEmpty { live.swapMode = .symlink }
             if let mode = try item.string("swap") {
                 guard let swapMode = LiveSiteSettings.SwapMode(rawValue: mode) else {
                     throw ConfigurationError("\(path): key 'plugins[\(index)].swap' ('\(mode)') must be exchange or symlink")

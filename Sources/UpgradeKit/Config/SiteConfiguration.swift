@@ -42,7 +42,8 @@ public struct LiveSiteSettings: Sendable, Equatable {
     /// A program (argv, absolute path first) run as the agent after every swap, before the site is
     /// asked: a php-fpm reload or an opcache reset, on hosts where opcache would serve old code.
     public var afterSwap: [String]
-    /// How the live plugin path is switched (`swap` in agent.json; see `LiveTree`).
+    /// How the live plugin path is switched (`swap` in agent.json; see `LiveTree`): `symlink` by
+    /// default when `after_swap` is set, `exchange` otherwise.
     public var swapMode: SwapMode
     /// The site's document root (`site_root`), for the private site check of `stage`; nil finds a
     /// WordPress root around the plugin directory.

@@ -12,10 +12,12 @@ import Glibc
 /// rollback. So, in `stage`, the agent starts PHP's own web server (`php -S`, on a free loopback
 /// port, as the tree's owner) on the site's document root, in a mount namespace of its own where
 /// the staged tree is bind-mounted over the live plugin directory, and asks it the site's
-/// `version_url` and the release's http checks (same path and query, same Host header). A 5xx or a
-/// PHP fatal there refuses the release (exit 4) before a single payment meets it. Anything else
-/// that is not a pass (a redirect, a 404 because the web server's rewrites are missing here, no
-/// answer) proves nothing either way: it is noted and the upgrade goes on to the real checks.
+/// `version_url` and the release's http checks (same path and query, same Host header), after asking
+/// the same of the installed release the same way. A request the installed release answers and the
+/// staged one answers with a 5xx or a PHP fatal refuses the release (exit 4) before a single payment
+/// meets it. Anything else (both broken: this private server cannot work on this host; a redirect; a
+/// 404 because the web server's rewrites are missing here; no answer) proves nothing either way: it
+/// is noted and the upgrade goes on to the real checks.
 struct PrivateSiteCheck {
     struct Outcome: Sendable {
         /// Why the release is refused, when a request showed it broken.
