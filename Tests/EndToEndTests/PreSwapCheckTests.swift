@@ -1,0 +1,185 @@
+import Foundation
+import Testing
+import UpgradeKit
+#if canImport(Glibc)
+import Glibc
+#endif
+
+@Suite("checks before the swap: PHP syntax and before_swap commands against the staged tree")
+struct PreSwapCheckTests {
+    @Test("A release with a PHP syntax error is refused in stage (exit 4), naming the file and line; nothing changes",
+          .enabled(if: php != nil))
+    func syntaxErrorRefused() throws {
+        let site = try TestSite.molamForm()
+        let before = try site.snapshot()
+        let broken = try release(site) { tree in
+            try "<?php\nfunction molam_lazy() {\n    return 1\n}\n"
+                .write(toFile: tree + "/includes/lazy.php", atomically: false, encoding: .utf8)
+        }
+        let result = try site.upgrade(broken)
+        #expect(result.status == 4)
+        #expect(result.stderrLines.count == 1)
+        #expect(result.stderr.contains("includes/lazy.php line 4"))
+        #expect(result.stderr.contains("syntax error"))
+        #expect(try site.snapshot() == before)
+        let backups = site.stateDirectory + "/backups/molam-form"
+        #expect(((try? FileManager.default.contentsOfDirectory(atPath: backups)) ?? []).isEmpty)
+    }
+
+    @Test("A compile error that is not a parse error (break outside a loop) is refused too", .enabled(if: php != nil))
+    func compileErrorRefused() throws {
+        let site = try TestSite.molamForm()
+        let broken = try release(site) { tree in
+            try "<?php\nfunction molam_x() {}\nbreak;\n"
+                .write(toFile: tree + "/includes/x.php", atomically: false, encoding: .utf8)
+        }
+        let result = try site.upgrade(broken)
+        #expect(result.status == 4)
+        #expect(result.stderr.contains("includes/x.php line 3"))
+        #expect(try site.installedVersion() == "3.9.0")
+    }
+
+    @Test("php_lint: false in agent.json turns the syntax check off", .enabled(if: php != nil))
+    func lintCanBeTurnedOff() throws {
+        let site = try TestSite.molamForm()
+        let config = site.root + "/agent.json"
+        let entry: [String: Any] = [
+            "name": "molam-form", "plugin_dir": site.pluginDirectory, "db": "sqlite://" + site.databasePath,
+        ]
+        try JSONSerialization.data(withJSONObject: [
+            "state_dir": site.stateDirectory, "php_lint": false, "plugins": [entry],
+        ] as [String: Any]).write(to: URL(fileURLWithPath: config))
+        chmod(config, 0o600)
+        let good = try release(site)
+        let result = try runTool(["upgrade", "--config", config, "--archive", good.path, "--sha256", good.sha256])
+        #expect(result.status == 0, "\(result.stderr)")
+        let log = try runTool(["history", "--config", config]).stdout
+        #expect(!log.contains("PHP syntax"))
+    }
+
+    @Test("A before_swap check sees the staged release at the live path, as the tree's owner, while the site runs the old one",
+          .enabled(if: geteuid() == 0))
+    func beforeSwapSeesStagedTree() throws {
+        let site = try TestSite.molamForm()
+        try shell(["chown", "-R", "33:33", site.pluginDirectory])
+        let outbox = site.root + "/seen"
+        try FileManager.default.createDirectory(atPath: outbox, withIntermediateDirectories: true)
+        chmod(outbox, 0o777)
+        let good = try release(site) { tree in
+            try """
+                #!/bin/sh
+                { id -u; echo "$MOLAM_PLUGIN_DIR"; echo "$MOLAM_CHECK_PHASE"; pwd
+                  grep -m1 'Version:' "$MOLAM_PLUGIN_DIR/molam-form.php"; } > \(outbox)/pre.txt
+                """.write(toFile: tree + "/bin/pre", atomically: false, encoding: .utf8)
+            chmod(tree + "/bin/pre", 0o755)
+            try addCheck(["type": "command", "run": ["bin/pre"], "when": "before_swap"], to: tree)
+        }
+        // The tree takes the live owner inside staging; the release's bin/pre must run as that user.
+        let result = try site.upgrade(good)
+        #expect(result.status == 0, "\(result.stderr)")
+        let seen = try String(contentsOfFile: outbox + "/pre.txt", encoding: .utf8).split(separator: "\n")
+        #expect(seen.count == 5)
+        #expect(seen.first == "33")
+        #expect(seen.dropFirst().first.map(String.init) == site.pluginDirectory)
+        #expect(seen.dropFirst(2).first == "before_swap")
+        #expect(seen.dropFirst(3).first.map(String.init) == site.pluginDirectory)
+        #expect(seen.last?.contains("4.0.0") == true)
+        #expect(try history(site).contains("1 before-swap check passed"))
+    }
+
+    @Test("A failing before_swap check refuses the release (exit 4) before any backup or swap")
+    func failingBeforeSwapRefuses() throws {
+        let site = try TestSite.molamForm()
+        let before = try site.snapshot()
+        let bad = try release(site) { tree in
+            try "#!/bin/sh\necho 'payment gateway class missing' >&2\nexit 1\n"
+                .write(toFile: tree + "/bin/pre", atomically: false, encoding: .utf8)
+            chmod(tree + "/bin/pre", 0o755)
+            try addCheck(["type": "command", "run": ["bin/pre"], "when": "before_swap"], to: tree)
+        }
+        let result = try site.upgrade(bad)
+        #expect(result.status == 4)
+        #expect(result.stderrLines.count == 1)
+        #expect(result.stderr.contains("before-swap smoke check 1 (command bin/pre) failed: exit 1: payment gateway class missing"))
+        #expect(try site.snapshot() == before)
+    }
+
+    @Test("when: before_swap on an http check is refused with the field named")
+    func beforeSwapHTTPRefused() throws {
+        let site = try TestSite.molamForm()
+        let bad = try release(site) { tree in
+            try addCheck(["type": "http", "url": "http://127.0.0.1:9/x", "when": "before_swap"], to: tree)
+        }
+        let result = try site.upgrade(bad)
+        #expect(result.status == 4)
+        #expect(result.stderr.contains("smoke[2].when"))
+    }
+}
+
+@Suite("the private site check: the site run with the staged release before the swap")
+struct PrivateSiteCheckTests {
+    @Test("A release that dies when it loads is refused before the swap (exit 4); the real site never serves it",
+          .enabled(if: php != nil && geteuid() == 0))
+    func loadTimeFatalRefused() throws {
+        let site = try TestSite.molamForm()
+        try shell(["chown", "-R", "33:33", site.pluginDirectory])
+        let server = try PHPSite(site: site, revalidateFrequency: 0)
+        let config = try writeConfig(site, ["version_url": server.url, "site_root": server.docroot])
+        let before = try site.snapshot()
+        let fatal = try release(site, as: "4.0.3") { tree in
+            let main = tree + "/molam-form.php"
+            let text = try String(contentsOfFile: main, encoding: .utf8)
+            try (text + "\nfunction molam_boom() { molam_no_such_function(); }\n")
+                .write(toFile: main, atomically: false, encoding: .utf8)
+        }
+        let served = try String(contentsOfFile: site.root + "/php-" + server.url.split(separator: ":")[2]
+            .prefix { $0 != "/" } + ".err", encoding: .utf8).split(separator: "\n").count
+        let result = try runTool(["upgrade", "--config", config, "--archive", fatal.path, "--sha256", fatal.sha256])
+        #expect(result.status == 4)
+        #expect(result.stderrLines.count == 1)
+        #expect(result.stderr.contains("private copy of the site"))
+        #expect(result.stderr.contains("Call to undefined function molam_no_such_function()"))
+        #expect(try site.snapshot() == before)
+        // The real site was never asked anything during the run.
+        let after = try String(contentsOfFile: site.root + "/php-" + server.url.split(separator: ":")[2]
+            .prefix { $0 != "/" } + ".err", encoding: .utf8).split(separator: "\n").count
+        #expect(after == served)
+        #expect(PHPSite.get(server.url)?.body == "3.9.0")
+    }
+
+    @Test("A good release passes the private check and its detail says so; private_site_check: false skips it",
+          .enabled(if: php != nil && geteuid() == 0))
+    func goodReleasePasses() throws {
+        let site = try TestSite.molamForm()
+        let server = try PHPSite(site: site, revalidateFrequency: 0)
+        let config = try writeConfig(site, ["version_url": server.url, "site_root": server.docroot])
+        let good = try release(site)
+        #expect(try runTool(["upgrade", "--config", config, "--archive", good.path, "--sha256", good.sha256]).status == 0)
+        #expect(try runTool(["history", "--config", config]).stdout.contains("private site check: 1 of 1 request passed"))
+
+        let off = try writeConfig(site, [
+            "version_url": server.url, "site_root": server.docroot, "private_site_check": false,
+        ])
+        let next = try release(site, as: "4.0.5")
+        #expect(try runTool(["upgrade", "--config", off, "--archive", next.path, "--sha256", next.sha256]).status == 0)
+        let log = try runTool(["history", "--config", off]).stdout
+        #expect(log.components(separatedBy: "private site check").count == 2)
+    }
+
+    @Test("A private server that fails with the installed release too proves nothing: noted, never a refusal",
+          .enabled(if: php != nil && geteuid() == 0))
+    func brokenEnvironmentIsInconclusive() throws {
+        let site = try TestSite.molamForm()
+        let server = try PHPSite(site: site, revalidateFrequency: 0)
+        // The site's own answer is fine; the private copy's document root answers 500 whatever runs.
+        let elsewhere = site.root + "/private-root"
+        try FileManager.default.createDirectory(atPath: elsewhere, withIntermediateDirectories: true)
+        try "<?php http_response_code(500); echo 'database unreachable';"
+            .write(toFile: elsewhere + "/version.php", atomically: false, encoding: .utf8)
+        let config = try writeConfig(site, ["version_url": server.url, "site_root": elsewhere])
+        let good = try release(site)
+        let result = try runTool(["upgrade", "--config", config, "--archive", good.path, "--sha256", good.sha256])
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(try runTool(["history", "--config", config]).stdout.contains("the installed release breaks here too"))
+    }
+}
