@@ -71,6 +71,20 @@ int csys_child_exited(pid_t pid) {
 
 #include <sys/stat.h>
 
+int csys_mount_namespace_available(void) {
+    pid_t pid = fork();
+    if (pid < 0) return 0;
+    if (pid == 0) {
+        int ok = unshare(CLONE_NEWNS) == 0 && mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) == 0;
+        _exit(ok ? 0 : 1);
+    }
+    int status = 0;
+    while (waitpid(pid, &status, 0) < 0) {
+        if (errno != EINTR) return 0;
+    }
+    return WIFEXITED(status) && WEXITSTATUS(status) == 0;
+}
+
 // Whether `path` is the directory open on `fd` (same device and inode).
 static int csys_same_directory(const char *path, int fd) {
     struct stat by_path, by_fd;

@@ -39,6 +39,41 @@ struct PreSwapCheckTests {
         #expect(try site.installedVersion() == "3.9.0")
     }
 
+    @Test("php_lint_skip leaves a dependency's broken test fixture out of the syntax check", .enabled(if: php != nil))
+    func lintSkip() throws {
+        let site = try TestSite.molamForm()
+        let good = try release(site) { tree in
+            try FileManager.default.createDirectory(
+                atPath: tree + "/vendor/parser/tests", withIntermediateDirectories: true)
+            try "<?php\nfunction broken( {\n".write(
+                toFile: tree + "/vendor/parser/tests/invalid.php", atomically: false, encoding: .utf8)
+            let path = tree + "/molam-plugin.json"
+            guard var manifest = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: path)))
+                as? [String: Any] else { throw TestFailure("\(path) is not an object") }
+            manifest["php_lint_skip"] = ["vendor/parser/tests/"]
+            try JSONSerialization.data(withJSONObject: manifest).write(to: URL(fileURLWithPath: path))
+        }
+        let result = try site.upgrade(good)
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(try history(site).contains("PHP syntax of 4 files checked"))
+    }
+
+    @Test("A file the check's user cannot read is not checked, and that is said, not held against the release",
+          .enabled(if: php != nil && geteuid() == 0))
+    func unreadableFileSkipped() throws {
+        // The live tree is root's, so the check runs as nobody, who cannot read a 0600 file of root's.
+        let site = try TestSite.molamForm()
+        let good = try release(site) { tree in
+            try "<?php\nconst MOLAM_SECRET = 'x';\n"
+                .write(toFile: tree + "/includes/secret.php", atomically: false, encoding: .utf8)
+            chmod(tree + "/includes/secret.php", 0o600)
+        }
+        let result = try site.upgrade(good)
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(try history(site).contains("PHP syntax check skipped: nobody"))
+        #expect(try history(site).contains("cannot read includes/secret.php"))
+    }
+
     @Test("php_lint: false in agent.json turns the syntax check off", .enabled(if: php != nil))
     func lintCanBeTurnedOff() throws {
         let site = try TestSite.molamForm()

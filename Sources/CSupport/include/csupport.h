@@ -58,6 +58,10 @@ int csys_child_exited(pid_t pid);
 /// user can reach, while the site sees nothing. (A descriptor cannot be the source: it belongs to
 /// the agent's mount namespace, and mount(2) refuses it in the new one with EINVAL.)
 /// Returns the pid, or -errno when it could not be started (exec failure included).
+/// 1 when this process may give a child a mount namespace of its own (unshare(CLONE_NEWNS) and a
+/// private remount of "/", tried in a throw-away child), 0 when not (no CAP_SYS_ADMIN: a container).
+int csys_mount_namespace_available(void);
+
 pid_t csys_spawn_fd(int exec_fd, char *const argv[], char *const envp[], int directory_fd, int output_fd,
                     int switch_user, uid_t uid, gid_t gid, int input_fd, const char *bind_source,
                     const char *bind_target);

@@ -16,8 +16,8 @@ extension Pipeline {
             context.progress.note("checking the PHP syntax of \(manifest.name) \(manifest.version)")
             let result: PHPSyntaxCheck.Result
             do {
-                result = try PHPSyntaxCheck(php: php, timeoutSeconds: 300)
-                    .check(tree: tree, liveDirectory: site.pluginDirectory, scratch: scratch)
+                result = try PHPSyntaxCheck(php: php, timeoutSeconds: 300).check(
+                    tree: tree, liveDirectory: site.pluginDirectory, scratch: scratch, skipping: manifest.phpLintSkip)
             } catch {
                 throw UpgradeError.failed("staging failed, nothing was changed: \(error)")
             }
@@ -25,7 +25,12 @@ extension Pipeline {
                 let more = result.failures.count > 1 ? " (and \(result.failures.count - 1) more file(s))" : ""
                 throw UpgradeError.refused("\(release) does not compile: \(first)\(more)")
             }
-            details.append("PHP syntax of \(result.filesChecked) file\(result.filesChecked == 1 ? "" : "s") checked")
+            if let skipped = result.skipped {
+                context.progress.note(skipped)
+                details.append(skipped)
+            } else {
+                details.append("PHP syntax of \(result.filesChecked) file\(result.filesChecked == 1 ? "" : "s") checked")
+            }
         }
         if !manifest.beforeSwap.isEmpty {
             let results = SmokeRunner(
@@ -50,7 +55,8 @@ extension Pipeline {
         -> String?
     {
         let site = context.site
-        guard geteuid() == 0, site.live.privateSiteCheck, let php = PHPSyntaxCheck.find(configured: context.agent.php),
+        guard ChildProcess.canShowStagedTree, site.live.privateSiteCheck,
+              let php = PHPSyntaxCheck.find(configured: context.agent.php),
               let root = site.live.siteRoot ?? PrivateSiteCheck.wordPressRoot(of: site.pluginDirectory)
         else { return nil }
         var probes: [PrivateSiteCheck.Probe] = []

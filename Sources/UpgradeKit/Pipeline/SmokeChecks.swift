@@ -84,7 +84,7 @@ public struct SmokeRunner {
         let user = geteuid() == 0 ? SmokeUser.decide(command.chain).owner : nil
         let ranAs = user.map { SmokeUser.describe(uid: $0.uid, gid: $0.gid) }
             ?? SmokeUser.describe(uid: geteuid(), gid: getegid())
-        let view = geteuid() == 0 ? liveDirectory.map { (tree: pluginDirectory, at: $0) } : nil
+        let view = ChildProcess.canShowStagedTree ? liveDirectory.map { (tree: pluginDirectory, at: $0) } : nil
         let environment = [
             "PATH": "/usr/local/bin:/usr/bin:/bin",
             "HOME": Accounts.nobody.home,

@@ -19,6 +19,10 @@ public struct PluginManifest: Sendable, Equatable {
     public var migrations: String?
     /// Checks run after the swap, against the live site (`verify`).
     public var smoke: [SmokeCheck]
+    /// `php_lint_skip`: files (or folders, with a trailing "/") the PHP syntax check of `stage` leaves
+    /// out, relative to the plugin: code for a newer PHP that is never loaded here, a dependency's
+    /// deliberately broken test fixtures.
+    public var phpLintSkip: [String] = []
     /// Command checks marked `"when": "before_swap"`: run in `stage` against the staged tree, before
     /// anything changes, so a release that cannot even load is refused without a failed payment.
     public var beforeSwap: [SmokeCheck]
@@ -70,6 +74,7 @@ public struct PluginManifest: Sendable, Equatable {
         let fields = JSONFields(root, source: source, path: "")
         try fields.rejectUnknown([
             "name", "version", "tables", "migrations", "smoke", "description", "namespace", "preserve",
+            "php_lint_skip",
         ])
         let name = try fields.string("name")
         guard Self.isValidName(name) else {
@@ -121,9 +126,17 @@ public struct PluginManifest: Sendable, Equatable {
                 problem: "'\(path)' must be a relative path inside the plugin (no '/' at the start, no '..' "
                     + "or '.', not empty)")
         }
-        return PluginManifest(
+        let lintSkip = try fields.optionalStringArray("php_lint_skip") ?? []
+        for (index, path) in lintSkip.enumerated() where !isValidPreservedPath(path) {
+            throw ManifestError(
+                source: source, field: "php_lint_skip[\(index)]",
+                problem: "'\(path)' must be a relative path inside the plugin (no '/' at the start, no '..' or '.')")
+        }
+        var manifest = PluginManifest(
             name: name, version: version, tables: tables, migrations: migrations, smoke: smoke,
             namespace: namespace, preserve: preserve, beforeSwap: beforeSwap)
+        manifest.phpLintSkip = lintSkip
+        return manifest
     }
 
     static func isValidNamespace(_ namespace: String) -> Bool {

@@ -27,6 +27,10 @@ public enum ChildProcess {
 
     public static let tailBytes = 4096
 
+    /// Whether a child can be shown a staged tree at the live path (`view:`): root, and a kernel and
+    /// container that allow a mount namespace. Asked once.
+    static let canShowStagedTree: Bool = geteuid() == 0 && csys_mount_namespace_available() == 1
+
     /// Starts `arguments[0]` (a path, or a name searched in PATH) in `directory`; returns its pid.
     public static func spawn(
         _ arguments: [String], directory: String, environment: [String: String], output: Output
