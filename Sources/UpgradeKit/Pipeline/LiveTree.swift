@@ -89,14 +89,7 @@ enum LiveTree {
                 try systemCall("mkdir", path: path) { mkdir(path, 0o755) }
                 try FileSystem.syncParent(of: path)
             }
-            let topHandle = try TrustedDirectory.open(top, what: "release folder")
-            let fd = openat(topHandle.fd, ".htaccess", O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o644)
-            if fd >= 0 {
-                defer { close(fd) }
-                let denyAll = Data("Require all denied\nDeny from all\n".utf8)
-                try denyAll.withUnsafeBytes { raw in try FileSystem.writeAll(fd, raw, path: top + "/.htaccess") }
-                try FileSystem.fsync(fd, path: top + "/.htaccess")
-            }
+            try FileSystem.writeDenyAllHtaccess(in: try TrustedDirectory.open(top, what: "release folder"))
             return try TrustedDirectory.open(top + "/" + folder, what: "release folder")
         } catch let error as TrustError {
             throw UpgradeError.failed("\(error.description); nothing was changed")

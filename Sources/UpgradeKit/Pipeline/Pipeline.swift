@@ -724,14 +724,7 @@ public enum Pipeline {
             if !Mounts.sameMount(hidden, pluginParent) {
                 throw TrustError("work directory \(hidden) is not on the mount of \(pluginParent); remove it and retry")
             }
-            // Written relative to the checked descriptor, never through the name the web user can move.
-            let fd = openat(handle.fd, ".htaccess", O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o644)
-            if fd >= 0 {
-                defer { close(fd) }
-                let denyAll = Data("Require all denied\nDeny from all\n".utf8)
-                try denyAll.withUnsafeBytes { raw in try FileSystem.writeAll(fd, raw, path: hidden + "/.htaccess") }
-                try FileSystem.fsync(fd, path: hidden + "/.htaccess")
-            }
+            try FileSystem.writeDenyAllHtaccess(in: handle)
             return handle
         } catch let error as TrustError {
             throw UpgradeError.failed("\(error.description); nothing was changed")

@@ -35,6 +35,8 @@ struct SiteProbe {
                 var request = HTTPRequest(url: url)
                 request.totalTimeout = max(0.5, min(10, deadline.timeIntervalSinceNow))
                 request.connectTimeout = min(5, request.totalTimeout)
+                // Only the start of a page is read; a site answering gigabytes gets no memory for them.
+                request.maxBodyBytes = 1 << 20
                 let response = try client.send(request)
                 let body = String(decoding: response.body.prefix(65536), as: UTF8.self)
                 let elapsed = Date().timeIntervalSince(started)

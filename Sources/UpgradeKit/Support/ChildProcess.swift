@@ -108,26 +108,36 @@ public enum ChildProcess {
         timeoutSeconds: Double, as user: FileOwner?, input: Int32? = nil, view: (tree: String, at: String)? = nil
     ) throws(SystemError) -> Outcome {
         try collect(timeoutSeconds: timeoutSeconds) { (writeEnd) throws(SystemError) -> pid_t in
-            let argv = arguments.map { strdup($0) } + [nil]
-            let envp = environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
-            // Prepared before the fork: the child may only make async-signal-safe calls.
-            let source = view.map { strdup($0.tree) } ?? nil
-            let target = view.map { strdup($0.at) } ?? nil
-            defer {
-                argv.forEach { free($0) }
-                envp.forEach { free($0) }
-                free(source)
-                free(target)
-            }
-            let pid = csys_spawn_fd(
-                executable, argv, envp, directory, writeEnd, user == nil ? 0 : 1, uid_t(user?.uid ?? 0),
-                gid_t(user?.gid ?? 0), input ?? -1, source, target)
-            guard pid > 0 else {
-                let call = "execveat" + (user.map { " as uid \($0.uid)" } ?? "")
-                throw SystemError(call: call, path: arguments[0], errno: -pid)
-            }
-            return pid
+            try spawn(
+                executable: executable, arguments: arguments, directory: directory, environment: environment,
+                output: writeEnd, as: user, input: input, view: view)
         }
+    }
+
+    /// fork + execveat of the file open on `executable` (`csys_spawn_fd`); returns the pid.
+    private static func spawn(
+        executable: Int32, arguments: [String], directory: Int32, environment: [String: String], output: Int32,
+        as user: FileOwner?, input: Int32?, view: (tree: String, at: String)?
+    ) throws(SystemError) -> pid_t {
+        // Prepared before the fork: the child may only make async-signal-safe calls.
+        let argv = arguments.map { strdup($0) } + [nil]
+        let envp = environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
+        let source = view.map { strdup($0.tree) } ?? nil
+        let target = view.map { strdup($0.at) } ?? nil
+        defer {
+            argv.forEach { free($0) }
+            envp.forEach { free($0) }
+            free(source)
+            free(target)
+        }
+        let pid = csys_spawn_fd(
+            executable, argv, envp, directory, output, user == nil ? 0 : 1, uid_t(user?.uid ?? 0),
+            gid_t(user?.gid ?? 0), input ?? -1, source, target)
+        guard pid > 0 else {
+            let call = "execveat" + (user.map { " as uid \($0.uid)" } ?? "")
+            throw SystemError(call: call, path: arguments[0], errno: -pid)
+        }
+        return pid
     }
 
     /// A program left running while the agent does something else (a private PHP server answering
@@ -161,20 +171,9 @@ public enum ChildProcess {
         let null = open("/dev/null", O_WRONLY | O_CLOEXEC)
         guard null >= 0 else { throw SystemError(call: "open", path: "/dev/null", errno: errno) }
         defer { close(null) }
-        let argv = arguments.map { strdup($0) } + [nil]
-        let envp = environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
-        let source = view.map { strdup($0.tree) } ?? nil
-        let target = view.map { strdup($0.at) } ?? nil
-        defer {
-            argv.forEach { free($0) }
-            envp.forEach { free($0) }
-            free(source)
-            free(target)
-        }
-        let pid = csys_spawn_fd(
-            executable, argv, envp, directory, null, user == nil ? 0 : 1, uid_t(user?.uid ?? 0),
-            gid_t(user?.gid ?? 0), -1, source, target)
-        guard pid > 0 else { throw SystemError(call: "execveat", path: arguments[0], errno: -pid) }
+        let pid = try spawn(
+            executable: executable, arguments: arguments, directory: directory, environment: environment,
+            output: null, as: user, input: nil, view: view)
         return Background(pid: pid)
     }
 

@@ -248,4 +248,16 @@ public enum FileSystem {
         guard let names = try? FileManager.default.contentsOfDirectory(atPath: path) else { return 0 }
         return names.reduce(Int64(0)) { $0 + diskUsage(path + "/" + $1) }
     }
+
+    /// Writes `.htaccess` denying every request into the folder open on `folder` (by descriptor:
+    /// never through a name the web server's user could move), unless one is there already, so Apache
+    /// serves nothing from a folder of the agent's that sits in the web root.
+    static func writeDenyAllHtaccess(in folder: DirectoryHandle) throws {
+        let fd = openat(folder.fd, ".htaccess", O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { return }
+        defer { close(fd) }
+        let denyAll = Data("Require all denied\nDeny from all\n".utf8)
+        try denyAll.withUnsafeBytes { raw in try writeAll(fd, raw, path: folder.path + "/.htaccess") }
+        try self.fsync(fd, path: folder.path + "/.htaccess")
+    }
 }
