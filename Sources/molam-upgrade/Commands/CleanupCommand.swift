@@ -1,0 +1,20 @@
+import Foundation
+import UpgradeKit
+
+enum CleanupCommand {
+    static func run(_ arguments: ParsedArguments, output: Output) throws -> ExitCode {
+        var result = Maintenance.CleanupResult(removed: [], kept: [])
+        for context in try Commands.contexts(arguments, output: output) {
+            let one = try Maintenance.cleanup(context: context)
+            result.removed += one.removed
+            result.kept += one.kept
+        }
+        if output.json {
+            output.emitJSON(["removed": result.removed.map(\.jsonObject), "kept": result.kept.map(\.jsonObject)])
+        } else {
+            output.line("removed \(result.removed.count) backups, kept \(result.kept.count)")
+            for backup in result.removed { output.line("  removed \(backup.path)") }
+        }
+        return .ok
+    }
+}
