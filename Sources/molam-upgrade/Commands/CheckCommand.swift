@@ -1,7 +1,20 @@
 import Foundation
 import UpgradeKit
 
-enum CheckCommand {
+/// `check`: the decision `upgrade` would take with the same options, changing nothing.
+enum CheckCommand: AgentCommand {
+    static let spec = CommandSpec(
+        name: "check", abstract: "Show what an upgrade would do and why, changing nothing.",
+        arguments: "[--archive PATH|URL --sha256 HEX] [options]",
+        options: CommandLineSpec.archiveOptions + [
+            OptionSpec(names: ["--force"], value: nil, help: "Judge the release as `upgrade --force` would."),
+        ],
+        discussion: """
+            With --json, the decision carries the central API's fields should_upgrade, reason, rollout_id,
+            rollout_percentage, rollout_strategy and version, besides plugin, installed_version,
+            release_version, decision and exit_code.
+            """)
+
     static func run(_ arguments: ParsedArguments, output: Output) throws -> ExitCode {
         let options = try UpgradeCommand.upgradeOptions(arguments)
         let contexts = options.archive == nil

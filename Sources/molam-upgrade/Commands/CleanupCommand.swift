@@ -1,7 +1,16 @@
 import Foundation
 import UpgradeKit
 
-enum CleanupCommand {
+/// `cleanup`: the backup retention policy, on every configured install.
+enum CleanupCommand: AgentCommand {
+    static let spec = CommandSpec(
+        name: "cleanup", abstract: "Remove expired backups and old kept trees.",
+        arguments: "[options]", options: [],
+        discussion: """
+            Backups older than 30 days are removed, except the newest backup of each of the two most
+            recent versions, which is always kept.
+            """)
+
     static func run(_ arguments: ParsedArguments, output: Output) throws -> ExitCode {
         var result = Maintenance.CleanupResult(removed: [], kept: [])
         for context in try Commands.contexts(arguments, output: output) {

@@ -1,7 +1,17 @@
 import Foundation
 import UpgradeKit
 
-enum FlushCommand {
+/// `flush`: delivers the report outbox under its own lock, so it can run beside an upgrade.
+enum FlushCommand: AgentCommand {
+    static let spec = CommandSpec(
+        name: "flush", abstract: "Deliver queued reports to the central API.",
+        arguments: "[options]", options: [],
+        discussion: """
+            Takes only the outbox lock, never the run lock, so it can run beside an upgrade. Exits 75
+            if reports are still pending (the API could not take them all within 120 s), or if
+            another molam-upgrade process is delivering them already.
+            """)
+
     static func run(_ arguments: ParsedArguments, output: Output) throws -> ExitCode {
         // One journal for every install: the first context names the state directory and the API.
         guard let context = try Commands.contexts(arguments, output: output).first else { return .ok }

@@ -1,7 +1,13 @@
 import Foundation
 import UpgradeKit
 
-enum HistoryCommand {
+/// `history`: the journal's newest runs with their steps (`ReadScope`: the state directory is enough).
+enum HistoryCommand: AgentCommand {
+    static let spec = CommandSpec(
+        name: "history", abstract: "List past runs with their steps.", arguments: "[--limit N]",
+        options: [OptionSpec(names: ["--limit"], value: "N", help: "Show the N newest runs (default: 20).")],
+        discussion: CommandLineSpec.readDiscussion)
+
     static func run(_ arguments: ParsedArguments, output: Output) throws -> ExitCode {
         var limit = 20
         if let text = arguments.value("--limit") {

@@ -1,7 +1,13 @@
 import Foundation
 import UpgradeKit
 
-enum RecoverCommand {
+/// `recover`: finishes what interrupted runs left, on every configured install.
+enum RecoverCommand: AgentCommand {
+    static let spec = CommandSpec(
+        name: "recover", abstract: "Finish an interrupted upgrade or rollback.",
+        arguments: "[options]", options: [],
+        discussion: "Every command that changes something runs this first.")
+
     static func run(_ arguments: ParsedArguments, output: Output) throws -> ExitCode {
         var outcomes: [RunOutcome] = []
         for context in try Commands.contexts(arguments, output: output) {

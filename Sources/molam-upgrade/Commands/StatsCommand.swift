@@ -1,7 +1,12 @@
 import Foundation
 import UpgradeKit
 
-enum StatsCommand {
+/// `stats`: success rates and rollback figures from the journal (`ReadScope`).
+enum StatsCommand: AgentCommand {
+    static let spec = CommandSpec(
+        name: "stats", abstract: "Show success rates and rollback figures.",
+        arguments: "[options]", options: [], discussion: CommandLineSpec.readDiscussion)
+
     static func run(_ arguments: ParsedArguments, output: Output) throws -> ExitCode {
         let scope = try ReadScope.resolve(arguments, output: output)
         guard let journal = try scope.openJournal() else {

@@ -1,7 +1,33 @@
 import Foundation
 import UpgradeKit
 
-enum UpgradeCommand {
+/// `upgrade`: the pipeline over each configured install (or the one a local archive names); one
+/// shop's failure does not keep the others from upgrading.
+enum UpgradeCommand: AgentCommand {
+    static let spec = CommandSpec(
+        name: "upgrade", abstract: "Upgrade the plugin to a new release.",
+        arguments: "[--archive PATH|URL --sha256 HEX] [options]",
+        options: CommandLineSpec.archiveOptions + [
+            OptionSpec(names: ["--force"], value: nil,
+                       help: "Skip rollout eligibility; allow a downgrade or a reinstall. "
+                           + "Never skips checksums or signatures."),
+            OptionSpec(names: ["--dry-run"], value: nil,
+                       help: "Stage the release and check its migrations on a scratch copy; change nothing."),
+            OptionSpec(names: ["--no-report"], value: nil, help: "Do not report to the central API."),
+            OptionSpec(names: ["--splay"], value: "SECONDS",
+                       help: "First sleep a random time up to SECONDS (cron)."),
+        ],
+        discussion: """
+            Without --archive, asks the central API for the rollout of each configured plugin, decides
+            eligibility locally, and fetches the signed release. Steps: lock, recover, resolve,
+            eligibility, download, stage, backup, swap, migrate, verify, commit. Any failure after the
+            backup rolls the site back to the old version (exit 1). A release's download_url must be
+            https:// (plain http:// only to loopback); any other URL is refused before anything is fetched
+            (exit 4). A local --archive must be a regular file (exit 2 otherwise). Reports are queued in
+            the journal and delivered after the run has released its lock, for at most 20 s; the rest
+            waits for the next run or `flush`.
+            """)
+
     static func run(_ arguments: ParsedArguments, output: Output) throws -> ExitCode {
         let options = try upgradeOptions(arguments)
         if let splay = arguments.value("--splay") {

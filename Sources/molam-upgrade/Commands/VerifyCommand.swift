@@ -1,7 +1,12 @@
 import Foundation
 import UpgradeKit
 
-enum VerifyCommand {
+/// `verify`: the installed version's smoke checks, on demand; a failed check exits 1.
+enum VerifyCommand: AgentCommand {
+    static let spec = CommandSpec(
+        name: "verify", abstract: "Run the installed version's smoke checks.",
+        arguments: "[options]", options: [], discussion: nil)
+
     static func run(_ arguments: ParsedArguments, output: Output) throws -> ExitCode {
         let context = try Commands.context(arguments, output: output)
         let (manifest, results) = try Maintenance.verify(context: context)
