@@ -18,11 +18,12 @@ enum MolamUpgradeCommand {
         default:
             break
         }
-        guard let spec = CommandLineSpec.command(named: first) else {
+        guard let command = Commands.named(first) else {
             let usage = UsageError(description: "unknown command '\(first)'", command: nil)
             StandardStreams.err("\(CommandLineSpec.tool): error: \(usage) (\(usage.hint))\n")
             return ExitCode.usage.rawValue
         }
+        let spec = command.spec
         let parsed: ParsedArguments
         do {
             parsed = try ArgumentParser.parse(Array(arguments.dropFirst()), for: spec)
@@ -34,29 +35,21 @@ enum MolamUpgradeCommand {
             StandardStreams.out(CommandLineSpec.help(for: spec))
             return 0
         }
-        if spec.name == "help" {
-            guard let topic = parsed.positionals.first else {
-                StandardStreams.out(CommandLineSpec.overview(version: UpgradeKitVersion.string))
-                return 0
-            }
-            guard let command = CommandLineSpec.command(named: topic) else {
-                StandardStreams.err(
-                    "\(CommandLineSpec.tool): error: unknown command '\(topic)' (see '\(CommandLineSpec.tool) --help')\n")
-                return ExitCode.usage.rawValue
-            }
-            StandardStreams.out(CommandLineSpec.help(for: command))
-            return 0
-        }
         let output = Output(json: parsed.flag("--json"), quiet: parsed.flag("--quiet"))
-        // `release` takes its action (keygen, sign) as a positional argument and checks it itself.
-        if spec.name != "release", let extra = parsed.positionals.first {
-            output.error("error: unexpected argument '\(extra)' for '\(spec.name)' (see '\(CommandLineSpec.tool) \(spec.name) --help')")
+        // Help reads nothing but the specs, so it answers before the fault-injection variable is read:
+        // a mistyped testing aid must not hide the help.
+        if command is HelpCommand.Type {
+            return HelpCommand.run(parsed, output: output).rawValue
+        }
+        if !command.readsPositionals, let extra = parsed.positionals.first {
+            output.error("error: unexpected argument '\(extra)' for '\(spec.name)' "
+                         + "(see '\(CommandLineSpec.tool) \(spec.name) --help')")
             return ExitCode.usage.rawValue
         }
         do {
             // A testing aid (molam-upgrade(1), FAULT INJECTION); a typo in it must not pass silently.
             try FaultInjection.configure(environment: ProcessInfo.processInfo.environment)
-            return try Commands.run(spec.name, parsed, output: output).rawValue
+            return try command.run(parsed, output: output).rawValue
         } catch let error as UsageError {
             output.error("error: \(error) (\(error.hint))")
             return ExitCode.usage.rawValue

@@ -1,25 +1,19 @@
 import Foundation
 import UpgradeKit
 
-/// One function per command; each builds the context, calls UpgradeKit and prints.
+/// The registry of commands, and what several of them share: the site contexts they act on,
+/// version options, and printing a run's outcome.
 enum Commands {
-    static func run(_ name: String, _ arguments: ParsedArguments, output: Output) throws -> ExitCode {
-        switch name {
-        case "upgrade": return try UpgradeCommand.run(arguments, output: output)
-        case "check": return try CheckCommand.run(arguments, output: output)
-        case "rollback": return try RollbackCommand.run(arguments, output: output)
-        case "backup": return try BackupCommand.run(arguments, output: output)
-        case "verify": return try VerifyCommand.run(arguments, output: output)
-        case "recover": return try RecoverCommand.run(arguments, output: output)
-        case "status": return try StatusCommand.run(arguments, output: output)
-        case "history": return try HistoryCommand.run(arguments, output: output)
-        case "stats": return try StatsCommand.run(arguments, output: output)
-        case "flush": return try FlushCommand.run(arguments, output: output)
-        case "cleanup": return try CleanupCommand.run(arguments, output: output)
-        case "release": return try ReleaseCommand.run(arguments, output: output)
-        default: throw UsageError(description: "unknown command '\(name)'", command: nil)
-        }
-    }
+    /// Every command, in the order the overview lists them. The dispatcher, `help` and the overview's
+    /// command list all read this list: a command not named here does not exist.
+    static let all: [any AgentCommand.Type] = [
+        UpgradeCommand.self, CheckCommand.self, RollbackCommand.self, BackupCommand.self,
+        VerifyCommand.self, RecoverCommand.self, StatusCommand.self, HistoryCommand.self,
+        StatsCommand.self, FlushCommand.self, CleanupCommand.self, ReleaseCommand.self,
+        HelpCommand.self,
+    ]
+
+    static func named(_ name: String) -> (any AgentCommand.Type)? { all.first { $0.spec.name == name } }
 
     static func configuration(_ arguments: ParsedArguments) throws -> AgentConfiguration {
         try AgentConfiguration.resolve(

@@ -2,7 +2,35 @@ import Foundation
 import UpgradeKit
 
 /// `release keygen` and `release sign`: the plugin team's side of release signatures.
-enum ReleaseCommand {
+enum ReleaseCommand: AgentCommand {
+    static let spec = CommandSpec(
+        name: "release",
+        abstract: "Create a release-signing key pair, or sign a release archive's metadata (for plugin CI).",
+        arguments: "keygen --out PREFIX | sign --key FILE --archive PATH [--url URL]",
+        options: [
+            OptionSpec(names: ["--out"], value: "PREFIX",
+                       help: "keygen: write PREFIX.key (private, mode 0600) and PREFIX.pub; never overwrite."),
+            OptionSpec(names: ["--key"], value: "FILE",
+                       help: "sign: the private key from keygen; refused if group or others can read it."),
+            OptionSpec(names: ["--archive"], value: "PATH",
+                       help: "sign: the release archive (.zip, .tar.gz, .tar.zst)."),
+            OptionSpec(names: ["--url"], value: "URL",
+                       help: "sign: the https:// download URL to publish (default: the archive's file:// URL, "
+                           + "which agents refuse to download: give --url for a release they will fetch)."),
+            OptionSpec(names: ["--plugin"], value: "NAME",
+                       help: "sign: fail unless the archive's manifest names plugin NAME."),
+            OptionSpec(names: ["--version"], value: "V",
+                       help: "sign: fail unless the archive's manifest has version V."),
+        ],
+        discussion: """
+            sign prints the release metadata JSON the central API serves. The Ed25519 signature covers the
+            plugin name, version, SHA-256 and size, not the URL. Sites trust the key through the line in
+            PREFIX.pub, listed in agent.json's release_public_keys.
+            """)
+
+    /// The action (keygen, sign) is a positional argument, checked by `run`.
+    static let readsPositionals = true
+
     static func run(_ arguments: ParsedArguments, output: Output) throws -> ExitCode {
         guard let action = arguments.positionals.first else {
             throw UsageError(description: "release needs an action: keygen or sign", command: "release")

@@ -1,7 +1,33 @@
 import Foundation
 import UpgradeKit
 
-enum UpgradeCommand {
+/// `upgrade`: the pipeline over each configured install (or the one a local archive names); one
+/// shop's failure does not keep the others from upgrading.
+enum UpgradeCommand: AgentCommand {
+    static let spec = CommandSpec(
+        name: "upgrade", abstract: "Upgrade the plugin to a new release.",
+        arguments: "[--archive PATH|URL --sha256 HEX] [options]",
+        options: CommandLineSpec.archiveOptions + [
+            OptionSpec(names: ["--force"], value: nil,
+                       help: "Skip rollout eligibility; allow a downgrade or a reinstall. "
+                           + "Never skips checksums or signatures."),
+            OptionSpec(names: ["--dry-run"], value: nil,
+                       help: "Stage the release and check its migrations on a scratch copy; change nothing."),
+            OptionSpec(names: ["--no-report"], value: nil, help: "Do not report to the central API."),
+            OptionSpec(names: ["--splay"], value: "SECONDS",
+                       help: "First sleep a random time up to SECONDS (cron)."),
+        ],
+        discussion: """
+            Without --archive, asks the central API for the rollout of each configured plugin, decides
+            eligibility locally, and fetches the signed release. Steps: lock, recover, resolve,
+            eligibility, download, stage, backup, swap, migrate, verify, commit. Any failure after the
+            backup rolls the site back to the old version (exit 1). A release's download_url must be
+            https:// (plain http:// only to loopback); any other URL is refused before anything is fetched
+            (exit 4). A local --archive must be a regular file (exit 2 otherwise). Reports are queued in
+            the journal and delivered after the run has released its lock, for at most 20 s; the rest
+            waits for the next run or `flush`.
+            """)
+
     static func run(_ arguments: ParsedArguments, output: Output) throws -> ExitCode {
         let options = try upgradeOptions(arguments)
         if let splay = arguments.value("--splay") {
@@ -55,109 +81,5 @@ enum UpgradeCommand {
             archive: archive, sha256: sha256, expectedVersion: try Commands.version(arguments, "--to"),
             force: arguments.flag("--force"), dryRun: arguments.flag("--dry-run"),
             trigger: archive == nil && !arguments.flag("--force") && arguments.value("--to") == nil ? "scheduled" : "manual")
-    }
-}
-
-enum CheckCommand {
-    static func run(_ arguments: ParsedArguments, output: Output) throws -> ExitCode {
-        let options = try UpgradeCommand.upgradeOptions(arguments)
-        let contexts = options.archive == nil
-            ? try Commands.contexts(arguments, output: output) : [try Commands.context(arguments, output: output)]
-        var results: [Check.Result] = []
-        var codes: [ExitCode] = []
-        for context in contexts {
-            let result = try Check.run(options, context: context)
-            results.append(result)
-            codes.append(result.exitCode)
-        }
-        if output.json {
-            let objects = results.map { result in
-                // The seeds' decision fields (should_upgrade, reason, rollout_id, rollout_percentage,
-                // rollout_strategy, version) first, then ours.
-                result.seedsDecision.merging([
-                    "plugin": result.plugin, "installed_version": result.installedVersion,
-                    "release_version": result.releaseVersion ?? NSNull(), "decision": result.decision.rawValue,
-                    "reason": result.reason, "exit_code": Int(result.exitCode.rawValue),
-                ] as [String: Any]) { _, ours in ours }
-            }
-            if let only = objects.first, objects.count == 1 {
-                output.emitJSON(only)
-            } else {
-                output.emitJSON(["installs": objects])
-            }
-        } else {
-            for (result, context) in zip(results, contexts) {
-                let prefix = contexts.count > 1 ? "\(context.site.pluginDirectory): " : ""
-                output.line("\(prefix)\(result.decision.rawValue): \(result.reason)")
-            }
-        }
-        return Commands.worst(codes)
-    }
-}
-
-enum RollbackCommand {
-    static func run(_ arguments: ParsedArguments, output: Output) throws -> ExitCode {
-        let options = Pipeline.RollbackOptions(
-            targetVersion: try Commands.version(arguments, "--to"), reason: arguments.value("--reason"),
-            force: arguments.flag("--force"))
-        var context = try Commands.context(arguments, output: output)
-        if arguments.flag("--no-report") { context.reportsEnabled = false }
-        let outcome = try Pipeline.rollback(options, context: context)
-        return Commands.report(outcome, context: context, output: output)
-    }
-}
-
-enum BackupCommand {
-    static func run(_ arguments: ParsedArguments, output: Output) throws -> ExitCode {
-        let context = try Commands.context(arguments, output: output)
-        return Commands.report(try Maintenance.backup(context: context), context: context, output: output)
-    }
-}
-
-enum RecoverCommand {
-    static func run(_ arguments: ParsedArguments, output: Output) throws -> ExitCode {
-        var outcomes: [RunOutcome] = []
-        for context in try Commands.contexts(arguments, output: output) {
-            outcomes += try Recovery.run(context: context)
-        }
-        if output.json {
-            output.emitJSON(["recovered": outcomes.map { $0.jsonObject(steps: []) }])
-        } else if outcomes.isEmpty {
-            output.line("nothing to recover")
-        } else {
-            for outcome in outcomes {
-                let text = "run \(outcome.runID ?? "?") (\(outcome.command) \(outcome.fromVersion ?? "?") → "
-                    + "\(outcome.toVersion ?? "?")): \(outcome.message)"
-                if outcome.exitCode == .rollbackFailed { output.error(text) } else { output.line(text) }
-            }
-        }
-        return outcomes.contains { $0.exitCode == .rollbackFailed } ? .rollbackFailed : .ok
-    }
-}
-
-enum VerifyCommand {
-    static func run(_ arguments: ParsedArguments, output: Output) throws -> ExitCode {
-        let context = try Commands.context(arguments, output: output)
-        let (manifest, results) = try Maintenance.verify(context: context)
-        let failure = results.first { !$0.passed }
-        if output.json {
-            output.emitJSON([
-                "plugin": manifest.name, "version": manifest.version.description, "passed": failure == nil,
-                "checks": results.map {
-                    ["index": $0.index, "type": $0.kind, "check": $0.summary, "passed": $0.passed, "detail": $0.detail]
-                        as [String: Any]
-                },
-            ] as [String: Any])
-        } else {
-            output.table(["#", "TYPE", "CHECK", "RESULT"], results.map {
-                ["\($0.index)", $0.kind, $0.summary, ($0.passed ? "ok" : "FAILED") + ": " + $0.detail]
-            })
-            if let failure {
-                output.error("\(manifest.name) \(manifest.version): smoke check \(failure.index) failed: \(failure.detail)")
-            } else {
-                output.line("\(manifest.name) \(manifest.version): \(results.count) smoke checks passed")
-            }
-        }
-        return failure == nil ? .ok : .rolledBack
     }
 }
