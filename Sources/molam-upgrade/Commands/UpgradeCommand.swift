@@ -20,10 +20,13 @@ enum UpgradeCommand: AgentCommand {
         discussion: """
             Without --archive, asks the central API for the rollout of each configured plugin, decides
             eligibility locally, and fetches the signed release. Steps: lock, recover, resolve,
-            eligibility, download, stage, backup, swap, migrate, verify, commit. Any failure after the
-            backup rolls the site back to the old version (exit 1). A release's download_url must be
-            https:// (plain http:// only to loopback); any other URL is refused before anything is fetched
-            (exit 4). A local --archive must be a regular file (exit 2 otherwise). Reports are queued in
+            eligibility, download, stage, backup, swap, migrate, verify, commit. Before anything changes,
+            stage compiles every PHP file of the release, runs its before_swap checks, and (as root, with
+            version_url or http checks) asks a private copy of the site running it: a release that would
+            not load is refused (exit 4). After the swap, verify waits until version_url reports the new
+            version; a 5xx or a PHP fatal fails at once. Any failure after the backup rolls the site back
+            to the old version (exit 1). A release's download_url must be https:// (plain http:// only to
+            loopback); any other URL is refused before anything is fetched (exit 4). A local --archive must be a regular file (exit 2 otherwise). Reports are queued in
             the journal and delivered after the run has released its lock, for at most 20 s; the rest
             waits for the next run or `flush`.
             """)
