@@ -1,93 +1,6 @@
 import Foundation
 import MolamHTTP
 
-/// Where the central API is and how to authenticate to it.
-///
-/// `description`, `debugDescription` and the reflection mirror (`dump`, `String(reflecting:)`) all
-/// leave the token out: an endpoint printed into a log or a crash report must not leak it.
-public struct APIEndpoint: Sendable, CustomStringConvertible, CustomDebugStringConvertible,
-    CustomReflectable {
-    /// `https://api.molam.example`, or `http://127.0.0.1:PORT` in tests; a path prefix is kept, a
-    /// trailing slash is not needed.
-    public var baseURL: String
-    public var token: String
-
-    public init(baseURL: String, token: String) {
-        self.baseURL = baseURL
-        self.token = token
-    }
-
-    public var description: String { "\(CentralAPI.redact(baseURL)) (bearer token not shown)" }
-    public var debugDescription: String { "APIEndpoint(\(description))" }
-    public var customMirror: Mirror {
-        Mirror(self, children: ["baseURL": CentralAPI.redact(baseURL), "token": "(not shown)"])
-    }
-}
-
-/// Why a central-API operation failed. Messages name the method and the URL (query cut, never a
-/// header), so they can go to the journal and the terminal as they are; the token never appears.
-public enum CentralAPIError: Error, CustomStringConvertible, Sendable {
-    /// The API could not be reached or kept failing (connection errors, timeouts, 408, 429, 5xx),
-    /// after the retries the policy allows. The only case worth trying again later.
-    case unreachable(String)
-    /// A 2xx (or an unexpected redirect) whose body is not what the contract says.
-    case badAnswer(String)
-    /// A 4xx other than 404: authentication, permissions, a request the API refuses.
-    case rejected(status: Int, String)
-    case notFound(String)
-    /// Release metadata that is JSON but whose fields are wrong, or that describes another release
-    /// than the one asked for: refused, not retried.
-    case invalidRelease(String)
-    /// The token cannot be sent (empty, or a line break or other control character, typically a
-    /// token file's trailing newline). Detected before any request, so it never reaches the wire.
-    case invalidToken(String)
-    /// A URL, path or idempotency key that this client refuses before sending: not http(s), plain
-    /// http to a remote host, a query in the base URL, a dot segment...
-    case invalidRequest(String)
-    /// A failure on this host rather than on the network: libcurl could not be set up, or the
-    /// download's `restart` or `sink` threw (disk full, ...).
-    case localFailure(String)
-    /// The answer or download was larger than allowed (for a release: its signed size).
-    case tooLarge(String)
-
-    public var description: String {
-        switch self {
-        case .unreachable(let text), .badAnswer(let text), .rejected(_, let text), .notFound(let text),
-             .invalidRelease(let text), .invalidToken(let text), .invalidRequest(let text),
-             .localFailure(let text), .tooLarge(let text):
-            return text
-        }
-    }
-
-    /// The same error with every occurrence of `secret` replaced.
-    func hiding(_ secret: String) -> CentralAPIError {
-        guard !secret.isEmpty else { return self }
-        func clean(_ text: String) -> String { text.replacingOccurrences(of: secret, with: "(token)") }
-        switch self {
-        case .unreachable(let text): return .unreachable(clean(text))
-        case .badAnswer(let text): return .badAnswer(clean(text))
-        case .rejected(let status, let text): return .rejected(status: status, clean(text))
-        case .notFound(let text): return .notFound(clean(text))
-        case .invalidRelease(let text): return .invalidRelease(clean(text))
-        case .invalidToken(let text): return .invalidToken(clean(text))
-        case .invalidRequest(let text): return .invalidRequest(clean(text))
-        case .localFailure(let text): return .localFailure(clean(text))
-        case .tooLarge(let text): return .tooLarge(clean(text))
-        }
-    }
-
-    /// Whether the same operation may succeed later without anyone changing anything.
-    public var isRetryable: Bool {
-        switch self {
-        case .unreachable:
-            return true
-        case .badAnswer, .rejected, .notFound, .invalidRelease, .invalidToken, .invalidRequest, .localFailure,
-             .tooLarge:
-            return false
-        }
-    }
-}
-
 /// The central API's client side (DESIGN.md "Central API"): a blocking client with bearer
 /// authentication, explicit status checks and retries under a `RetryPolicy`.
 ///
@@ -263,23 +176,6 @@ public final class CentralAPI {
         }
     }
 
-    /// Percent-encodes one path segment (everything but RFC 3986's unreserved characters), for
-    /// callers building POST paths from ids the API returned.
-    public static func pathComponent(_ raw: String) -> String {
-        var encoded = ""
-        for byte in raw.utf8 {
-            let isUnreserved = (byte >= 0x41 && byte <= 0x5a) || (byte >= 0x61 && byte <= 0x7a)
-                || (byte >= 0x30 && byte <= 0x39) || byte == 0x2d || byte == 0x2e || byte == 0x5f
-                || byte == 0x7e
-            if isUnreserved {
-                encoded.unicodeScalars.append(Unicode.Scalar(byte))
-            } else {
-                encoded += String(format: "%%%02X", byte)
-            }
-        }
-        return encoded
-    }
-
     // MARK: Requests
 
     /// The one exit for errors of the public operations: any text the server could have put into
@@ -435,24 +331,6 @@ public final class CentralAPI {
         }
     }
 
-    /// At most 200 characters of an error body on one line, for the operator to see what the API
-    /// said. Non-printable characters become spaces so a body cannot forge extra log lines; the
-    /// token is cut out before the text is shortened, so no part of it survives at the cut.
-    private static func snippet(_ body: Data, hiding secret: String) -> String {
-        var flattened = ""
-        let text = String(decoding: body.prefix(4096), as: UTF8.self)
-        for scalar in text.replacingOccurrences(of: secret, with: "(token)").unicodeScalars {
-            let breaksLine = scalar.properties.generalCategory == .control
-                || scalar.properties.generalCategory == .lineSeparator
-                || scalar.properties.generalCategory == .paragraphSeparator
-            flattened.unicodeScalars.append(breaksLine ? " " : scalar)
-        }
-        let words = flattened.split(separator: " ", omittingEmptySubsequences: true)
-        let line = words.joined(separator: " ")
-        guard !line.isEmpty else { return "" }
-        return line.count > 200 ? ": \(line.prefix(200))…" : ": \(line)"
-    }
-
     // MARK: URLs
 
     private func apiURL(_ path: String) throws(CentralAPIError) -> String {
@@ -474,80 +352,5 @@ public final class CentralAPI {
             throw .invalidRequest("'\(name)' cannot be used as a plugin name in a central API path")
         }
         return name
-    }
-
-    private static func checkToken(_ token: String) throws(CentralAPIError) {
-        guard !token.isEmpty else {
-            throw .invalidToken("the central API token is empty; check the token file")
-        }
-        let clean = token.unicodeScalars.allSatisfy { $0.value > 0x20 && $0.value < 0x7f }
-        guard clean else {
-            throw .invalidToken("the central API token contains a line break, a space or another "
-                + "character a header cannot carry (a token file's trailing newline?); it was not sent")
-        }
-    }
-
-    /// A URL for messages: no user info, the query and fragment cut (signed CDN URLs carry secrets
-    /// there), no control characters.
-    static func redact(_ url: String) -> String {
-        var text = String(url.unicodeScalars.filter { $0.properties.generalCategory != .control }
-            .map(Character.init))
-        if let cut = text.firstIndex(where: { $0 == "?" || $0 == "#" }) {
-            text = String(text[..<cut]) + "?…"
-        }
-        if let schemeEnd = text.range(of: "://") {
-            let authorityEnd = text[schemeEnd.upperBound...].firstIndex(of: "/") ?? text.endIndex
-            if let at = text[schemeEnd.upperBound..<authorityEnd].lastIndex(of: "@") {
-                text.removeSubrange(schemeEnd.upperBound...at)
-            }
-        }
-        return text
-    }
-
-    private static func seconds(_ value: Double) -> String {
-        value == value.rounded() && abs(value) < 1e15 ? "\(Int(value)) s" : String(format: "%.2f s", value)
-    }
-}
-
-/// Scheme, host and port of an http(s) URL, parsed strictly: anything unusual in the authority
-/// (user info, a backslash, spaces) makes it nil, and nil never matches, so the token is withheld
-/// whenever this parser and libcurl's could disagree about where a request goes.
-private struct Origin: Equatable {
-    let scheme: String
-    let host: String
-    let port: Int
-
-    init?(_ url: String) {
-        guard let schemeEnd = url.range(of: "://") else { return nil }
-        let scheme = url[..<schemeEnd.lowerBound].lowercased()
-        let rest = url[schemeEnd.upperBound...]
-        let authority = rest.prefix { $0 != "/" && $0 != "?" && $0 != "#" }
-        let defaultPort: Int
-        switch scheme {
-        case "https": defaultPort = 443
-        case "http": defaultPort = 80
-        default: return nil
-        }
-        guard !authority.isEmpty,
-              authority.unicodeScalars.allSatisfy({ $0.value > 0x20 && $0.value < 0x7f }),
-              !authority.contains("@"), !authority.contains("\\"), !authority.contains("%")
-        else { return nil }
-        var host = Substring(authority)
-        var port = defaultPort
-        let portSeparator = authority.hasPrefix("[")
-            ? authority.range(of: "]:").map { authority.index(before: $0.upperBound) }
-            : authority.lastIndex(of: ":")
-        if let colon = portSeparator {
-            let digits = authority[authority.index(after: colon)...]
-            guard !digits.isEmpty, digits.count <= 5, digits.allSatisfy({ $0.isASCII && $0.isNumber }),
-                  let number = Int(digits), number > 0, number <= 65_535
-            else { return nil }
-            host = authority[..<colon]
-            port = number
-        }
-        guard !host.isEmpty else { return nil }
-        self.scheme = scheme
-        self.host = host.lowercased()
-        self.port = port
     }
 }
