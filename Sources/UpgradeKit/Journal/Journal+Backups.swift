@@ -7,8 +7,8 @@ extension Journal {
         try write("record backup") {
             try db.run(
                 """
-                INSERT INTO backups (id, plugin, version, path, created_at, size_bytes, run_id, file_count, tables,
-                                     plugin_dir)
+                INSERT INTO backups (id, plugin, version, path, created_at, size_bytes, run_id, file_count,
+                                     tables, plugin_dir)
                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                 """,
                 [.text(backup.id), .text(backup.plugin), .text(backup.version), .text(backup.path),
@@ -20,7 +20,9 @@ extension Journal {
 
     /// Backups still on disk, newest first; of one plugin, and of one install when `pluginDirectory`
     /// is given (two shops on one host may run the same plugin).
-    public func backups(plugin: String? = nil, pluginDirectory: String? = nil) throws(JournalError) -> [BackupRecord] {
+    public func backups(
+        plugin: String? = nil, pluginDirectory: String? = nil
+    ) throws(JournalError) -> [BackupRecord] {
         try read("read backups") {
             try db.query(
                 """
@@ -47,7 +49,8 @@ extension Journal {
 
     public func markBackupDeleted(id: String, now: Date) throws(JournalError) {
         try write("mark backup deleted") {
-            try db.run("UPDATE backups SET deleted_at = ? WHERE id = ?", [.text(Self.timestamp(now)), .text(id)])
+            try db.run(
+                "UPDATE backups SET deleted_at = ? WHERE id = ?", [.text(Self.timestamp(now)), .text(id)])
         }
     }
 }

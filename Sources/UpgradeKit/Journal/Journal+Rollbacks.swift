@@ -19,12 +19,14 @@ extension Journal {
     }
 
     public func finishRollback(
-        _ id: Int64, success: Bool, durationMilliseconds: Int, filesRestored: Bool, databaseRestored: Bool, now: Date
+        _ id: Int64, success: Bool, durationMilliseconds: Int, filesRestored: Bool, databaseRestored: Bool,
+        now: Date
     ) throws(JournalError) {
         try write("finish rollback") {
             try db.run(
                 """
-                UPDATE rollbacks SET status = ?, finished_at = ?, duration_ms = ?, files_restored = ?, db_restored = ?
+                UPDATE rollbacks SET status = ?, finished_at = ?, duration_ms = ?, files_restored = ?,
+                                     db_restored = ?
                 WHERE id = ?
                 """,
                 [.text(success ? "success" : "failed"), .text(Self.timestamp(now)),
@@ -35,7 +37,8 @@ extension Journal {
 
     public func rollbacks(run: String) throws(JournalError) -> [RollbackRecord] {
         try read("read rollbacks") {
-            try db.query("SELECT * FROM rollbacks WHERE run_id = ? ORDER BY id", [.text(run)]).map(Self.rollback)
+            try db.query("SELECT * FROM rollbacks WHERE run_id = ? ORDER BY id", [.text(run)])
+                .map(Self.rollback)
         }
     }
 

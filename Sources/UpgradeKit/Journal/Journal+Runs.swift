@@ -75,7 +75,9 @@ extension Journal {
     }
 
     /// Newest first.
-    public func recentRuns(limit: Int, plugin: String? = nil, pluginDirectory: String? = nil) throws(JournalError) -> [RunRecord] {
+    public func recentRuns(
+        limit: Int, plugin: String? = nil, pluginDirectory: String? = nil
+    ) throws(JournalError) -> [RunRecord] {
         try runs(
             where: "(?1 IS NULL OR plugin = ?1) AND (?2 IS NULL OR plugin_dir = ?2)",
             bindings: [Self.optionalText(plugin), Self.optionalText(pluginDirectory)], limit: limit)
@@ -93,7 +95,8 @@ extension Journal {
                 bindings
             ).map { row in
                 let stateJSON = row["state"].stringValue ?? "{}"
-                let state = (try? JSONDecoder().decode(RunState.self, from: Data(stateJSON.utf8))) ?? RunState()
+                let state = (try? JSONDecoder().decode(RunState.self, from: Data(stateJSON.utf8)))
+                    ?? RunState()
                 return RunRecord(
                     id: row["id"].stringValue ?? "",
                     command: row["command"].stringValue ?? "",

@@ -4,7 +4,9 @@ import MolamSQLite
 /// Steps: intent journaled before each step, outcome after.
 extension Journal {
     /// Journals the intent to run a step; returns its id for `finishStep`.
-    public func startStep(run: String, _ name: StepName, detail: String? = nil, now: Date) throws(JournalError) -> Int64 {
+    public func startStep(
+        run: String, _ name: StepName, detail: String? = nil, now: Date
+    ) throws(JournalError) -> Int64 {
         try write("start step \(name.rawValue)") {
             try db.run(
                 "INSERT INTO steps (run_id, name, status, started_at, detail) VALUES (?, ?, 'started', ?, ?)",

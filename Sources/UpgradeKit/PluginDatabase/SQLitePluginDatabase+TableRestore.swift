@@ -147,11 +147,14 @@ extension SQLitePluginDatabase {
                 [.text(table.name)]
             )?.stringValue
             guard currentSQL == table.createSQL else { return false }
-            let wanted = try TableBackupFormat.objects(in: connection, schema: "molam_backup", table: table.name)
+            let wanted = try TableBackupFormat.objects(
+                in: connection, schema: "molam_backup", table: table.name)
             guard try currentObjects(of: table.name) == wanted else { return false }
             let quoted = quote(table.name)
             let columns = try TableColumns.insertable(connection, schema: "molam_backup", table: table.name)
-            guard let list = TableColumns.selectList(columns: columns, hasRowID: table.hasRowID) else { return false }
+            guard let list = TableColumns.selectList(columns: columns, hasRowID: table.hasRowID) else {
+                return false
+            }
             let count = try connection.scalar("SELECT count(*) FROM main.\(quoted)")?.intValue
             guard count == Int64(table.rowCount) else { return false }
             let differing = try connection.scalar("""
@@ -160,8 +163,8 @@ extension SQLitePluginDatabase {
                 """)?.intValue
             guard differing == 0 else { return false }
             let sequence = hasSequence
-                ? try connection.scalar("SELECT seq FROM main.sqlite_sequence WHERE name = ?", [.text(table.name)])?
-                    .intValue
+                ? try connection.scalar(
+                    "SELECT seq FROM main.sqlite_sequence WHERE name = ?", [.text(table.name)])?.intValue
                 : nil
             guard sequence == table.sequence else { return false }
         }
@@ -184,7 +187,8 @@ extension SQLitePluginDatabase {
         for table in tables {
             guard let order = table.schemaOrder else { return }
             moves.append(("table", table.name, order))
-            moves += try TableBackupFormat.objectOrders(in: connection, schema: "molam_backup", table: table.name)
+            moves += try TableBackupFormat.objectOrders(
+                in: connection, schema: "molam_backup", table: table.name)
         }
         guard !moves.isEmpty else { return }
         // Every target rowid must be free or already held by the same entry.
@@ -194,7 +198,9 @@ extension SQLitePluginDatabase {
             ).first
             if let holder, !(holder[0].description == move.type && holder[1].description.lowercased()
                 == move.name.lowercased()) {
-                if !moves.contains(where: { $0.type == holder[0].description && $0.name == holder[1].description }) {
+                if !moves.contains(where: {
+                    $0.type == holder[0].description && $0.name == holder[1].description
+                }) {
                     return
                 }
             }
