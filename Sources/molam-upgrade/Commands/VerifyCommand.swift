@@ -5,7 +5,11 @@ import UpgradeKit
 enum VerifyCommand: AgentCommand {
     static let spec = CommandSpec(
         name: "verify", abstract: "Run the installed version's smoke checks.",
-        arguments: "[options]", options: [], discussion: nil)
+        arguments: "[options]", options: [],
+        discussion: """
+            With version_url set (agent.json or --version-url), first asks the site whether it serves the
+            installed version: the files on disk are one thing, what the site serves is what takes payments.
+            """)
 
     static func run(_ arguments: ParsedArguments, output: Output) throws -> ExitCode {
         let context = try Commands.context(arguments, output: output)
