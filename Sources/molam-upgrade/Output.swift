@@ -100,7 +100,7 @@ extension RunOutcome {
             "from_version": fromVersion ?? NSNull(),
             "to_version": toVersion ?? NSNull(),
             "status": status.rawValue,
-            "rollback_status": rollbackStatus ?? NSNull(),
+            "rollback_status": rollbackStatus?.rawValue ?? NSNull(),
             "message": message,
             "error": error ?? NSNull(),
             "exit_code": Int(exitCode.rawValue),
@@ -116,7 +116,7 @@ extension RunOutcome {
         if let rollback {
             object["rollback"] = [
                 "reason": rollback.reason,
-                "trigger": rollback.trigger,
+                "trigger": rollback.trigger.rawValue,
                 "duration_ms": rollback.durationMilliseconds,
                 "files_restored": rollback.filesRestored,
                 "db_restored": rollback.databaseRestored,

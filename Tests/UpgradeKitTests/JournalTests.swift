@@ -18,7 +18,7 @@ struct JournalTests {
         let journal = try Journal(path: path)
         let now = Date()
         let run = try journal.beginRun(
-            command: "upgrade", trigger: "manual", plugin: "molam-form", pluginDirectory: "/p", fromVersion: "3.9.0",
+            command: .upgrade, trigger: .manual, plugin: "molam-form", pluginDirectory: "/p", fromVersion: "3.9.0",
             toVersion: nil, dryRun: false, now: now)
         let step = try journal.startStep(run: run, .backup, now: now)
         #expect(try journal.unfinishedRuns().map(\.id) == [run])
@@ -26,7 +26,7 @@ struct JournalTests {
         var state = RunState()
         state.stagedTree = "/w/stage/p"
         try journal.saveState(run: run, state)
-        try journal.finishRun(run: run, status: .succeeded, rollbackStatus: "not_required", error: nil, exitCode: 0,
+        try journal.finishRun(run: run, status: .succeeded, rollbackStatus: .notRequired, error: nil, exitCode: 0,
                               now: now)
         #expect(try journal.unfinishedRuns().isEmpty)
         let record = try #require(try journal.run(id: run))
@@ -61,11 +61,11 @@ struct JournalTests {
         let now = Date()
         for (status, age) in [(RunStatus.succeeded, 0.0), (.rolledBack, 3600), (.rolledBack, 3 * 86_400)] {
             let run = try journal.beginRun(
-                command: "upgrade", trigger: "cron", plugin: "p", pluginDirectory: "/p", fromVersion: "1.0.0",
+                command: .upgrade, trigger: .scheduled, plugin: "p", pluginDirectory: "/p", fromVersion: "1.0.0",
                 toVersion: "1.1.0", dryRun: false, now: now.addingTimeInterval(-age))
             if status == .rolledBack {
                 let rollback = try journal.startRollback(
-                    run: run, trigger: "automatic", reason: "smoke", from: "1.1.0", to: "1.0.0",
+                    run: run, trigger: .automatic, reason: "smoke", from: "1.1.0", to: "1.0.0",
                     now: now.addingTimeInterval(-age))
                 try journal.finishRollback(
                     rollback, success: age < 86_400, durationMilliseconds: 40, filesRestored: true,

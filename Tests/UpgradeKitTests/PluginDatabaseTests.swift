@@ -97,14 +97,14 @@ private struct SiteFixture {
         #expect(summary.bytes > 0)
         let attributes = try FileManager.default.attributesOfItem(atPath: backupPath)
         #expect((attributes[.posixPermissions] as? Int) == 0o600)
-        #expect(try SQLitePluginDatabase.verifyTableBackup(at: backupPath) == summary)
+        #expect(try database.verifyTableBackup(at: backupPath) == summary)
 
         _ = try site.writeMigration("0001_add_refunds.sql", upgrade)
         let folder = try site.writeMigration("0002_settings_index.sql", settings)
         let migrations = try Migration.load(from: folder)
         var journaled: [Int] = []
         let epoch = Date(timeIntervalSince1970: 0)
-        try database.applyMigrations(database.pendingMigrations(migrations), now: epoch) {
+        try database.applyMigrations(database.pendingMigrations(migrations), now: epoch, confinement: nil) {
             journaled.append($0.version)
         }
         #expect(journaled == [1, 2])
@@ -265,15 +265,15 @@ private struct SiteFixture {
         let truncated = site.dir.file("truncated.db")
         try bytes.prefix(bytes.count / 2).write(to: URL(fileURLWithPath: truncated))
         #expect(throws: PluginDatabaseError.self) {
-            try SQLitePluginDatabase.verifyTableBackup(at: truncated)
+            try database.verifyTableBackup(at: truncated)
         }
 
         let garbage = site.dir.file("garbage.db")
         try Data(repeating: 0x5a, count: 8192).write(to: URL(fileURLWithPath: garbage))
-        #expect(throws: PluginDatabaseError.self) { try SQLitePluginDatabase.verifyTableBackup(at: garbage) }
+        #expect(throws: PluginDatabaseError.self) { try database.verifyTableBackup(at: garbage) }
         #expect(throws: PluginDatabaseError.self) { try database.restoreTables(from: garbage) }
         #expect(throws: PluginDatabaseError.self) {
-            try SQLitePluginDatabase.verifyTableBackup(at: site.dir.file("absent.db"))
+            try database.verifyTableBackup(at: site.dir.file("absent.db"))
         }
         #expect(throws: PluginDatabaseError.self) {
             try SQLitePluginDatabase(path: site.dir.file("absent.db"))

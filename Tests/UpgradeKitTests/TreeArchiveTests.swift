@@ -233,14 +233,14 @@ import Glibc
         #expect(Set(Tree.listing(backup.directory)) == [
             BackupSet.filesArchiveName, BackupSet.filesManifestName, BackupSet.tablesName, "meta.json",
         ])
-        try backup.verify()
+        try backup.verify(database: try SQLitePluginDatabase(path: databasePath))
 
         try rewrite(backup.filesArchive, to: temp.sub("edited.tar.zst")) { name in
             name == "molam-form/run.sh" ? .replace(Array("#!/bin/ls\n".utf8)) : .keep
         }
         #expect(rename(temp.sub("edited.tar.zst"), backup.filesArchive) == 0)
         #expect {
-            try backup.verify()
+            try backup.verify(database: try SQLitePluginDatabase(path: databasePath))
         } throws: { error in
             guard case .mismatch(_, let differences) = error as? TreeArchiveError else { return false }
             return differences == ["'run.sh' has different content"]

@@ -26,6 +26,10 @@ public enum DatabaseLocation: Sendable, Equatable, CustomStringConvertible {
         case .sqlite(let path): "sqlite://\(path)"
         }
     }
+
+    /// For commands that read the journal of an install whose database they never open (`status`,
+    /// `history` without a configuration).
+    public static let notKnown = DatabaseLocation.sqlite(path: "/")
 }
 
 /// How the agent learns which plugin version the site really serves, and what it runs after each

@@ -4,7 +4,7 @@ import MolamSQLite
 /// Rollbacks: one row per attempt to put a run's changes back.
 extension Journal {
     public func startRollback(
-        run: String, trigger: String, reason: String, from: String?, to: String?, now: Date
+        run: String, trigger: RunTrigger, reason: String, from: String?, to: String?, now: Date
     ) throws(JournalError) -> Int64 {
         try write("start rollback") {
             try db.run(
@@ -12,7 +12,7 @@ extension Journal {
                 INSERT INTO rollbacks (run_id, trigger, reason, from_version, to_version, started_at, status)
                 VALUES (?, ?, ?, ?, ?, ?, 'running')
                 """,
-                [.text(run), .text(trigger), .text(reason), Self.optionalText(from), Self.optionalText(to),
+                [.text(run), .text(trigger.rawValue), .text(reason), Self.optionalText(from), Self.optionalText(to),
                  .text(Self.timestamp(now))])
             return db.lastInsertRowID
         }

@@ -4,7 +4,7 @@ import MolamSQLite
 /// Runs: begun, described, saved, finished, and read back.
 extension Journal {
     public func beginRun(
-        command: String, trigger: String, plugin: String, pluginDirectory: String,
+        command: RunCommand, trigger: RunTrigger, plugin: String, pluginDirectory: String,
         fromVersion: String?, toVersion: String?, dryRun: Bool, now: Date
     ) throws(JournalError) -> String {
         let id = UUID().uuidString.lowercased()
@@ -15,7 +15,7 @@ extension Journal {
                                   dry_run, started_at)
                 VALUES (?, ?, ?, ?, ?, ?, ?, 'running', ?, ?)
                 """,
-                [.text(id), .text(command), .text(trigger), .text(plugin), .text(pluginDirectory),
+                [.text(id), .text(command.rawValue), .text(trigger.rawValue), .text(plugin), .text(pluginDirectory),
                  Self.optionalText(fromVersion), Self.optionalText(toVersion), .integer(dryRun ? 1 : 0),
                  .text(Self.timestamp(now))])
         }
@@ -53,7 +53,7 @@ extension Journal {
     }
 
     public func finishRun(
-        run: String, status: RunStatus, rollbackStatus: String?, error: String?, exitCode: Int, now: Date
+        run: String, status: RunStatus, rollbackStatus: RollbackStatus?, error: String?, exitCode: Int, now: Date
     ) throws(JournalError) {
         try write("finish run") {
             try db.run(
@@ -61,7 +61,7 @@ extension Journal {
                 UPDATE runs SET status = ?, rollback_status = ?, error = ?, exit_code = ?, finished_at = ?
                 WHERE id = ?
                 """,
-                [.text(status.rawValue), Self.optionalText(rollbackStatus), Self.optionalText(error),
+                [.text(status.rawValue), Self.optionalText(rollbackStatus?.rawValue), Self.optionalText(error),
                  .integer(Int64(exitCode)), .text(Self.timestamp(now)), .text(run)])
         }
     }

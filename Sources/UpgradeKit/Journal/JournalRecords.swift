@@ -5,6 +5,30 @@ public enum StepName: String, Sendable, CaseIterable, Codable {
 
 public enum StepStatus: String, Sendable, Codable { case started, done, failed, skipped }
 
+/// A run's `rollback_status` (DESIGN.md): whether anything had to be put back, and how that went.
+public enum RollbackStatus: String, Sendable, Codable {
+    case notRequired = "not_required"
+    case success
+    case failed
+}
+
+/// What started a run.
+public enum RunTrigger: String, Sendable, Codable {
+    /// An operator's command.
+    case manual
+    /// The daily cron asking the central API.
+    case scheduled
+    /// The agent itself: a failed run's rollback, or a rollout rolled back upstream.
+    case automatic
+    /// `recover` finishing a run a crash interrupted.
+    case recovery
+}
+
+/// The commands that open a journaled run.
+public enum RunCommand: String, Sendable, Codable {
+    case upgrade, rollback, backup
+}
+
 /// How a run ended. `running` and `rollingBack` are the only unfinished states; `recover` looks for them.
 public enum RunStatus: String, Sendable, Codable {
     case running

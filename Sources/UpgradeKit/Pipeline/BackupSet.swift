@@ -36,7 +36,7 @@ public struct BackupSet: Sendable, Equatable {
     /// archive and the record still name the plugin directory.
     static func create(
         pluginDirectory: String, tree: String? = nil, manifest: PluginManifest, tables: [String],
-        database: SQLitePluginDatabase, paths: StatePaths, runID: String?, now: Date
+        database: any PluginDatabase, paths: StatePaths, runID: String?, now: Date
     ) throws -> BackupSet {
         let pluginBackups = paths.backups + "/" + manifest.name
         try FileSystem.makeDirectory(pluginBackups, mode: 0o700)
@@ -64,7 +64,7 @@ public struct BackupSet: Sendable, Equatable {
             do {
                 try FaultInjection.hit("mid-backup")
                 summary = try database.backupTables(tables, to: partial + "/" + tablesName)
-                _ = try SQLitePluginDatabase.verifyTableBackup(at: partial + "/" + tablesName)
+                _ = try database.verifyTableBackup(at: partial + "/" + tablesName)
             } catch {
                 // The check still reads the partial directory: let it finish before that is removed.
                 try? archiveCheck.wait()
@@ -107,7 +107,7 @@ public struct BackupSet: Sendable, Equatable {
 
     /// Checks that the backup is whole before it is used for a restore: every part present, the files
     /// archive reading back exactly as its manifest recorded, the tables backup intact.
-    func verify() throws {
+    func verify(database: any PluginDatabase) throws {
         for file in [filesArchive, filesManifest, tables] where !FileSystem.exists(file) {
             throw UpgradeError.failed("backup \(directory) is incomplete: \((file as NSString).lastPathComponent) is missing")
         }
@@ -118,7 +118,7 @@ public struct BackupSet: Sendable, Equatable {
             throw UpgradeError.failed("backup \(directory): cannot read \(Self.filesManifestName): \(error)")
         }
         try TreeArchive.verify(archivePath: filesArchive, expecting: manifest)
-        _ = try SQLitePluginDatabase.verifyTableBackup(at: tables)
+        _ = try database.verifyTableBackup(at: tables)
     }
 
     static func stamp(_ date: Date) -> String {

@@ -18,7 +18,9 @@ enum CentralRelease {
         let token: String
         do { token = try context.agent.readToken() } catch { throw .configuration("\(error)") }
         do {
-            return try CentralAPI(endpoint: APIEndpoint(baseURL: url, token: token), retry: context.retry)
+            return try CentralAPI(
+                endpoint: APIEndpoint(baseURL: url, token: token), retry: context.retry, sleep: context.services.sleep,
+                transport: try context.services.httpTransport())
         } catch {
             throw .unavailable("\(error)")
         }
@@ -42,8 +44,7 @@ enum CentralRelease {
     /// its Ed25519 signature against the configured keys, and the version against the highest this
     /// install has accepted (a replayed old release is refused unless `--force`).
     static func release(
-        _ api: CentralAPI, plugin: String, version: SemanticVersion, context: UpgradeContext,
-        highestAccepted: SemanticVersion?, force: Bool
+        _ api: CentralAPI, plugin: String, version: SemanticVersion, context: UpgradeContext, policy: ReleasePolicy
     ) throws(UpgradeError) -> (ReleaseMetadata, String) {
         let release: ReleaseMetadata
         do {
@@ -67,11 +68,7 @@ enum CentralRelease {
         } catch {
             throw .refused("\(error)")
         }
-        if let highestAccepted, version < highestAccepted, !force {
-            throw .refused(
-                "release \(plugin) \(version) is older than \(highestAccepted), the highest version this install "
-                    + "has accepted; pass --force to install it anyway")
-        }
+        try policy.checkFloor(plugin: plugin, version: version)
         let how = signer.map { "signature verified (key \($0))" } ?? "unsigned (no release_public_keys configured)"
         return (release, how)
     }
@@ -125,7 +122,8 @@ enum CentralRelease {
     static func downloadClient(_ context: UpgradeContext) throws(UpgradeError) -> CentralAPI {
         do {
             return try CentralAPI(
-                endpoint: APIEndpoint(baseURL: "https://no-central-api.invalid", token: "unused"), retry: context.retry)
+                endpoint: APIEndpoint(baseURL: "https://no-central-api.invalid", token: "unused"), retry: context.retry,
+                sleep: context.services.sleep, transport: try context.services.httpTransport())
         } catch {
             throw .failed("\(error)")
         }

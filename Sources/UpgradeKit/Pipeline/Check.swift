@@ -53,7 +53,7 @@ public enum Check {
     public static func run(_ options: Pipeline.UpgradeOptions, context: UpgradeContext) throws(UpgradeError) -> Result {
         let installed: PluginManifest
         do {
-            installed = try Pipeline.openSite(context.site).0
+            installed = try ResolveStep.openSite(context).0
         } catch let error as UpgradeError {
             throw error
         } catch {
@@ -93,9 +93,10 @@ public enum Check {
             return result(.refuse, nil, "\(error)", .refused)
         }
         do {
-            try Pipeline.checkTarget(target, installed: installed, options: options)
+            let policy = ReleasePolicy(installed: installed, requested: options.expectedVersion, force: options.force)
+            try policy.check(plugin: target.name, version: target.version, source: options.source)
             _ = try Pipeline.ownedRelease(target, installed: installed, site: context.site)
-        } catch let error as Pipeline.AlreadyInstalled {
+        } catch let error as ReleasePolicy.AlreadyInstalled {
             return result(.skip, target.version.description, "\(error)", .ok)
         } catch {
             return result(.refuse, target.version.description, "\(error)", .refused)
@@ -148,22 +149,22 @@ public enum Check {
             highest = (try? journal.highestAcceptedVersion(pluginDirectory: context.site.pluginDirectory))?
                 .flatMap(SemanticVersion.init)
         }
+        let policy = ReleasePolicy(
+            installed: installed, requested: version, force: options.force, highestAccepted: highest)
         do {
             let (_, signature) = try CentralRelease.release(
-                api, plugin: installed.name, version: version, context: context, highestAccepted: highest,
-                force: options.force)
-            if version == installed.version && !options.force {
-                return result(.skip, version.description, "\(installed.name) \(version) is already installed", .ok)
-            }
-            if version < installed.version && !options.force {
-                return result(.refuse, version.description,
-                              "release \(version) is older than the installed \(installed.version)", .refused)
-            }
+                api, plugin: installed.name, version: version, context: context, policy: policy)
+            try policy.check(plugin: installed.name, version: version, source: "the central API")
             return result(.upgrade, version.description,
                           "would upgrade \(installed.name) \(installed.version) → \(version): \(reason); \(signature)", .ok)
-        } catch {
-            if error.exitCode == .refused { return result(.refuse, version.description, error.description, .refused) }
+        } catch let error as ReleasePolicy.AlreadyInstalled {
+            return result(.skip, version.description, "\(error)", .ok)
+        } catch let error as UpgradeError where error.exitCode == .refused {
+            return result(.refuse, version.description, error.description, .refused)
+        } catch let error as UpgradeError {
             throw error
+        } catch {
+            throw .failed("\(error)")
         }
     }
 

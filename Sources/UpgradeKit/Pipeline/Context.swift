@@ -1,4 +1,8 @@
 import Foundation
+import MolamHTTP
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Exit codes of DESIGN.md; the executable maps outcomes and errors to these and nothing else.
 public enum ExitCode: Int32, Sendable {
@@ -39,6 +43,8 @@ public struct UpgradeContext {
     public var reportsEnabled: Bool = false
     /// Retries of central API calls.
     public var retry: RetryPolicy = .default
+    /// The outside world: network, database engines, waiting, who the agent runs as, fault points.
+    public var services: Services = .live
 
     public init(
         site: SiteConfiguration, clock: @escaping () -> Date = Date.init, progress: ProgressReporter = SilentProgress(),
@@ -52,6 +58,43 @@ public struct UpgradeContext {
     }
 
     public var paths: StatePaths { StatePaths(root: site.stateDirectory) }
+}
+
+/// What a run reaches the outside world through, besides the files it is given. `live` is the real
+/// thing; a test installs doubles (`TestSupport`'s `Services.failing` fails every call the test did
+/// not expect), in the manner of swiftly's `SwiftlyCoreContext` and its failing HTTP executor.
+public struct Services {
+    /// The transport under the central API client and release downloads.
+    public var httpTransport: () throws(HTTPError) -> any HTTPTransport
+    /// Opens the plugin database a DSN names.
+    public var openDatabase: (DatabaseLocation) throws(PluginDatabaseError) -> any PluginDatabase
+    /// Waits between retries.
+    public var sleep: (Double) -> Void
+    /// The agent's effective user id: as root it gives staged files to the tree's owner.
+    public var userID: () -> uid_t
+    /// Reaches a named fault point (`FaultInjection`).
+    public var fault: (String) throws -> Void
+
+    public init(
+        httpTransport: @escaping () throws(HTTPError) -> any HTTPTransport,
+        openDatabase: @escaping (DatabaseLocation) throws(PluginDatabaseError) -> any PluginDatabase,
+        sleep: @escaping (Double) -> Void, userID: @escaping () -> uid_t, fault: @escaping (String) throws -> Void
+    ) {
+        self.httpTransport = httpTransport
+        self.openDatabase = openDatabase
+        self.sleep = sleep
+        self.userID = userID
+        self.fault = fault
+    }
+
+    public static var live: Services {
+        Services(
+            httpTransport: { () throws(HTTPError) in try HTTPClient(userAgent: CentralAPI.userAgent) },
+            openDatabase: { location throws(PluginDatabaseError) in try PluginDatabases.open(location) },
+            sleep: { Thread.sleep(forTimeInterval: $0) },
+            userID: { geteuid() },
+            fault: { point in try FaultInjection.hit(point) })
+    }
 }
 
 /// The layout of the state directory.
@@ -105,41 +148,21 @@ public struct RunOutcome: Sendable {
     public var fromVersion: String?
     public var toVersion: String?
     public var status: RunStatus
-    /// `not_required`, `success` or `failed` (DESIGN.md's rollback statuses).
-    public var rollbackStatus: String?
+    public var rollbackStatus: RollbackStatus?
     public var message: String
-    public var error: String?
+    public var error: String? = nil
     public var exitCode: ExitCode
     public var rollback: RollbackSummary?
-    public var recovered: [RunOutcome]
+    public var recovered: [RunOutcome] = []
     /// What delivering the outbox did after the run (nil when no central API is configured).
-    public var reports: ReportDelivery.Result?
+    public var reports: ReportDelivery.Result? = nil
     /// Set when a rollout was rolled back upstream for the version this host runs.
-    var rollBackReason: String?
-
-    public init(
-        runID: String?, command: String, plugin: String, fromVersion: String?, toVersion: String?,
-        status: RunStatus, rollbackStatus: String?, message: String, error: String? = nil, exitCode: ExitCode,
-        rollback: RollbackSummary? = nil, recovered: [RunOutcome] = []
-    ) {
-        self.runID = runID
-        self.command = command
-        self.plugin = plugin
-        self.fromVersion = fromVersion
-        self.toVersion = toVersion
-        self.status = status
-        self.rollbackStatus = rollbackStatus
-        self.message = message
-        self.error = error
-        self.exitCode = exitCode
-        self.rollback = rollback
-        self.recovered = recovered
-    }
+    var rollBackReason: String? = nil
 }
 
 public struct RollbackSummary: Sendable, Equatable {
     public var reason: String
-    public var trigger: String
+    public var trigger: RunTrigger
     public var durationMilliseconds: Int
     public var filesRestored: Bool
     public var databaseRestored: Bool

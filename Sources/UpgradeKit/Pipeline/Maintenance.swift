@@ -26,7 +26,7 @@ public enum Maintenance {
         let pluginParent = (context.site.pluginDirectory as NSString).deletingLastPathComponent
         let bases = [
             (context.paths.work, TrustedDirectory.Requirements()),
-            (pluginParent + "/" + Pipeline.hiddenWorkName, TrustedDirectory.Requirements(privateMode: true)),
+            (pluginParent + "/" + Workspace.hiddenName, TrustedDirectory.Requirements(privateMode: true)),
         ]
         for (path, requirements) in bases where FileSystem.exists(path) {
             // Listed and deleted through a checked descriptor: a link planted in its place (the web
@@ -60,7 +60,7 @@ public enum Maintenance {
         let parent = (directory as NSString).deletingLastPathComponent
         let name = (directory as NSString).lastPathComponent
         let requirements = TrustedDirectory.Requirements(
-            privateMode: (parent as NSString).lastPathComponent == Pipeline.hiddenWorkName)
+            privateMode: (parent as NSString).lastPathComponent == Workspace.hiddenName)
         guard let base = try? TrustedDirectory.open(parent, what: "work directory", requirements: requirements)
         else { return }
         try? base.removeEntry(name)
@@ -152,12 +152,13 @@ public enum Maintenance {
     /// The `backup` command: a journaled backup of the installed version, outside any upgrade.
     public static func backup(context: UpgradeContext) throws(UpgradeError) -> RunOutcome {
         let session = try ChangingSession(context: context, command: "backup")
-        return try Pipeline.guarded(session) { () throws -> RunOutcome in
-            let (run, recovered) = try session.beginRun(
-                command: "backup", trigger: "manual", plugin: Pipeline.pluginNameGuess(context), fromVersion: nil,
-                toVersion: nil, dryRun: false)
+        return try session.perform(deliveringReports: false) { () throws -> RunOutcome in
+            let (run, recovered) = try session.beginRun(.backup, trigger: .manual, plugin: Pipeline.pluginNameGuess(context))
             do {
-                let (manifest, database) = try Pipeline.openSite(context.site)
+                let (manifest, database) = try ResolveStep.openSite(context)
+                run.plugin = manifest.name
+                run.fromVersion = manifest.version.description
+                run.toVersion = manifest.version.description
                 try session.journal.describeRun(
                     run: run.id, plugin: manifest.name, from: manifest.version.description,
                     to: manifest.version.description)
@@ -169,16 +170,14 @@ public enum Maintenance {
                     try session.journal.addBackup(backup.record)
                     return (backup, "\(backup.directory)" + backup.skippedNote)
                 }
-                try run.finish(.succeeded, rollbackStatus: "not_required", error: nil, exitCode: .ok)
-                return RunOutcome(
-                    runID: run.id, command: "backup", plugin: manifest.name,
-                    fromVersion: manifest.version.description, toVersion: manifest.version.description,
-                    status: .succeeded, rollbackStatus: "not_required",
-                    message: "backed up \(manifest.name) \(manifest.version) to \(backup.directory) "
+                var outcome = try run.end(
+                    .succeeded, "backed up \(manifest.name) \(manifest.version) to \(backup.directory) "
                         + "(\(backup.record.fileCount) files, \(backup.record.sizeBytes) bytes)\(backup.skippedNote)",
-                    exitCode: .ok, recovered: recovered)
+                    exitCode: .ok)
+                outcome.recovered = recovered
+                return outcome
             } catch {
-                var outcome = try Pipeline.refuse(run, plugin: Pipeline.pluginNameGuess(context), from: nil, to: nil, error)
+                var outcome = try run.refuse(error)
                 outcome.recovered = recovered
                 return outcome
             }

@@ -2,46 +2,73 @@ import Foundation
 
 /// One journaled run: it writes each step's intent before doing it and its outcome after, and
 /// saves the run's on-disk state before every risky step, so that `recover` can always finish it.
+///
+/// Every step goes through `step` (or `beginStep`/`endStep` when its outcome is not a throw), and every
+/// run ends through `end` (or `finish` and `outcome` when the journal and the answer differ).
 final class PipelineRun {
     let context: UpgradeContext
     let journal: Journal
-    let id: String
-    let command: String
-    let trigger: String
+    /// What the run saved for `recover`: its work directory, the tree identities, the backup.
     var state = RunState()
+    let id: String
+    let command: RunCommand
+    let trigger: RunTrigger
+    /// What the run is about, as far as it is known: the plugin and versions its outcome names.
+    var plugin: String
+    var fromVersion: String?, toVersion: String?
     /// The staged tree's identity when it was extracted and checked; the swap refuses any other.
     var stagedIdentityAtStage: FileIdentity?
     /// For a manual rollback: how long files and tables took to put back (its `complete` report).
     var rollbackWindowMilliseconds: Int?
+    /// Set when a fault point cut the power (`PowerCut`): nothing more may be written or undone.
+    private(set) var poweredOff = false
 
-    init(context: UpgradeContext, journal: Journal, id: String, command: String, trigger: String) {
-        self.context = context
-        self.journal = journal
-        self.id = id
-        self.command = command
-        self.trigger = trigger
+    init(context: UpgradeContext, journal: Journal, id: String, command: RunCommand, trigger: RunTrigger, plugin: String) {
+        (self.context, self.journal) = (context, journal)
+        (self.id, self.command, self.trigger) = (id, command, trigger)
+        self.plugin = plugin
+    }
+
+    // MARK: Steps
+
+    /// A step whose intent is journaled and whose outcome is not yet.
+    struct OpenStep {
+        let name: StepName
+        let journalID: Int64
+        let started: Date
+    }
+
+    /// Journals a step's intent and says it started.
+    func beginStep(_ name: StepName, _ message: String, detail: String? = nil) throws -> OpenStep {
+        let started = context.clock()
+        let journalID = try journal.startStep(run: id, name, detail: detail, now: started)
+        context.progress.stepStarted(name, message)
+        return OpenStep(name: name, journalID: journalID, started: started)
+    }
+
+    /// Journals, shows and reports a step's outcome; the journal's failure is thrown last, after the
+    /// step was shown and reported.
+    func endStep(_ step: OpenStep, _ status: StepStatus, detail: String? = nil, error: String? = nil) throws {
+        let finished = context.clock()
+        let journaled = Result { try journal.finishStep(step.journalID, status: status, detail: detail, error: error, now: finished) }
+        context.progress.stepFinished(step.name, status, status == .failed && detail == nil ? error : detail)
+        reportStep(step.name, status, started: step.started, finished: finished, detail: detail, error: error)
+        try journaled.get()
     }
 
     /// Runs `body` as the named step. `body` returns the step's value and a one-line detail.
     @discardableResult
     func step<T>(_ name: StepName, _ message: String, _ body: () throws -> (T, String?)) throws -> T {
-        let started = context.clock()
-        let stepID = try journal.startStep(run: id, name, now: started)
-        context.progress.stepStarted(name, message)
+        let open = try beginStep(name, message)
         do {
-            try FaultInjection.hit("before", name)
+            try fault("before-\(name.rawValue)")
             let (value, detail) = try body()
-            try FaultInjection.hit("after", name)
-            let finished = context.clock()
-            try journal.finishStep(stepID, status: .done, detail: detail, now: finished)
-            context.progress.stepFinished(name, .done, detail)
-            reportStep(name, .done, started: started, finished: finished, detail: detail, error: nil)
+            try fault("after-\(name.rawValue)")
+            try endStep(open, .done, detail: detail)
             return value
         } catch {
-            let finished = context.clock()
-            try? journal.finishStep(stepID, status: .failed, error: "\(error)", now: finished)
-            context.progress.stepFinished(name, .failed, "\(error)")
-            reportStep(name, .failed, started: started, finished: finished, detail: nil, error: "\(error)")
+            try stopIfPoweredOff()
+            try? endStep(open, .failed, error: "\(error)")
             throw error
         }
     }
@@ -51,6 +78,21 @@ final class PipelineRun {
         try journal.recordStep(run: id, name, status: .skipped, detail: reason, now: now)
         context.progress.stepFinished(name, .skipped, reason)
         reportStep(name, .skipped, started: now, finished: now, detail: reason, error: nil)
+    }
+
+    /// Reaches a fault point (`FaultInjection`, or the test's own through the context).
+    func fault(_ point: String) throws {
+        do {
+            try context.services.fault(point)
+        } catch let cut as PowerCut {
+            poweredOff = true
+            throw cut
+        }
+    }
+
+    /// Throws once the power is cut: every ending, undo and tidy of the run checks this first.
+    func stopIfPoweredOff() throws {
+        if poweredOff { throw PowerCut(point: "an earlier fault point") }
     }
 
     func reportStep(
@@ -67,92 +109,59 @@ final class PipelineRun {
         try journal.saveState(run: id, state)
     }
 
-    func finish(_ status: RunStatus, rollbackStatus: String?, error: String?, exitCode: ExitCode) throws {
+    // MARK: Endings
+
+    /// Ends the run: journals and reports how, and says it as the command's outcome.
+    func end(
+        _ status: RunStatus, _ message: String, error: String? = nil, exitCode: ExitCode,
+        rollbackStatus: RollbackStatus = .notRequired, rollback: RollbackSummary? = nil
+    ) throws -> RunOutcome {
+        try stopIfPoweredOff()
+        try finish(status, rollbackStatus: rollbackStatus, error: error, exitCode: exitCode)
+        return outcome(status, message, error: error, exitCode: exitCode, rollbackStatus: rollbackStatus,
+                       rollback: rollback)
+    }
+
+    /// Journals and reports how the run ended.
+    func finish(_ status: RunStatus, rollbackStatus: RollbackStatus, error: String?, exitCode: ExitCode) throws {
         reportOutcome(status: status, rollbackStatus: rollbackStatus, error: error)
         try journal.finishRun(
             run: id, status: status, rollbackStatus: rollbackStatus, error: error, exitCode: Int(exitCode.rawValue),
             now: context.clock())
     }
-}
 
-/// The lock, the journal and recovery of earlier runs: what every command that changes something
-/// goes through first.
-final class ChangingSession {
-    let context: UpgradeContext
-    let lock: StateLock
-    /// One agent per plugin directory, whatever its state directory.
-    let pluginLock: StateLock
-    let journal: Journal
-    let lockedAt: Date
-
-    init(context: UpgradeContext, command: String) throws(UpgradeError) {
-        self.context = context
-        let paths = context.paths
-        // The state directory, and what the agent keeps in it, must be the agent's alone: with a
-        // folder others can write, a planted link or hard link turns root's sweeps and lock against
-        // the host. Checked by descriptor, before the lock file in it is even opened.
-        let state: DirectoryHandle
-        do {
-            state = try TrustedDirectory.openCreating(paths.root, what: "state directory")
-            for (path, what) in [(paths.work, "work directory"), (paths.backups, "backup directory")]
-            where FileSystem.exists(path) {
-                _ = try TrustedDirectory.open(path, what: what)
-            }
-        } catch {
-            throw .configuration(error.description)
-        }
-        do {
-            lock = try StateLock(stateDirectory: state, command: command, detail: "")
-            pluginLock = try PluginDirectoryLock.take(
-                pluginDirectory: context.site.pluginDirectory, stateDirectory: paths.root, command: command)
-        } catch {
-            if case .held = error { throw .unavailable("\(error)") }
-            throw .configuration("\(error)")
-        }
-        lockedAt = context.clock()
-        do {
-            journal = try Journal(path: paths.journal)
-        } catch {
-            throw .configuration("\(error)")
-        }
+    /// The run's outcome as the command says it.
+    func outcome(
+        _ status: RunStatus, _ message: String, error: String? = nil, exitCode: ExitCode,
+        rollbackStatus: RollbackStatus = .notRequired, rollback: RollbackSummary? = nil
+    ) -> RunOutcome {
+        RunOutcome(
+            runID: id, command: command.rawValue, plugin: plugin, fromVersion: fromVersion, toVersion: toVersion,
+            status: status, rollbackStatus: rollbackStatus, message: message, error: error, exitCode: exitCode,
+            rollback: rollback)
     }
 
-    /// Releases the run lock: the run is over, and what follows (report delivery) must not keep an
-    /// operator's urgent `rollback` waiting. Nothing may change the site after this.
-    func releaseLock() {
-        pluginLock.release()
-        lock.release()
-    }
-
-    /// Delivers queued reports after releasing the run lock, serialised by the outbox's own lock and
-    /// within `ReportDelivery.runDeadline` (`ReportDelivery.deliverQueued`). Never throws: the run's
-    /// outcome is already decided.
-    func deliverReports() -> ReportDelivery.Result? {
-        releaseLock()
-        guard context.reportsEnabled else { return nil }
-        return ReportDelivery.deliverQueued(
-            context: context, journal: journal, deadline: ReportDelivery.runDeadline)
-    }
-
-    /// Opens a run and journals its `lock` and `recover` steps.
-    func beginRun(
-        command: String, trigger: String, plugin: String, fromVersion: String?, toVersion: String?, dryRun: Bool
-    ) throws -> (PipelineRun, [RunOutcome]) {
-        let id = try journal.beginRun(
-            command: command, trigger: trigger, plugin: plugin, pluginDirectory: context.site.pluginDirectory,
-            fromVersion: fromVersion, toVersion: toVersion, dryRun: dryRun, now: lockedAt)
-        let run = PipelineRun(context: context, journal: journal, id: id, command: command, trigger: trigger)
-        try journal.recordStep(run: id, .lock, status: .done, detail: lock.path, now: context.clock())
-        let recovered = try run.step(.recover, "looking for interrupted runs") { () -> ([RunOutcome], String?) in
-            let outcomes = Recovery.recoverAll(journal: journal, context: context, excluding: id)
-            let detail = outcomes.isEmpty
-                ? "nothing to recover"
-                : outcomes.map { "run \($0.runID ?? "?"): \($0.message)" }.joined(separator: "; ")
-            if let failed = outcomes.first(where: { $0.exitCode == .rollbackFailed }) {
-                throw UpgradeError.rollbackFailed("recovery of an interrupted run failed: \(failed.message)")
-            }
-            return (outcomes, detail)
+    /// Ends a run that stopped before changing anything, with the exit code its error calls for.
+    func refuse(_ error: any Error, prefix: String = "") throws -> RunOutcome {
+        let upgradeError = (error as? UpgradeError) ?? .failed("\(error)")
+        let status: RunStatus = switch upgradeError.exitCode {
+        case .refused: .refused
+        case .unavailable: .unavailable
+        default: .failed
         }
-        return (run, recovered)
+        let message = prefix + upgradeError.description
+        return try end(status, message, error: message, exitCode: upgradeError.exitCode)
+    }
+
+    /// Ends a run that found nothing to do (exit 0, "skipped: …").
+    func skipped(_ reason: String) throws -> RunOutcome {
+        tidy()
+        return try end(.skipped, "skipped: \(reason)", exitCode: .ok)
+    }
+
+    /// Removes the run's work directory, whatever it holds.
+    func tidy() {
+        guard !poweredOff else { return }
+        if let directory = state.workDirectory { Maintenance.removeWorkDirectory(directory) }
     }
 }

@@ -19,7 +19,9 @@ public enum Recovery {
 
     static func recover(_ record: RunRecord, journal: Journal, context: UpgradeContext) -> RunOutcome {
         let run = PipelineRun(
-            context: context, journal: journal, id: record.id, command: record.command, trigger: record.trigger)
+            context: context, journal: journal, id: record.id, command: RunCommand(rawValue: record.command) ?? .upgrade,
+            trigger: RunTrigger(rawValue: record.trigger) ?? .manual, plugin: record.plugin)
+        (run.fromVersion, run.toVersion) = (record.fromVersion, record.toVersion)
         run.state = record.state
         do {
             let steps = try journal.steps(run: record.id)
@@ -30,40 +32,30 @@ public enum Recovery {
 
             if record.status == .rollingBack || started.contains(StepName.rollback.rawValue) {
                 return try Rollback.automatic(
-                    run: run, reason: "finishing a rollback interrupted by a crash", trigger: "recovery",
-                    plugin: record.plugin, from: record.fromVersion, to: record.toVersion, command: record.command)
+                    run: run, reason: "finishing a rollback interrupted by a crash", trigger: .recovery)
             }
             let swapped = started.contains(StepName.swap.rawValue)
                 || (record.state.stagedIdentity != nil && live == record.state.stagedIdentity)
             if !swapped {
-                Pipeline.tidy(run)
+                run.tidy()
                 let message = "interrupted during \(last) before anything on the site changed; tidied up"
-                try run.finish(.aborted, rollbackStatus: "not_required", error: message, exitCode: .rolledBack)
-                return RunOutcome(
-                    runID: record.id, command: record.command, plugin: record.plugin, fromVersion: record.fromVersion,
-                    toVersion: record.toVersion, status: .aborted, rollbackStatus: "not_required", message: message,
-                    exitCode: .ok)
+                try run.finish(.aborted, rollbackStatus: .notRequired, error: message, exitCode: .rolledBack)
+                // Journaled as an interrupted run (exit 1); the recovery itself went well.
+                return run.outcome(.aborted, message, exitCode: .ok)
             }
             if done.contains(StepName.verify.rawValue), live != nil, live == record.state.stagedIdentity {
                 let now = context.clock()
                 let detail = "committed by recovery after verify had passed"
                 try journal.recordStep(run: record.id, .commit, status: .done, detail: detail, now: now)
                 run.reportStep(.commit, .done, started: now, finished: now, detail: detail, error: nil)
-                try run.finish(.succeeded, rollbackStatus: "not_required", error: nil, exitCode: .ok)
-                return RunOutcome(
-                    runID: record.id, command: record.command, plugin: record.plugin, fromVersion: record.fromVersion,
-                    toVersion: record.toVersion, status: .succeeded, rollbackStatus: "not_required",
-                    message: "interrupted after verify passed; committed \(record.toVersion ?? "")", exitCode: .ok)
+                return try run.end(
+                    .succeeded, "interrupted after verify passed; committed \(record.toVersion ?? "")", exitCode: .ok)
             }
-            return try Rollback.automatic(
-                run: run, reason: "interrupted during \(last)", trigger: "recovery", plugin: record.plugin,
-                from: record.fromVersion, to: record.toVersion, command: record.command)
+            return try Rollback.automatic(run: run, reason: "interrupted during \(last)", trigger: .recovery)
         } catch {
             let message = "ALERT: cannot recover run \(record.id): \(error)"
-            return RunOutcome(
-                runID: record.id, command: record.command, plugin: record.plugin, fromVersion: record.fromVersion,
-                toVersion: record.toVersion, status: .rollbackFailed, rollbackStatus: "failed", message: message,
-                error: message, exitCode: .rollbackFailed)
+            return run.outcome(
+                .rollbackFailed, message, error: message, exitCode: .rollbackFailed, rollbackStatus: .failed)
         }
     }
 

@@ -16,8 +16,8 @@ extension PipelineRun {
         let now = context.clock()
         var payload: [String: Any] = [
             "merchant_id": context.agent.merchantID ?? NSNull(), "plugin_name": plugin,
-            "from_version": from ?? NSNull(), "to_version": to ?? NSNull(), "run_id": id, "command": command,
-            "trigger": trigger, "agent_version": UpgradeKitVersion.string, "started_at": Journal.timestamp(now),
+            "from_version": from ?? NSNull(), "to_version": to ?? NSNull(), "run_id": id, "command": command.rawValue,
+            "trigger": trigger.rawValue, "agent_version": UpgradeKitVersion.string, "started_at": Journal.timestamp(now),
         ]
         payload["plugin_dir"] = context.site.pluginDirectory
         guard let seq = try? journal.enqueueReport(
@@ -59,11 +59,11 @@ extension PipelineRun {
     }
 
     /// `POST /api/plugins/rollback/initiate`, once per run even when recovery finishes the rollback.
-    func reportRollbackInitiated(trigger: String, reason: String, from: String?, to: String?) {
+    func reportRollbackInitiated(trigger: RunTrigger, reason: String, from: String?, to: String?) {
         guard reportsEnabled, let upgrade = state.reportUpgradeSeq, state.reportRollbackSeq == nil else { return }
         let payload: [String: Any] = [
             "merchant_id": context.agent.merchantID ?? NSNull(), "plugin_name": state.reportPlugin ?? "",
-            "from_version": from ?? NSNull(), "to_version": to ?? NSNull(), "trigger": trigger, "reason": reason,
+            "from_version": from ?? NSNull(), "to_version": to ?? NSNull(), "trigger": trigger.rawValue, "reason": reason,
             "run_id": id, "upgrade_id": NSNull(),
         ]
         guard let seq = try? journal.enqueueReport(
@@ -91,10 +91,12 @@ extension PipelineRun {
 
     /// `POST /api/plugins/rollback`: the rollback event on the upgrade log, once at the end of a
     /// reported run (`not_required` when nothing had to be put back).
-    func reportOutcome(status: RunStatus, rollbackStatus: String?, error: String?, rollbackVersion: String? = nil) {
+    func reportOutcome(
+        status: RunStatus, rollbackStatus: RollbackStatus, error: String?, rollbackVersion: String? = nil
+    ) {
         guard reportsEnabled, let upgrade = state.reportUpgradeSeq, !(state.reportOutcomeSent ?? false) else { return }
-        let rollback = rollbackStatus ?? "not_required"
-        let restored: Any = rollback == "not_required"
+        let rollback = rollbackStatus.rawValue
+        let restored: Any = rollbackStatus == .notRequired
             ? NSNull() : ((rollbackVersion ?? state.reportFromVersion).map { $0 as Any } ?? NSNull())
         let payload: [String: Any] = [
             "merchant_id": context.agent.merchantID ?? NSNull(), "plugin_name": state.reportPlugin ?? "",

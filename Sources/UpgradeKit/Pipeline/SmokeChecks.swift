@@ -21,6 +21,8 @@ public struct SmokeRunner {
     /// Whether an http check fails at the first 5xx or PHP fatal (verifying an upgrade) or waits it
     /// out within its timeout (after a rollback, when the code just swapped out may still be cached).
     var failFast: Bool
+    /// How the plugin database is opened for `sql` checks.
+    var openDatabase: (DatabaseLocation) throws(PluginDatabaseError) -> any PluginDatabase = PluginDatabases.open
 
     public init(
         pluginDirectory: String, database: DatabaseLocation, version: SemanticVersion, liveDirectory: String? = nil,
@@ -51,8 +53,7 @@ public struct SmokeRunner {
             result = runCommand(arguments, timeout: timeout, into: result)
         case .sql(let query, let expect, let timeout):
             do {
-                guard case .sqlite(let path) = database else { break }
-                let value = try SQLitePluginDatabase(path: path).smokeQuery(query, timeoutSeconds: timeout)
+                let value = try openDatabase(database).smokeQuery(query, timeoutSeconds: timeout)
                 if let expect, value != expect {
                     result.detail = "returned '\(value)', expected '\(expect)'"
                 } else {
@@ -148,5 +149,15 @@ extension Array where Element == SmokeRunner.Result {
     var failureDescription: String? {
         guard let failed = first(where: { !$0.passed }) else { return nil }
         return "smoke check \(failed.index) (\(failed.kind) \(failed.summary)) failed: \(failed.detail)"
+    }
+}
+
+extension SmokeRunner {
+    /// The checks of the live plugin of `context`'s site, through its services.
+    init(context: UpgradeContext, version: SemanticVersion, failFast: Bool) {
+        self.init(
+            pluginDirectory: context.site.pluginDirectory, database: context.site.database, version: version,
+            failFast: failFast)
+        openDatabase = context.services.openDatabase
     }
 }

@@ -39,7 +39,9 @@ public struct TableOwnership: Sendable, Equatable {
         let lowered = name.lowercased()
         let prefix = sitePrefix.lowercased()
         if lowered == ledgerTable { return "it is molam-upgrade's migration ledger" }
-        if lowered.hasPrefix("sqlite_") { return "it is SQLite's own" }
+        if let reserved = PluginDatabases.reservedTablePrefixes.first(where: { lowered.hasPrefix($0.prefix) }) {
+            return "it is \(reserved.owner)"
+        }
         // Core tables under the site's prefix, the default "wp_" (a database shared by several
         // installs), and each multisite blog's "<prefix><n>_" prefix.
         for candidate in Set([prefix, "wp_"]) where lowered.hasPrefix(candidate) {
@@ -65,7 +67,7 @@ public struct TableOwnership: Sendable, Equatable {
         if let covered = coreTables.map({ prefix + $0 }).first(where: { $0.hasPrefix(lowered) }) {
             return "it covers \(covered)"
         }
-        let families = coreFamilies.map { prefix + $0 } + ["sqlite_"]
+        let families = coreFamilies.map { prefix + $0 } + PluginDatabases.reservedTablePrefixes.map(\.prefix)
         if let covered = families.first(where: { $0.hasPrefix(lowered) || lowered.hasPrefix($0) }) {
             return "it covers \(covered)*"
         }

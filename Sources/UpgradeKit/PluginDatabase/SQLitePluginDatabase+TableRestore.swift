@@ -12,7 +12,7 @@ extension SQLitePluginDatabase {
     /// does not own. Tables named nowhere are never touched, and neither is any table `mayTouch`
     /// refuses, whatever the backup or `alsoDrop` says (a backup taken under a bad manifest).
     public func restoreTables(
-        from backupPath: String, alsoDrop: [String] = [], mayTouch: (String) -> Bool = { _ in true }
+        from backupPath: String, alsoDrop: [String], mayTouch: (String) -> Bool
     ) throws(PluginDatabaseError) -> TableRestoreSummary {
         let extraDrops = try Self.validatedTableNames(alsoDrop).filter(mayTouch)
         guard DatabaseFileIO.isRegularFile(backupPath) else {

@@ -132,7 +132,11 @@ extension SQLitePluginDatabase {
 
     /// Checks a backup file before anything relies on it: it is one of ours, SQLite's
     /// integrity_check passes, the metadata is there and every table holds the rows it should.
-    public static func verifyTableBackup(
+    public func verifyTableBackup(at backupPath: String) throws(PluginDatabaseError) -> TableBackupSummary {
+        try Self.verifyTableBackup(at: backupPath)
+    }
+
+    static func verifyTableBackup(
         at backupPath: String
     ) throws(PluginDatabaseError) -> TableBackupSummary {
         func invalid(_ reason: String) -> PluginDatabaseError {

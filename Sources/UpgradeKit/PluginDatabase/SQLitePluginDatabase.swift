@@ -6,8 +6,9 @@ import MolamSQLite
 /// are never touched, so a database nothing was done to stays byte-identical.
 ///
 /// Not Sendable: it owns one read-write connection, to be used from one thread at a time.
-public final class SQLitePluginDatabase {
+public final class SQLitePluginDatabase: PluginDatabase {
     public let path: String
+    public var location: DatabaseLocation { .sqlite(path: path) }
     let connection: SQLiteConnection
 
     public init(path: String) throws(PluginDatabaseError) {
@@ -79,8 +80,8 @@ public final class SQLitePluginDatabase {
     /// SQLite's authorizer: a statement outside the plugin's tables fails the migration, named.
     /// `onApplied` runs after the COMMIT, once per migration, so callers journal only what stuck.
     public func applyMigrations(
-        _ pending: [Migration], now: Date, confinement: MigrationConfinement? = nil,
-        onApplied: (Migration) -> Void = { _ in }
+        _ pending: [Migration], now: Date, confinement: MigrationConfinement?,
+        onApplied: (Migration) -> Void
     ) throws(PluginDatabaseError) {
         // Nothing to do must mean nothing written, not even an empty transaction.
         guard !pending.isEmpty else { return }
@@ -194,6 +195,16 @@ public final class SQLitePluginDatabase {
             if let denial = error.denial { throw .smokeDenied(query: sql, denial: denial) }
             throw .sqlite(error, context: "SQL smoke check on \(path)")
         }
+    }
+
+    /// A dry run's scratch database: a table backup of `tables` in `directory`, which is a SQLite
+    /// file like any other.
+    public func scratchCopy(
+        of tables: [String], in directory: String
+    ) throws(PluginDatabaseError) -> any PluginDatabase {
+        let scratch = directory + "/scratch.db"
+        _ = try backupTables(tables, to: scratch)
+        return try SQLitePluginDatabase(path: scratch)
     }
 
     // MARK: Helpers

@@ -150,3 +150,12 @@ final class LockedState<Value>: @unchecked Sendable {
         return try body(&value)
     }
 }
+
+/// What an in-process test's fault point throws to stop a run where it stands, as `kill` does to the
+/// binary: from then on the run journals nothing, undoes nothing and tidies nothing, and the error
+/// leaves the command. The disk is left as a crash would leave it, for `recover` to find.
+public struct PowerCut: Error, CustomStringConvertible, Sendable {
+    public let point: String
+    public init(point: String) { self.point = point }
+    public var description: String { "power cut at \(point)" }
+}

@@ -17,12 +17,14 @@ public final class CentralAPI {
     /// delivery sets it, so a slow API cannot stretch a delivery pass.
     public var deadline: Deadline?
 
-    private let client: HTTPClient
+    private let client: any HTTPTransport
     private let base: String
     private let origin: Origin
     private let sleep: (Double) -> Void
     private let random: (ClosedRange<Double>) -> Double
     private let now: () -> Date
+
+    public static let userAgent = "molam-upgrade/\(UpgradeKitVersion.string)"
 
     /// API answers are small JSON documents; anything larger is not the contract.
     private static let maxAnswerBytes: Int64 = 1 << 20
@@ -33,7 +35,7 @@ public final class CentralAPI {
         endpoint: APIEndpoint, retry: RetryPolicy = .default,
         sleep: @escaping (Double) -> Void = { Thread.sleep(forTimeInterval: $0) },
         random: @escaping (ClosedRange<Double>) -> Double = { Double.random(in: $0) },
-        now: @escaping () -> Date = Date.init
+        now: @escaping () -> Date = Date.init, transport: (any HTTPTransport)? = nil
     ) throws(CentralAPIError) {
         try Self.checkToken(endpoint.token)
         var base = endpoint.baseURL
@@ -43,7 +45,7 @@ public final class CentralAPI {
                 + "expected https://host[:port][/prefix] without user info, query or fragment")
         }
         do {
-            client = try HTTPClient(userAgent: "molam-upgrade/\(UpgradeKitVersion.string)")
+            client = try transport ?? HTTPClient(userAgent: Self.userAgent)
         } catch {
             throw .localFailure("cannot set up the HTTP client: \(error)")
         }
@@ -217,7 +219,7 @@ public final class CentralAPI {
     }
 
     private static func send(
-        _ request: HTTPRequest, with client: HTTPClient, sink: (UnsafeRawBufferPointer) throws -> Void
+        _ request: HTTPRequest, with client: any HTTPTransport, sink: (UnsafeRawBufferPointer) throws -> Void
     ) -> Result<HTTPResponse, HTTPError> {
         // HTTPClient stores no reference to the sink beyond the call; its parameter is only
         // formally escaping because it is optional.

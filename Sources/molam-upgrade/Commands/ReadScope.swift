@@ -79,7 +79,7 @@ struct ReadScope {
             guard matches(selector, plugin: run.plugin, directory: run.pluginDirectory) else { continue }
             // The database is not known here; status does not open it.
             let site = SiteConfiguration(
-                pluginDirectory: run.pluginDirectory, database: .sqlite(path: "/"), stateDirectory: state)
+                pluginDirectory: run.pluginDirectory, database: .notKnown, stateDirectory: state)
             installs.append(Install(context: UpgradeContext(site: site, progress: output.progress()),
                                     configured: false))
         }

@@ -83,6 +83,6 @@ enum UpgradeCommand: AgentCommand {
         return Pipeline.UpgradeOptions(
             archive: archive, sha256: sha256, expectedVersion: try Commands.version(arguments, "--to"),
             force: arguments.flag("--force"), dryRun: arguments.flag("--dry-run"),
-            trigger: archive == nil && !arguments.flag("--force") && arguments.value("--to") == nil ? "scheduled" : "manual")
+            trigger: archive == nil && !arguments.flag("--force") && arguments.value("--to") == nil ? .scheduled : .manual)
     }
 }

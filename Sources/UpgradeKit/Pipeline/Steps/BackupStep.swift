@@ -1,0 +1,45 @@
+import Foundation
+
+/// `backup`: the installed version's files and the tables either version owns, written and checked
+/// before anything risky happens, its place recorded in the run's state. The last step that leaves
+/// the site as it is; its undo removes what part of the backup was written.
+enum BackupStep {
+    /// Backs up `installed`. Throws when the backup failed: nothing was changed, and the caller ends
+    /// the run through `failed`.
+    static func run(
+        _ run: PipelineRun, installed: PluginManifest, target: PluginManifest, database: any PluginDatabase,
+        newTables: [String]
+    ) throws {
+        let context = run.context
+        try run.step(.backup, "backing up \(installed.name) \(installed.version)") {
+            let backup = try BackupSet.create(
+                pluginDirectory: context.site.pluginDirectory, tree: context.site.treeDirectory, manifest: installed,
+                tables: Pipeline.ownedTables(installed, target), database: database, paths: context.paths,
+                runID: run.id, now: context.clock())
+            try run.journal.addBackup(backup.record)
+            run.reportBackup(backup.record)
+            run.state.backupDirectory = backup.directory
+            run.state.backupID = backup.record.id
+            run.state.newTables = newTables
+            try run.save()
+            if !backup.skipped.isEmpty { context.progress.note("backup\(backup.skippedNote)") }
+            return ((), "\(backup.directory) (\(backup.record.fileCount) files, \(backup.record.sizeBytes) bytes)"
+                + backup.skippedNote)
+        }
+    }
+
+    /// Whatever part of the backup was written is useless now (the lock is ours: no other run's), and
+    /// so is the work directory.
+    static func undo(_ run: PipelineRun) {
+        guard (try? run.stopIfPoweredOff()) != nil else { return }
+        run.tidy()
+        Maintenance.removePartialBackups(journal: run.journal, paths: run.context.paths)
+    }
+
+    /// Ends a run whose backup failed: nothing was changed.
+    static func failed(_ run: PipelineRun, installed: PluginManifest, _ error: any Error) throws -> RunOutcome {
+        undo(run)
+        let message = "backup of \(installed.name) \(installed.version) failed, nothing was changed: \(error)"
+        return try run.end(.failed, message, error: message, exitCode: .rolledBack)
+    }
+}

@@ -1,0 +1,52 @@
+import Foundation
+
+/// `migrate`: the release's pending migrations applied under the confinement of what the plugin
+/// owns, and its undo, which puts the owned tables back from the run's backup. A manual rollback's
+/// `migrate` restores the tables of the version it puts back (`restore`).
+enum MigrateStep {
+    static func run(
+        _ run: PipelineRun, _ migrations: [Migration], installed: PluginManifest, target: PluginManifest,
+        database: any PluginDatabase
+    ) throws {
+        let context = run.context
+        try run.step(.migrate, "applying migrations") {
+            let pending = try database.pendingMigrations(migrations)
+            guard !pending.isEmpty else { return ((), "no pending migrations") }
+            try database.applyMigrations(
+                pending, now: context.clock(), confinement: Pipeline.confinement(installed, target, site: context.site))
+            return ((), "applied " + pending.map { String(format: "%04d_%@", $0.version, $0.name) }
+                .joined(separator: ", "))
+        }
+    }
+
+    /// A manual rollback's `migrate`: the owned tables of `backup`'s version put back.
+    static func restore(
+        _ run: PipelineRun, from backup: BackupSet, installed: PluginManifest, database: any PluginDatabase
+    ) throws {
+        let site = run.context.site
+        try run.step(.migrate, "restoring the owned tables of \(backup.record.version)") {
+            // installed.tables holds no core table (openSite), and the restore touches none either,
+            // even if the backup was taken under a manifest that claimed one.
+            let ownership = TableOwnership(sitePrefix: site.tablePrefix, installed: installed)
+            let alsoDrop = installed.tables.filter { !backup.record.tables.contains($0) }
+            let summary = try database.restoreTables(
+                from: backup.tables, alsoDrop: alsoDrop, mayTouch: ownership.mayRestore)
+            return ((), "restored \(summary.restored.count) tables from \(backup.tables)"
+                + (summary.dropped.isEmpty ? "" : "; dropped \(summary.dropped.joined(separator: ", "))"))
+        }
+    }
+
+    /// Restores the owned tables from the run's backup whenever the new code may have been live.
+    /// Returns whether it did.
+    static func undo(_ run: PipelineRun) throws -> Bool {
+        guard run.state.stagedIdentity != nil, let backupDirectory = run.state.backupDirectory else { return false }
+        let database = try run.context.services.openDatabase(run.context.site.database)
+        let prefix = run.context.site.tablePrefix
+        // Whatever the run recorded, a restore never writes or drops a table no plugin may own.
+        let mayTouch = { (table: String) in TableOwnership.mayRestore(table, sitePrefix: prefix) }
+        _ = try database.restoreTables(
+            from: backupDirectory + "/" + BackupSet.tablesName, alsoDrop: run.state.newTables ?? [],
+            mayTouch: mayTouch)
+        return true
+    }
+}

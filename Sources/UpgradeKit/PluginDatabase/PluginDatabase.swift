@@ -1,0 +1,75 @@
+import Foundation
+
+/// The plugin's database as the pipeline sees it, whatever engine holds it (DESIGN.md "Rows").
+///
+/// One implementation per engine, chosen by `PluginDatabases.open` from the DSN; nothing outside
+/// this folder (and `Config/`, which parses DSNs) knows which engine it talks to. The model is
+/// SwiftPM's `Archiver` protocol and its format-dispatching `UniversalArchiver`.
+///
+/// The table backup is a contract in two halves: `backupTables` prepares, before the risky window,
+/// everything a restore will need (today a backup file of the engine's own format; shadow tables in
+/// the same database next), and `restoreTables` is all that runs inside the window.
+///
+/// Not Sendable: an implementation owns a connection, used from one thread at a time.
+public protocol PluginDatabase: AnyObject {
+    /// Where it is, for messages.
+    var location: DatabaseLocation { get }
+
+    // MARK: Migrations
+    /// Tables that exist now, by name.
+    func existingTables() throws(PluginDatabaseError) -> Set<String>
+    /// The migration ledger (`molam_schema_migrations`), oldest first.
+    func appliedMigrations() throws(PluginDatabaseError) -> [AppliedMigration]
+    /// The migrations of `all` not in the ledger yet; refuses a ledger that disagrees with them.
+    func pendingMigrations(_ all: [Migration]) throws(PluginDatabaseError) -> [Migration]
+    /// Applies `pending` in order, under `confinement` when given; `onApplied` runs once per migration
+    /// that stuck, so callers journal only what the database kept.
+    func applyMigrations(
+        _ pending: [Migration], now: Date, confinement: MigrationConfinement?, onApplied: (Migration) -> Void
+    ) throws(PluginDatabaseError)
+
+    // MARK: Backup and restore
+    /// Copies exactly `tables` (schema, indexes, triggers, rows) into `file`, which must not exist,
+    /// durably, as one consistent snapshot; tables that do not exist are recorded so a restore drops them.
+    func backupTables(_ tables: [String], to file: String) throws(PluginDatabaseError) -> TableBackupSummary
+    /// Checks a file `backupTables` wrote before anything relies on it.
+    func verifyTableBackup(at file: String) throws(PluginDatabaseError) -> TableBackupSummary
+    /// Puts the tables of `file` back, all or nothing, and drops those it recorded as absent and
+    /// `alsoDrop`; never touches a table `mayTouch` refuses.
+    func restoreTables(
+        from file: String, alsoDrop: [String], mayTouch: (String) -> Bool
+    ) throws(PluginDatabaseError) -> TableRestoreSummary
+
+    // MARK: Checks
+    /// One read-only query, in a read-only session, ended after `timeoutSeconds`: the first column of
+    /// the first row as text, "NULL" when there is none.
+    func smokeQuery(_ sql: String, timeoutSeconds: Double) throws(PluginDatabaseError) -> String
+    /// A scratch database holding copies of `tables`, made inside `directory` (the run's private work
+    /// folder), for a dry run's migrations. It goes with that folder.
+    func scratchCopy(of tables: [String], in directory: String) throws(PluginDatabaseError) -> any PluginDatabase
+}
+
+extension PluginDatabase {
+    public func applyMigrations(
+        _ pending: [Migration], now: Date, confinement: MigrationConfinement? = nil
+    ) throws(PluginDatabaseError) {
+        try applyMigrations(pending, now: now, confinement: confinement, onApplied: { _ in })
+    }
+
+    public func restoreTables(from file: String, alsoDrop: [String] = []) throws(PluginDatabaseError) -> TableRestoreSummary {
+        try restoreTables(from: file, alsoDrop: alsoDrop, mayTouch: { _ in true })
+    }
+}
+
+/// Opens the plugin database a DSN names, with the engine it names: the one place that maps a
+/// `DatabaseLocation` to an implementation, exhaustively.
+public enum PluginDatabases {
+    public static func open(_ location: DatabaseLocation) throws(PluginDatabaseError) -> any PluginDatabase {
+        switch location {
+        case .sqlite(let path): try SQLitePluginDatabase(path: path)
+        }
+    }
+
+    /// Table name prefixes the engines keep for themselves: never a plugin's to own or to cover.
+    public static let reservedTablePrefixes: [(prefix: String, owner: String)] = [("sqlite_", "SQLite's own")]
+}

@@ -1,0 +1,135 @@
+import Foundation
+import MolamHTTP
+import Testing
+@testable import UpgradeKit
+
+/// `upgrade`, `rollback` and `recover` driven in-process through the context's seams: real files,
+/// a real SQLite database and real archives, but no network, no sleeping and a clock of the test's
+/// own. Whatever the test did not expect the run to reach fails it (`Services.failing`).
+@Suite("The pipeline in process")
+struct PipelineInProcessTests {
+    static let upgradeSteps = [
+        "lock:done", "recover:done", "resolve:done", "eligibility:skipped", "download:done", "stage:done",
+        "backup:done", "swap:done", "migrate:done", "verify:done", "commit:done",
+    ]
+
+    @Test("upgrade from a local release: every step in DESIGN.md's order, the tables migrated, no network")
+    func upgrade() throws {
+        let site = try InProcessSite()
+        let release = try site.release("4.0.0")
+        let outcome = try Pipeline.upgrade(
+            Pipeline.UpgradeOptions(archive: release.path, sha256: release.sha256), context: site.context())
+        #expect(outcome.status == .succeeded, "\(outcome.message)")
+        #expect(outcome.exitCode == .ok)
+        #expect(outcome.rollbackStatus == .notRequired)
+        #expect(try site.installedVersion() == "4.0.0")
+        #expect(try site.tables().contains("wp_molam_refunds"))
+        #expect(try site.steps(of: outcome.runID) == Self.upgradeSteps)
+        #expect(site.reached.first == "before-recover")
+        #expect(site.reached.contains("before-tidy"))
+    }
+
+    @Test("a failure after migrate walks the undos: old tree, old tables, exit 1", arguments: ["after-migrate", "before-verify"])
+    func failureRollsBack(point: String) throws {
+        let site = try InProcessSite()
+        let before = try site.tables()
+        site.onFault = { if $0 == point { throw UpgradeError.failed("injected at \(point)") } }
+        let release = try site.release("4.0.0")
+        let outcome = try Pipeline.upgrade(
+            Pipeline.UpgradeOptions(archive: release.path, sha256: release.sha256), context: site.context())
+        #expect(outcome.status == .rolledBack, "\(outcome.message)")
+        #expect(outcome.exitCode == .rolledBack)
+        #expect(outcome.rollbackStatus == .success)
+        #expect(outcome.rollback?.filesRestored == true)
+        #expect(outcome.rollback?.databaseRestored == true)
+        #expect(outcome.rollback?.trigger == .automatic)
+        #expect(try site.installedVersion() == "3.9.0")
+        #expect(try site.tables() == before)
+        #expect(try site.steps(of: outcome.runID).last == "rollback:done")
+    }
+
+    @Test("a release refused at stage changes nothing and ends exit 4")
+    func refusedAtStage() throws {
+        let site = try InProcessSite()
+        let release = try site.release("4.0.0")
+        var options = Pipeline.UpgradeOptions(archive: release.path, sha256: release.sha256)
+        options.expectedVersion = SemanticVersion("4.0.2")
+        let outcome = try Pipeline.upgrade(options, context: site.context())
+        #expect(outcome.status == .refused)
+        #expect(outcome.exitCode == .refused)
+        #expect(outcome.message.contains("not the requested 4.0.2"), "\(outcome.message)")
+        #expect(try site.installedVersion() == "3.9.0")
+        #expect(!site.reached.contains("before-backup"))
+    }
+
+    @Test("power cut right after the swap: recover puts the old version back from what is on disk")
+    func powerCutThenRecover() throws {
+        let site = try InProcessSite()
+        let before = try site.tables()
+        site.onFault = { if $0 == "after-swap" { throw PowerCut(point: $0) } }
+        let release = try site.release("4.0.0")
+        #expect(throws: UpgradeError.self) {
+            try Pipeline.upgrade(
+                Pipeline.UpgradeOptions(archive: release.path, sha256: release.sha256), context: site.context())
+        }
+        // As a kill would leave it: the new tree live, the run unfinished in the journal.
+        #expect(try site.installedVersion() == "4.0.0")
+        site.onFault = { _ in }
+        let outcomes = try Recovery.run(context: site.context())
+        #expect(outcomes.count == 1)
+        #expect(outcomes.first?.status == .rolledBack, "\(outcomes.first?.message ?? "")")
+        #expect(outcomes.first?.rollback?.trigger == .recovery)
+        #expect(try site.installedVersion() == "3.9.0")
+        #expect(try site.tables() == before)
+        #expect(try Recovery.run(context: site.context()).isEmpty)
+    }
+
+    @Test("operator rollback after a successful upgrade restores the backup of the previous version")
+    func manualRollback() throws {
+        let site = try InProcessSite()
+        let release = try site.release("4.0.0")
+        let upgraded = try Pipeline.upgrade(
+            Pipeline.UpgradeOptions(archive: release.path, sha256: release.sha256), context: site.context())
+        #expect(upgraded.status == .succeeded)
+        let outcome = try Pipeline.rollback(Pipeline.RollbackOptions(), context: site.context())
+        #expect(outcome.status == .succeeded, "\(outcome.message)")
+        #expect(outcome.command == "rollback")
+        #expect(outcome.fromVersion == "4.0.0")
+        #expect(outcome.toVersion == "3.9.0")
+        #expect(try site.installedVersion() == "3.9.0")
+        #expect(!(try site.tables().contains("wp_molam_refunds")))
+    }
+
+    @Test("dry run: migrations checked on a scratch copy, nothing changed")
+    func dryRun() throws {
+        let site = try InProcessSite()
+        let before = try site.tables()
+        let release = try site.release("4.0.0")
+        let outcome = try Pipeline.upgrade(
+            Pipeline.UpgradeOptions(archive: release.path, sha256: release.sha256, dryRun: true), context: site.context())
+        #expect(outcome.status == .dryRun, "\(outcome.message)")
+        #expect(outcome.message.contains("apply cleanly"))
+        #expect(try site.installedVersion() == "3.9.0")
+        #expect(try site.tables() == before)
+    }
+
+    @Test("from the central API through the transport seam: no rollout means skipped, one request")
+    func centralAPISeam() throws {
+        let site = try InProcessSite()
+        let token = site.temp.sub("token")
+        try "secret\n".write(toFile: token, atomically: true, encoding: .utf8)
+        chmod(token, 0o600)
+        var context = site.context()
+        context.agent.apiURL = "https://api.example.invalid"
+        context.agent.tokenFile = token
+        let transport = ScriptedTransport { request in
+            HTTPResponse(status: 404, headers: [:], body: Data("{}".utf8), bytesReceived: 2)
+        }
+        context.services.httpTransport = { () throws(HTTPError) in transport }
+        let outcome = try Pipeline.upgrade(Pipeline.UpgradeOptions(trigger: .scheduled), context: context)
+        #expect(outcome.status == .skipped, "\(outcome.message)")
+        #expect(outcome.exitCode == .ok)
+        #expect(transport.requests == ["GET https://api.example.invalid/api/plugins/rollouts/molam-form"])
+        #expect(try site.installedVersion() == "3.9.0")
+    }
+}
