@@ -20,7 +20,8 @@ final class HashingCopy {
     /// libcrypto cannot. A chunk that would take the copy past `maxBytes` throws `tooLarge()` before
     /// it is hashed or written.
     init(
-        hasher: SHA256, maxBytes: Int64 = .max, tooLarge: @escaping () -> any Error = { HashingCopy.unlimited }
+        hasher: SHA256, maxBytes: Int64 = .max,
+        tooLarge: @escaping () -> any Error = { HashingCopy.unlimited }
     ) {
         self.hasher = hasher
         self.maxBytes = maxBytes
