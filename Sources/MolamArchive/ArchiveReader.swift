@@ -53,29 +53,48 @@ public struct ArchiveEntryInfo: Sendable {
     }
 }
 
-/// Reads entries and their data from an archive file, streaming.
+/// Reads entries and their data from an archive, streaming from an `ArchiveByteSource` (a file, or
+/// whatever layer sits between the archive and its file).
 ///
-/// Owns one `struct archive *` (freed in `deinit`); not thread-safe, use from one thread at a time.
+/// Owns one `struct archive *` (freed in `deinit`) and the source; not thread-safe, use from one
+/// thread at a time. Memory stays flat: libarchive reads through one 64 KiB block.
 /// Zip is read with libarchive's *seekable* zip reader, which works from the central directory,
 /// rather than the streaming reader that only sees local headers (archive_read_format(3),
 /// libarchive-formats(5)); tools that unpack zips read the central directory too, so what we check
-/// is what they would see.
+/// is what they would see. It needs a source that can seek.
 public final class ArchiveReader {
     private let handle: OpaquePointer
+    /// Held for the handle's lifetime: libarchive's callbacks reach it unretained.
+    private let stream: ReadStream
+    /// The name in messages: the archive's path.
     public let path: String
 
+    /// Opens the archive file at `path`.
+    public convenience init(
+        path: String,
+        formats: Set<ArchiveFormat> = [.zip, .tar],
+        filters: Set<ArchiveFilter> = [.gzip, .zstd, .none]
+    ) throws(ArchiveError) {
+        try self.init(
+            source: FileDescriptorSource(path: path), path: path, formats: formats, filters: filters)
+    }
+
+    /// Reads the archive `source` delivers; the reader closes it. `path` names it in messages.
     public init(
+        source: ArchiveByteSource,
         path: String,
         formats: Set<ArchiveFormat> = [.zip, .tar],
         filters: Set<ArchiveFilter> = [.gzip, .zstd, .none]
     ) throws(ArchiveError) {
         guard let handle = archive_read_new() else {
+            source.close()
             throw ArchiveError(code: ARCHIVE_FATAL, message: "out of memory", path: path,
                                call: "archive_read_new")
         }
         self.handle = handle
+        self.stream = ReadStream(source)
         self.path = path
-        // From here on deinit frees the handle on every throw.
+        // From here on deinit frees the handle and closes the source on every throw.
         if formats.contains(.tar) {
             try check(archive_read_support_format_tar(handle), handle, call: "support_format_tar",
                       path: path)
@@ -98,13 +117,14 @@ public final class ArchiveReader {
             try check(archive_read_support_filter_none(handle), handle, call: "support_filter_none",
                       path: path)
         }
-        // archive_read_open_filename installs a seek callback for regular files, which the seekable
-        // zip reader needs to reach the central directory.
-        try check(archive_read_open_filename(handle, path, 64 * 1024), handle,
-                  call: "archive_read_open_filename", path: path)
+        try check(stream.open(handle), handle, call: "archive_read_open2", path: path)
     }
 
-    deinit { archive_read_free(handle) }
+    deinit {
+        // Before `stream` is released: the close callback may still use it.
+        archive_read_free(handle)
+        stream.close()
+    }
 
     /// The next entry's header, or nil at the end of the archive.
     ///

@@ -3,11 +3,12 @@ internal import CArchive
 import Glibc
 #endif
 
-/// Writes a new archive file, streaming. Used for backups (pax tar + zstd) and by tests to build
+/// Writes a new archive, streaming, into an `ArchiveByteSink` (a file, or whatever layer sits
+/// between the archive and its file). Used for backups (pax tar + zstd) and by tests to build
 /// hostile archives, so it writes whatever names it is given: sanitising is the reader's side.
 ///
-/// Owns one `struct archive *` and the file descriptor; not thread-safe. Call `close()` to finish:
-/// only then is the archive complete and fsynced. `deinit` frees without finishing.
+/// Owns one `struct archive *` and the sink; not thread-safe. Call `close()` to finish: only then is
+/// the archive complete and (for a file) fsynced. `deinit` frees without finishing.
 public final class ArchiveWriter {
     public enum Format: Sendable {
         /// pax only where ustar cannot hold the entry (long names, big files), as bsdtar does.
@@ -22,7 +23,8 @@ public final class ArchiveWriter {
     }
 
     private let handle: OpaquePointer
-    private let fd: Int32
+    /// Held for the handle's lifetime: libarchive's callbacks reach it unretained.
+    private let stream: WriteStream
     public let path: String
     private var entry: OpaquePointer?
     private var pendingName = ""
@@ -30,63 +32,84 @@ public final class ArchiveWriter {
     private var writtenSize: Int64 = 0
     private var closed = false
 
-    /// Creates `path` (must not exist) with mode 0600.
-    public init(path: String, format: Format, filter: Filter) throws(ArchiveError) {
-        let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw ArchiveError.system("open", path: path, errno: errno) }
+    /// Creates `path` (must not exist) with mode 0600. If the writer cannot be set up, the file is
+    /// removed again: it holds no archive.
+    public convenience init(path: String, format: Format, filter: Filter) throws(ArchiveError) {
+        let sink = try FileDescriptorSink(creating: path)
+        try self.init(sink: sink, path: path, format: format, filter: filter) { unlink(path) }
+    }
+
+    /// Writes into `sink`; the writer closes it. `path` names the archive in messages.
+    public convenience init(sink: ArchiveByteSink, path: String, format: Format, filter: Filter)
+        throws(ArchiveError)
+    {
+        try self.init(sink: sink, path: path, format: format, filter: filter) {}
+    }
+
+    private init(
+        sink: ArchiveByteSink, path: String, format: Format, filter: Filter, undo: () -> Void
+    ) throws(ArchiveError) {
+        let stream = WriteStream(sink)
         guard let handle = archive_write_new() else {
-            Glibc.close(fd)
+            stream.close()
+            undo()
             throw ArchiveError(code: ARCHIVE_FATAL, message: "out of memory", path: path,
                                call: "archive_write_new")
         }
         do throws(ArchiveError) {
-            switch format {
-            case .paxRestricted:
-                try check(archive_write_set_format_pax_restricted(handle), handle,
-                          call: "set_format_pax_restricted", path: path)
-            case .zip:
-                try check(archive_write_set_format_zip(handle), handle, call: "set_format_zip", path: path)
-            }
-            switch filter {
-            case .zstd(let level):
-                try check(archive_write_add_filter_zstd(handle), handle, call: "add_filter_zstd", path: path,
-                          allowWarn: true)
-                let level = String(level)
-                let status = archive_write_set_filter_option(handle, "zstd", "compression-level", level)
-                try check(status, handle, call: "set_filter_option compression-level", path: path)
-                // "threads" exists only when libarchive and libzstd were built with multithreading
-                // (archive_write_set_options(3)); without it we compress on one thread, which is fine.
-                // At most two workers: each buffers a few MiB, and the agent must stay under 40 MB.
-                let threads = max(1, min(2, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))))
-                _ = archive_write_set_filter_option(handle, "zstd", "threads", String(threads))
-            case .gzip:
-                try check(archive_write_add_filter_gzip(handle), handle, call: "add_filter_gzip", path: path,
-                          allowWarn: true)
-            case .none:
-                try check(archive_write_add_filter_none(handle), handle, call: "add_filter_none", path: path)
-            }
-            // Without this libarchive pads the last block to 10240 bytes of compressed output; harmless
-            // but pointless for a file.
-            try check(archive_write_set_bytes_in_last_block(handle, 1), handle,
-                      call: "set_bytes_in_last_block", path: path)
-            try check(archive_write_open_fd(handle, fd), handle, call: "archive_write_open_fd", path: path)
+            try Self.configure(handle, format: format, filter: filter, path: path)
+            try check(stream.open(handle), handle, call: "archive_write_open2", path: path)
         } catch {
-            // Not fully initialised, so deinit will not run: undo by hand, including the file we created,
-            // which holds no archive.
+            // Not fully initialised, so deinit will not run: undo by hand.
             archive_write_free(handle)
-            Glibc.close(fd)
-            unlink(path)
+            stream.close()
+            undo()
             throw error
         }
-        self.fd = fd
         self.handle = handle
+        self.stream = stream
         self.path = path
+    }
+
+    private static func configure(
+        _ handle: OpaquePointer, format: Format, filter: Filter, path: String
+    ) throws(ArchiveError) {
+        switch format {
+        case .paxRestricted:
+            try check(archive_write_set_format_pax_restricted(handle), handle,
+                      call: "set_format_pax_restricted", path: path)
+        case .zip:
+            try check(archive_write_set_format_zip(handle), handle, call: "set_format_zip", path: path)
+        }
+        switch filter {
+        case .zstd(let level):
+            try check(archive_write_add_filter_zstd(handle), handle, call: "add_filter_zstd", path: path,
+                      allowWarn: true)
+            let level = String(level)
+            let status = archive_write_set_filter_option(handle, "zstd", "compression-level", level)
+            try check(status, handle, call: "set_filter_option compression-level", path: path)
+            // "threads" exists only when libarchive and libzstd were built with multithreading
+            // (archive_write_set_options(3)); without it we compress on one thread, which is fine.
+            // At most two workers: each buffers a few MiB, and the agent must stay under 40 MB.
+            let threads = max(1, min(2, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))))
+            _ = archive_write_set_filter_option(handle, "zstd", "threads", String(threads))
+        case .gzip:
+            try check(archive_write_add_filter_gzip(handle), handle, call: "add_filter_gzip", path: path,
+                      allowWarn: true)
+        case .none:
+            try check(archive_write_add_filter_none(handle), handle, call: "add_filter_none", path: path)
+        }
+        // Without this libarchive pads the last block to 10240 bytes of compressed output; harmless
+        // but pointless for a file.
+        try check(archive_write_set_bytes_in_last_block(handle, 1), handle,
+                  call: "set_bytes_in_last_block", path: path)
     }
 
     deinit {
         if let entry { archive_entry_free(entry) }
+        // Before `stream` is released: freeing an unfinished archive still flushes through it.
         archive_write_free(handle)
-        if !closed { Glibc.close(fd) }
+        stream.close()
     }
 
     public func addDirectory(path name: String, mode: UInt32, mtime: Int64 = 0) throws(ArchiveError) {
@@ -146,17 +169,18 @@ public final class ArchiveWriter {
         if let failure { throw failure }
     }
 
-    /// Finishes the archive (`archive_write_close` writes the end-of-archive blocks and flushes the
-    /// compressor), fsyncs and closes the file.
+    /// Finishes the archive (`archive_write_close` writes the end-of-archive blocks, flushes the
+    /// compressor and closes the sink, which for a file fsyncs and closes it).
     public func close() throws(ArchiveError) {
         precondition(!closed, "ArchiveWriter.close called twice")
         try finishEntry()
-        try check(archive_write_close(handle), handle, call: "archive_write_close", path: path)
+        let status = archive_write_close(handle)
         closed = true
-        let synced = fsync(fd) == 0 ? 0 : errno
-        let closedOK = Glibc.close(fd) == 0 ? 0 : errno
-        if synced != 0 { throw ArchiveError.system("fsync", path: path, errno: synced) }
-        if closedOK != 0 { throw ArchiveError.system("close", path: path, errno: closedOK) }
+        stream.close()
+        // A refused write is libarchive's error already; otherwise the sink's own close error (fsync)
+        // is the one to report, as it is.
+        if !stream.writeFailed, let failure = stream.closeFailure { throw failure }
+        try check(status, handle, call: "archive_write_close", path: path)
     }
 
     private func finishEntry() throws(ArchiveError) {

@@ -231,7 +231,7 @@ import Glibc
             runID: nil, now: Date())
         #expect(!backup.directory.contains(".partial-"))
         #expect(Set(Tree.listing(backup.directory)) == [
-            BackupSet.filesArchiveName, BackupSet.filesManifestName, BackupSet.tablesName, "meta.json",
+            BackupFiles.filesArchiveName, BackupFiles.filesManifestName, BackupFiles.tablesName, BackupFiles.metaName,
         ])
         try backup.verify(database: try SQLitePluginDatabase(path: databasePath))
 

@@ -95,21 +95,14 @@ public enum TreeArchive {
                                                   target: target))
                     case .file(let fd, let size):
                         try writer.addFile(path: name, mode: item.mode, mtime: item.mtime, size: size)
-                        let hasher = try TreeManifest.makeHasher(path: item.absolutePath)
-                        var total: Int64 = 0
-                        while true {
-                            let count = try systemCall("read", path: item.absolutePath) {
-                                Glibc.read(fd, buffer.baseAddress, buffer.count)
-                            }
-                            if count == 0 { break }
-                            let chunk = UnsafeRawBufferPointer(rebasing: buffer[..<count])
-                            hasher.update(chunk)
-                            // writeData refuses bytes past the size recorded in the header: a file that
-                            // grows while we read it fails the backup instead of being cut silently.
-                            try writer.writeData(chunk)
-                            total += Int64(count)
+                        let copy = HashingCopy(hasher: try TreeManifest.makeHasher(path: item.absolutePath))
+                        // writeData refuses bytes past the size recorded in the header: a file that
+                        // grows while we read it fails the backup instead of being cut silently.
+                        try copy.copy(from: fd, path: item.absolutePath, through: buffer) {
+                            try writer.writeData($0)
                         }
-                        entries.append(item.entry(kind: "file", size: total, sha256: hasher.finalizeHex()))
+                        entries.append(item.entry(kind: "file", size: copy.byteCount,
+                                                  sha256: copy.finalizeHex()))
                     case .special(let kind):
                         skipped.append("\(item.relativePath) (\(kind))")
                     }

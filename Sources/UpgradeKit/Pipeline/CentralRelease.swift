@@ -143,21 +143,19 @@ enum CentralRelease {
             open(destination, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0o600)
         }
         defer { close(fd) }
-        var hasher = try SHA256()
-        var written: Int64 = 0
+        let copy = HashingCopy(hasher: try SHA256())
         let received: Int64
         do {
             received = try api.download(url: absolute, maxBytes: cap, restart: {
                 guard ftruncate(fd, 0) == 0, lseek(fd, 0, SEEK_SET) == 0 else {
                     throw SystemError(call: "ftruncate", path: destination, errno: errno)
                 }
-                hasher = try SHA256()
-                written = 0
+                copy.restart(hasher: try SHA256())
             }, sink: { bytes in
-                hasher.update(bytes)
-                try FileSystem.writeAll(fd, bytes, path: destination)
-                if written == 0 { try FaultInjection.hit("mid-download") }
-                written += Int64(bytes.count)
+                try copy.pass(bytes) { chunk in
+                    try FileSystem.writeAll(fd, chunk, path: destination)
+                    if copy.byteCount == 0 { try FaultInjection.hit("mid-download") }
+                }
             })
         } catch {
             unlink(destination)
@@ -168,11 +166,12 @@ enum CentralRelease {
             throw map(error, doing: "the download of \(label)")
         }
         try FileSystem.fsync(fd, path: destination)
+        let written = copy.byteCount
         if let sizeBytes, received != sizeBytes || written != sizeBytes {
             unlink(destination)
             throw UpgradeError.refused("\(label): downloaded \(written) bytes, the signed size is \(sizeBytes)")
         }
-        let actual = hasher.finalizeHex()
+        let actual = copy.finalizeHex()
         guard actual == sha256.lowercased() else {
             unlink(destination)
             throw UpgradeError.refused("\(label): SHA-256 of the download is \(actual), expected \(sha256.lowercased())")

@@ -19,7 +19,7 @@ final class ChangingSession {
         let state: DirectoryHandle
         do {
             state = try TrustedDirectory.openCreating(paths.root, what: "state directory")
-            for (path, what) in [(paths.work, "work directory"), (paths.backups, "backup directory")]
+            for (path, what) in [(paths.work, "work directory"), (BackupStore(paths: paths).root, "backup directory")]
             where FileSystem.exists(path) {
                 _ = try TrustedDirectory.open(path, what: what)
             }

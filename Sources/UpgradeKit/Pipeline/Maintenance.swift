@@ -71,8 +71,9 @@ public enum Maintenance {
     /// removed too, but only when the journal knows that run and it is over: a backup whose run is
     /// unknown (a journal lost or reset) is never touched.
     static func removePartialBackups(journal: Journal, paths: StatePaths) {
-        guard FileSystem.exists(paths.backups),
-              let backups = try? TrustedDirectory.open(paths.backups, what: "backup directory"),
+        let store = BackupStore(paths: paths)
+        guard FileSystem.exists(store.root),
+              let backups = try? TrustedDirectory.open(store.root, what: "backup directory"),
               let plugins = try? backups.entryNames() else { return }
         let recorded = Set(((try? journal.backups()) ?? []).map(\.path))
         for plugin in plugins {
@@ -80,15 +81,14 @@ public enum Maintenance {
                   let entries = try? folder.entryNames() else { continue }
             for bytes in entries {
                 let entry = String(decoding: bytes, as: UTF8.self)
-                let path = folder.path + "/" + entry
-                if entry.hasPrefix(".partial-") {
+                if BackupStore.isPartial(entry) {
                     try? folder.removeEntry(bytes)
                     continue
                 }
-                guard !recorded.contains(path),
-                      let meta = FileManager.default.contents(atPath: path + "/" + BackupSet.metaName),
-                      let object = try? JSONSerialization.jsonObject(with: meta) as? [String: Any],
-                      let runID = object["run_id"] as? String,
+                // A meta.json this build cannot read (a newer format among them) leaves the backup alone.
+                let backup = BackupFiles(directory: folder.path + "/" + entry)
+                guard !recorded.contains(backup.directory),
+                      let runID = (try? BackupMeta.read(from: backup.meta))?.runID,
                       let run = try? journal.run(id: runID),
                       run.status != .running, run.status != .rollingBack
                 else { continue }

@@ -51,31 +51,20 @@ enum ReleaseDownload {
         }
         var closed = false
         defer { if !closed { close(output) } }
-        let hasher = try SHA256()
-        var buffer = [UInt8](repeating: 0, count: 1 << 20)
-        var total: Int64 = 0
-        while true {
-            let count = read(input, &buffer, buffer.count)
-            if count < 0 {
-                if errno == EINTR { continue }
-                throw SystemError(call: "read", path: source, errno: errno)
-            }
-            if count == 0 { break }
-            total += Int64(count)
-            guard total <= maxBytes else {
-                throw UpgradeError.refused("release archive \(source) is larger than the \(maxBytes)-byte limit")
-            }
-            try buffer.withUnsafeBytes { raw in
-                let chunk = UnsafeRawBufferPointer(rebasing: raw[0..<count])
-                hasher.update(chunk)
-                try FileSystem.writeAll(output, chunk, path: destination)
-            }
-            if total == Int64(count) { try FaultInjection.hit("mid-download") }
+        let copy = HashingCopy(hasher: try SHA256(), maxBytes: maxBytes) {
+            UpgradeError.refused("release archive \(source) is larger than the \(maxBytes)-byte limit")
         }
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 16)
+        defer { buffer.deallocate() }
+        try copy.copy(from: input, path: source, through: buffer) { chunk in
+            try FileSystem.writeAll(output, chunk, path: destination)
+            if copy.byteCount == 0 { try FaultInjection.hit("mid-download") }
+        }
+        let total = copy.byteCount
         try FileSystem.fsync(output, path: destination)
         close(output)
         closed = true
-        let actual = hasher.finalizeHex()
+        let actual = copy.finalizeHex()
         guard actual == expectedSHA256.lowercased() else {
             unlink(destination)
             throw UpgradeError.refused(

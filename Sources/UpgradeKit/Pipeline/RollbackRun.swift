@@ -99,7 +99,7 @@ extension Pipeline {
         try FileSystem.makeDirectory(stageDirectory, mode: 0o700)
         let topName = (site.pluginDirectory as NSString).lastPathComponent
         var root = stageDirectory + "/" + topName
-        var how = "restored from \(BackupSet.filesArchiveName)"
+        var how = "restored from \(BackupFiles.filesArchiveName)"
         if let keptTree {
             try FileSystem.moveNoReplace(keptTree, to: root)
             how = "kept tree of the earlier upgrade"

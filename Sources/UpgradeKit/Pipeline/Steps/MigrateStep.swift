@@ -45,7 +45,7 @@ enum MigrateStep {
         // Whatever the run recorded, a restore never writes or drops a table no plugin may own.
         let mayTouch = { (table: String) in TableOwnership.mayRestore(table, sitePrefix: prefix) }
         _ = try database.restoreTables(
-            from: backupDirectory + "/" + BackupSet.tablesName, alsoDrop: run.state.newTables ?? [],
+            from: BackupFiles(directory: backupDirectory).tables, alsoDrop: run.state.newTables ?? [],
             mayTouch: mayTouch)
         return true
     }

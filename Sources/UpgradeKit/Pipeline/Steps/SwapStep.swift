@@ -74,10 +74,10 @@ enum SwapStep {
         let restoreDirectory = (state.workDirectory ?? context.paths.work + "/" + run.id) + "/restore"
         try FileSystem.removeTree(restoreDirectory)
         try FileSystem.makeDirectory(restoreDirectory, mode: 0o700)
-        let expected = try TreeManifest.read(from: backupDirectory + "/" + BackupSet.filesManifestName)
+        let backup = BackupFiles(directory: backupDirectory)
+        let expected = try TreeManifest.read(from: backup.filesManifest)
         let root = try TreeArchive.restore(
-            archivePath: backupDirectory + "/" + BackupSet.filesArchiveName, into: restoreDirectory,
-            expecting: expected)
+            archivePath: backup.filesArchive, into: restoreDirectory, expecting: expected)
         if liveIdentity == nil {
             try FileSystem.moveNoReplace(root, to: live)
         } else {

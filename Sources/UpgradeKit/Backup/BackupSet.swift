@@ -3,17 +3,13 @@ import Foundation
 import Glibc
 #endif
 
-/// One backup of a plugin version: `<state-dir>/backups/<plugin>/<version>-<UTC timestamp>/` holding
-/// the file tree (`files.tar.zst`), its per-file manifest (`files.manifest.json`), the owned tables
-/// (`tables.db`) and `meta.json`. Files 0600, directories 0700.
+/// One backup of a plugin version, laid out by `BackupStore` (`<state-dir>/backups/<plugin>/
+/// <version>-<UTC timestamp>/`): the file tree, its per-file manifest, the owned tables and
+/// `meta.json`, each reached through `files`. Files 0600, directories 0700.
 ///
 /// A backup is written under a `.partial-` name and renamed into place only when complete and
 /// synced, so a crash never leaves something that looks like a usable backup but is not.
 public struct BackupSet: Sendable, Equatable {
-    public static let filesArchiveName = "files.tar.zst"
-    public static let filesManifestName = "files.manifest.json"
-    public static let tablesName = "tables.db"
-    public static let metaName = "meta.json"
 
     public var directory: String
     public var record: BackupRecord
@@ -27,9 +23,12 @@ public struct BackupSet: Sendable, Equatable {
         return "; left out \(skipped.count) special file\(skipped.count == 1 ? "" : "s") no plugin holds: \(shown)"
     }
 
-    public var filesArchive: String { directory + "/" + Self.filesArchiveName }
-    public var filesManifest: String { directory + "/" + Self.filesManifestName }
-    public var tables: String { directory + "/" + Self.tablesName }
+    /// The backup's parts, by name.
+    public var files: BackupFiles { BackupFiles(directory: directory) }
+    public var filesArchive: String { files.filesArchive }
+    public var filesManifest: String { files.filesManifest }
+    public var tables: String { files.tables }
+    public var meta: String { files.meta }
 
     /// Backs up the live plugin tree and the given tables. `tree` is where the files are read from
     /// when it is not `pluginDirectory` itself (the release a `swap: symlink` link names); the
@@ -38,33 +37,23 @@ public struct BackupSet: Sendable, Equatable {
         pluginDirectory: String, tree: String? = nil, manifest: PluginManifest, tables: [String],
         database: any PluginDatabase, paths: StatePaths, runID: String?, now: Date
     ) throws -> BackupSet {
-        let pluginBackups = paths.backups + "/" + manifest.name
-        try FileSystem.makeDirectory(pluginBackups, mode: 0o700)
-        let stamp = Self.stamp(now)
-        var name = "\(manifest.version)-\(stamp)"
-        var suffix = 2
-        while FileSystem.exists(pluginBackups + "/" + name) {
-            name = "\(manifest.version)-\(stamp)-\(suffix)"
-            suffix += 1
-        }
-        let final = pluginBackups + "/" + name
-        let partial = pluginBackups + "/.partial-" + name
-        try FileSystem.removeTree(partial)
-        try FileSystem.makeDirectory(partial, mode: 0o700)
+        let place = try BackupStore(paths: paths).reserve(
+            plugin: manifest.name, version: manifest.version.description, now: now)
+        let partial = place.partial
         do {
             let topName = (pluginDirectory as NSString).lastPathComponent
             let fileManifest = try TreeArchive.create(
-                from: tree ?? pluginDirectory, topName: topName, archivePath: partial + "/" + filesArchiveName)
-            try fileManifest.write(to: partial + "/" + filesManifestName)
+                from: tree ?? pluginDirectory, topName: topName, archivePath: partial.filesArchive)
+            try fileManifest.write(to: partial.filesManifest)
             // Checked before it is relied on: a backup that cannot be read back is no backup. The archive
             // is read back on its own thread while the tables are copied, so the check costs no time
             // when the tables are the bigger half.
-            let archiveCheck = ArchiveCheck(archive: partial + "/" + filesArchiveName, manifest: fileManifest)
+            let archiveCheck = ArchiveCheck(archive: partial.filesArchive, manifest: fileManifest)
             let summary: TableBackupSummary
             do {
                 try FaultInjection.hit("mid-backup")
-                summary = try database.backupTables(tables, to: partial + "/" + tablesName)
-                _ = try database.verifyTableBackup(at: partial + "/" + tablesName)
+                summary = try database.backupTables(tables, to: partial.tables)
+                _ = try database.verifyTableBackup(at: partial.tables)
             } catch {
                 // The check still reads the partial directory: let it finish before that is removed.
                 try? archiveCheck.wait()
@@ -73,30 +62,24 @@ public struct BackupSet: Sendable, Equatable {
             try archiveCheck.wait()
 
             let record = BackupRecord(
-                id: "\(manifest.name)/\(name)", plugin: manifest.name, version: manifest.version.description,
-                path: final, createdAt: Journal.timestamp(now), sizeBytes: 0, runID: runID,
+                id: "\(manifest.name)/\(place.name)", plugin: manifest.name,
+                version: manifest.version.description, path: place.final.directory,
+                createdAt: Journal.timestamp(now), sizeBytes: 0, runID: runID,
                 fileCount: fileManifest.entries.filter { $0.kind == "file" }.count, tables: tables,
                 pluginDirectory: pluginDirectory)
-            let meta: [String: Any] = [
-                "plugin": manifest.name,
-                "version": manifest.version.description,
-                "created_at": record.createdAt,
-                "plugin_dir": pluginDirectory,
-                "tables": tables,
-                "tables_missing": summary.missing,
-                "table_rows": summary.tables,
-                "file_count": record.fileCount,
-                "run_id": runID ?? NSNull(),
-            ]
-            let metaData = try JSONSerialization.data(withJSONObject: meta, options: [.prettyPrinted, .sortedKeys])
-            try FileSystem.writeAtomically(metaData, to: partial + "/" + metaName)
-            try FileSystem.sync(partial)
-            try FileSystem.moveNoReplace(partial, to: final)
+            let meta = BackupMeta(
+                plugin: manifest.name, version: manifest.version.description, createdAt: record.createdAt,
+                pluginDirectory: pluginDirectory, tables: tables, tablesMissing: summary.missing,
+                tableRows: summary.tables, fileCount: record.fileCount, runID: runID)
+            try FileSystem.writeAtomically(try meta.encoded(), to: partial.meta)
+            try FileSystem.sync(partial.directory)
+            try FileSystem.moveNoReplace(partial.directory, to: place.final.directory)
             var finished = record
-            finished.sizeBytes = FileSystem.diskUsage(final)
-            return BackupSet(directory: final, record: finished, skipped: fileManifest.skipped ?? [])
+            finished.sizeBytes = FileSystem.diskUsage(place.final.directory)
+            return BackupSet(
+                directory: place.final.directory, record: finished, skipped: fileManifest.skipped ?? [])
         } catch {
-            try? FileSystem.removeTree(partial)
+            try? FileSystem.removeTree(partial.directory)
             throw error
         }
     }
@@ -105,28 +88,26 @@ public struct BackupSet: Sendable, Equatable {
         BackupSet(directory: record.path, record: record)
     }
 
-    /// Checks that the backup is whole before it is used for a restore: every part present, the files
-    /// archive reading back exactly as its manifest recorded, the tables backup intact.
+    /// Checks that the backup is whole before it is used for a restore: every part present, its
+    /// format one this build reads, the files archive reading back exactly as its manifest recorded,
+    /// the tables backup intact.
     func verify(database: any PluginDatabase) throws {
-        for file in [filesArchive, filesManifest, tables] where !FileSystem.exists(file) {
+        for file in files.all where !FileSystem.exists(file) {
             throw UpgradeError.failed("backup \(directory) is incomplete: \((file as NSString).lastPathComponent) is missing")
+        }
+        do {
+            _ = try BackupMeta.read(from: files.meta)
+        } catch {
+            throw UpgradeError.failed(error.description)
         }
         let manifest: TreeManifest
         do {
             manifest = try TreeManifest.read(from: filesManifest)
         } catch {
-            throw UpgradeError.failed("backup \(directory): cannot read \(Self.filesManifestName): \(error)")
+            throw UpgradeError.failed("backup \(directory): cannot read \(BackupFiles.filesManifestName): \(error)")
         }
         try TreeArchive.verify(archivePath: filesArchive, expecting: manifest)
         _ = try database.verifyTableBackup(at: tables)
-    }
-
-    static func stamp(_ date: Date) -> String {
-        let formatter = DateFormatter()
-        formatter.locale = Locale(identifier: "en_US_POSIX")
-        formatter.timeZone = TimeZone(identifier: "UTC")
-        formatter.dateFormat = "yyyyMMdd'T'HHmmss'Z'"
-        return formatter.string(from: date)
     }
 }
 
