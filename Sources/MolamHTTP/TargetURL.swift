@@ -18,7 +18,7 @@ struct TargetURL {
     init(_ raw: String, allowInsecureLoopback: Bool) throws(HTTPError) {
         guard let handle = curl_url() else {
             throw .transport(code: Int32(CURLE_OUT_OF_MEMORY.rawValue), message: "curl_url failed",
-                             url: Self.redact(raw))
+                             url: URLText.redacted(raw))
         }
         defer { curl_url_cleanup(handle) }
         // Flags 0: a scheme is required, spaces and control characters are rejected.
@@ -27,7 +27,7 @@ struct TargetURL {
               let host = Self.part(handle, CURLUPART_HOST), !host.isEmpty,
               let normalized = Self.part(handle, CURLUPART_URL)
         else {
-            throw .invalidURL(Self.redact(raw))
+            throw .invalidURL(URLText.redacted(raw))
         }
         var redacted = "\(scheme)://\(host)"
         if let port = Self.part(handle, CURLUPART_PORT) { redacted += ":\(port)" }
@@ -73,13 +73,5 @@ struct TargetURL {
         guard inet_pton(AF_INET, host, &address) == 1 else { return false }
         // s_addr is in network byte order: its first byte in memory is the first octet.
         return withUnsafeBytes(of: &address) { $0[0] == 127 }
-    }
-
-    /// Redaction for strings libcurl could not parse: drop everything from the query on, and
-    /// control characters, so the error stays one line.
-    static func redact(_ raw: String) -> String {
-        let printable = String(raw.unicodeScalars.filter { !CharacterSet.controlCharacters.contains($0) })
-        guard let cut = printable.firstIndex(where: { $0 == "?" || $0 == "#" }) else { return printable }
-        return printable[..<cut] + "?…"
     }
 }

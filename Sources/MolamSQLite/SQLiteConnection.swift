@@ -109,33 +109,32 @@ public final class SQLiteConnection {
     /// Runs `body` in a transaction: COMMIT when it returns, ROLLBACK when it (or COMMIT) throws.
     /// `.immediate` takes the write lock up front, so a busy database fails before any work.
     public func transaction<T>(_ kind: TransactionKind = .immediate, _ body: () throws -> T) throws -> T {
-        try execute("BEGIN \(kind.rawValue)")
-        do {
-            let result = try body()
-            try execute("COMMIT")
-            return result
-        } catch {
-            rollbackIfActive()
-            throw error
-        }
+        try bracket(begin: "BEGIN \(kind.rawValue)", end: "COMMIT", undo: rollbackIfActive, body)
     }
 
     /// Runs `body` inside `SAVEPOINT name`: released when it returns, rolled back to and released
     /// when it throws, so the enclosing transaction continues without its changes.
     public func savepoint<T>(_ name: String, _ body: () throws -> T) throws -> T {
         let quoted = Self.quoteIdentifier(name)
-        try execute("SAVEPOINT \(quoted)")
-        do {
-            let result = try body()
-            try execute("RELEASE \(quoted)")
-            return result
-        } catch {
+        return try bracket(begin: "SAVEPOINT \(quoted)", end: "RELEASE \(quoted)", undo: {
             // The savepoint may already be gone if SQLite rolled the whole transaction back
             // (SQLITE_FULL, SQLITE_IOERR); then there is nothing left to undo.
             if !isAutocommit {
                 try? execute("ROLLBACK TO \(quoted)")
                 try? execute("RELEASE \(quoted)")
             }
+        }, body)
+    }
+
+    /// `begin`, then `body`, then `end`; `undo` when `body` or `end` throws, and the error goes on.
+    private func bracket<T>(begin: String, end: String, undo: () -> Void, _ body: () throws -> T) throws -> T {
+        try execute(begin)
+        do {
+            let result = try body()
+            try execute(end)
+            return result
+        } catch {
+            undo()
             throw error
         }
     }

@@ -54,12 +54,7 @@ final class CentralAPIState: @unchecked Sendable {
     }
 
     func waitForReports(count: Int, deadline: Date) -> Bool {
-        condition.lock()
-        defer { condition.unlock() }
-        while reports.count < count {
-            if !condition.wait(until: deadline) { return reports.count >= count }
-        }
-        return true
+        condition.wait(until: deadline) { reports.count >= count }
     }
 
     // MARK: Answering (on the server's thread)
@@ -221,33 +216,42 @@ final class CentralAPIState: @unchecked Sendable {
     /// The report endpoints of DESIGN.md. Caller holds the lock.
     private func accept(path: [String], rawPath: String) -> (response: Response, assignedID: String?) {
         if match(path, ["api", "plugins", "upgrades"]) != nil {
-            let id = "upg-\(upgradeIDs.count + 1)"
-            upgradeIDs.append(id)
-            return (.json(201, ["id": id]), id)
+            return issue("upg", in: &upgradeIDs, key: "id")
         }
         if let id = match(path, ["api", "plugins", "upgrades", nil, "steps"])?[0] {
             // A client posting steps before it learnt its upgrade id is caught here.
-            guard upgradeIDs.contains(id) else { return (.json(404, ["error": "no upgrade \(id)"]), nil) }
-            return (.json(201, ["ok": true]), nil)
+            return acknowledge(id, known: upgradeIDs, as: "upgrade", status: 201)
         }
         if match(path, ["api", "plugins", "backup"]) != nil {
-            let id = "bkp-\(backupIDs.count + 1)"
-            backupIDs.append(id)
-            return (.json(201, ["id": id]), id)
+            return issue("bkp", in: &backupIDs, key: "id")
         }
         if match(path, ["api", "plugins", "rollback", "initiate"]) != nil {
-            let id = "rb-\(rollbackIDs.count + 1)"
-            rollbackIDs.append(id)
-            return (.json(201, ["rollback_id": id]), id)
+            return issue("rb", in: &rollbackIDs, key: "rollback_id")
         }
         if let id = match(path, ["api", "plugins", "rollback", nil, "complete"])?[0] {
-            guard rollbackIDs.contains(id) else { return (.json(404, ["error": "no rollback \(id)"]), nil) }
-            return (.json(200, ["ok": true]), nil)
+            return acknowledge(id, known: rollbackIDs, as: "rollback", status: 200)
         }
         if match(path, ["api", "plugins", "rollback"]) != nil {
             return (.json(201, ["ok": true]), nil)
         }
         return (.json(404, ["error": "no route for POST \(rawPath)"]), nil)
+    }
+
+    /// A new id for a record the API creates (`upg-1`, `bkp-2`, ...), answered under `key`.
+    private func issue(
+        _ prefix: String, in ids: inout [String], key: String
+    ) -> (response: Response, assignedID: String?) {
+        let id = "\(prefix)-\(ids.count + 1)"
+        ids.append(id)
+        return (.json(201, [key: id]), id)
+    }
+
+    /// A report about a record created earlier: 404 for an id this API never issued.
+    private func acknowledge(
+        _ id: String, known ids: [String], as kind: String, status: Int
+    ) -> (response: Response, assignedID: String?) {
+        guard ids.contains(id) else { return (.json(404, ["error": "no \(kind) \(id)"]), nil) }
+        return (.json(status, ["ok": true]), nil)
     }
 
     /// The segments in the places `pattern` leaves nil, if `path` has the pattern's shape.

@@ -19,6 +19,16 @@ struct CommandSpec {
     func option(named name: String) -> OptionSpec? {
         allOptions.first { $0.names.contains(name) }
     }
+
+    /// status, history and stats: commands that only read the journal, whose help says so in the same
+    /// words (`CommandLineSpec.readDiscussion`).
+    static func journalReader(
+        name: String, abstract: String, arguments: String = "[options]", options: [OptionSpec] = []
+    ) -> CommandSpec {
+        CommandSpec(
+            name: name, abstract: abstract, arguments: arguments, options: options,
+            discussion: CommandLineSpec.readDiscussion)
+    }
 }
 
 enum CommandLineSpec {
@@ -49,7 +59,7 @@ enum CommandLineSpec {
         OptionSpec(names: ["--to"], value: "VERSION", help: "The version to install (it must be the rollout's unless --force)."),
     ]
 
-    /// status, history and stats read the journal only; their help says so in the same words.
+    /// status, history and stats read the journal only (`CommandSpec.journalReader`).
     static let readDiscussion = """
         Needs only the state directory: --state-dir DIR alone reads its journal (status then lists every
         install the journal knows). With several installs configured, every install is shown; --plugin

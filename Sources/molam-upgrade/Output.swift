@@ -91,22 +91,41 @@ final class TerminalProgress: ProgressReporter {
     }
 }
 
-extension RunOutcome {
+/// What a command's `--json` result (`RunOutcome`) and `history --json` (`RunRecord`) both say about
+/// a run, written once so that the two name it under the same keys.
+protocol RunJSONFields {
+    var command: String { get }
+    var plugin: String { get }
+    var fromVersion: String? { get }
+    var toVersion: String? { get }
+    var status: RunStatus { get }
+    var rollbackStatusText: String? { get }
+    var error: String? { get }
+}
+
+extension RunJSONFields {
+    /// The shared keys, and `own`: the keys only this side has.
+    func runJSON(adding own: [String: Any]) -> [String: Any] {
+        let shared: [String: Any] = [
+            "command": command, "plugin": plugin, "from_version": fromVersion ?? NSNull(),
+            "to_version": toVersion ?? NSNull(), "status": status.rawValue,
+            "rollback_status": rollbackStatusText ?? NSNull(), "error": error ?? NSNull(),
+        ]
+        return shared.merging(own) { $1 }
+    }
+}
+
+extension RunOutcome: RunJSONFields {
+    var rollbackStatusText: String? { rollbackStatus?.rawValue }
+
     func jsonObject(steps: [StepRecord]) -> [String: Any] {
-        var object: [String: Any] = [
+        var object = runJSON(adding: [
             "run_id": runID ?? NSNull(),
-            "command": command,
-            "plugin": plugin,
-            "from_version": fromVersion ?? NSNull(),
-            "to_version": toVersion ?? NSNull(),
-            "status": status.rawValue,
-            "rollback_status": rollbackStatus?.rawValue ?? NSNull(),
             "message": message,
-            "error": error ?? NSNull(),
             "exit_code": Int(exitCode.rawValue),
             "steps": steps.map(\.jsonObject),
             "recovered": recovered.map { $0.jsonObject(steps: []) },
-        ]
+        ])
         if let reports {
             object["reports"] = [
                 "delivered": reports.delivered, "rejected": reports.rejected, "pending": reports.pending,
@@ -141,24 +160,19 @@ extension StepRecord {
     }
 }
 
-extension RunRecord {
+extension RunRecord: RunJSONFields {
+    var rollbackStatusText: String? { rollbackStatus }
+
     var jsonObject: [String: Any] {
-        [
+        runJSON(adding: [
             "id": id,
-            "command": command,
             "trigger": trigger,
-            "plugin": plugin,
             "plugin_dir": pluginDirectory,
-            "from_version": fromVersion ?? NSNull(),
-            "to_version": toVersion ?? NSNull(),
-            "status": status.rawValue,
-            "rollback_status": rollbackStatus ?? NSNull(),
-            "error": error ?? NSNull(),
             "exit_code": exitCode ?? NSNull(),
             "dry_run": dryRun,
             "started_at": startedAt,
             "finished_at": finishedAt ?? NSNull(),
-        ]
+        ])
     }
 }
 

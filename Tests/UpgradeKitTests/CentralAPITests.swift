@@ -1,4 +1,5 @@
 import Foundation
+import MolamHTTP
 import TestSupport
 import Testing
 import UpgradeKit
@@ -38,7 +39,7 @@ struct CentralAPITests {
         let api = try CentralAPI(endpoint: APIEndpoint(baseURL: server.baseURL + "/v2/", token: Self.token))
         #expect(try api.rollout(plugin: "molam form/é?x") == nil)
         #expect(server.requests.map(\.path) == ["/v2/api/plugins/rollouts/molam%20form%2F%C3%A9%3Fx"])
-        #expect(CentralAPI.pathComponent("u-1_a.b~c") == "u-1_a.b~c")
+        #expect(URLText.pathSegment("u-1_a.b~c") == "u-1_a.b~c")
     }
 
     @Test("A rollout 404 means no rollout: nil, without retrying")

@@ -20,7 +20,7 @@ struct TargetURLTests {
                                    allowInsecureLoopback: true)
         #expect(target.redacted == "https://cdn.example/r/4.0.0.zip?…")
         #expect(target.isHTTPS)
-        #expect(TargetURL.redact("bad url?token=abc\n") == "bad url?…")
+        #expect(URLText.redacted("bad url?token=abc\n") == "bad url?…")
     }
 
     @Test("http to IPv6 loopback is allowed")

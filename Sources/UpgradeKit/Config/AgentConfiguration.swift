@@ -4,25 +4,16 @@ import Glibc
 #endif
 
 /// One plugin install on this host (`plugins[]` in agent.json). One host may carry several shops.
+/// Only `AgentConfiguration` builds one, through the memberwise initializer; the site it becomes is a
+/// `SiteConfiguration`.
 public struct PluginInstall: Sendable, Equatable {
     /// The plugin's name as its manifest gives it; nil when only `--plugin-dir` named the install.
     public var name: String?
     public var pluginDirectory: String
     public var database: DatabaseLocation
     /// `table_prefix` in agent.json; `wp_` when not given.
-    public var tablePrefix: String
-    public var live: LiveSiteSettings
-
-    public init(
-        name: String?, pluginDirectory: String, database: DatabaseLocation,
-        tablePrefix: String = SiteConfiguration.defaultTablePrefix, live: LiveSiteSettings = LiveSiteSettings()
-    ) {
-        self.name = name
-        self.pluginDirectory = pluginDirectory
-        self.database = database
-        self.tablePrefix = tablePrefix
-        self.live = live
-    }
+    public var tablePrefix: String = SiteConfiguration.defaultTablePrefix
+    public var live: LiveSiteSettings = LiveSiteSettings()
 }
 
 /// The host-wide settings that talk to the central API: who this merchant is and how to reach it.

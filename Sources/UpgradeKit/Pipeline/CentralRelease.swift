@@ -97,7 +97,7 @@ enum CentralRelease {
         do {
             _ = try HTTPClient.checkURL(url)
         } catch {
-            throw .refused("\(label): download_url '\(CentralAPI.redact(url))' is refused: only https:// "
+            throw .refused("\(label): download_url '\(URLText.redacted(url))' is refused: only https:// "
                 + "(plain http:// to loopback only) or a path on the central API can be downloaded; "
                 + "nothing was fetched")
         }

@@ -119,19 +119,9 @@ public struct PluginManifest: Sendable, Equatable {
                 problem: "'\(namespace)' must start with a letter and hold only letters, digits and '_' "
                     + "(at most 64)")
         }
-        let preserve = try fields.optionalStringArray("preserve") ?? []
-        for (index, path) in preserve.enumerated() where !isValidPreservedPath(path) {
-            throw ManifestError(
-                source: source, field: "preserve[\(index)]",
-                problem: "'\(path)' must be a relative path inside the plugin (no '/' at the start, no '..' "
-                    + "or '.', not empty)")
-        }
-        let lintSkip = try fields.optionalStringArray("php_lint_skip") ?? []
-        for (index, path) in lintSkip.enumerated() where !isValidPreservedPath(path) {
-            throw ManifestError(
-                source: source, field: "php_lint_skip[\(index)]",
-                problem: "'\(path)' must be a relative path inside the plugin (no '/' at the start, no '..' or '.')")
-        }
+        let preserve = try fields.relativePaths(
+            "preserve", rules: "no '/' at the start, no '..' or '.', not empty")
+        let lintSkip = try fields.relativePaths("php_lint_skip", rules: "no '/' at the start, no '..' or '.'")
         var manifest = PluginManifest(
             name: name, version: version, tables: tables, migrations: migrations, smoke: smoke,
             namespace: namespace, preserve: preserve, beforeSwap: beforeSwap)
@@ -292,6 +282,16 @@ struct JSONFields {
         if let number = raw as? Int { return Double(number) }
         if let number = raw as? Double { return number }
         throw error(key, "must be a number")
+    }
+
+    /// `preserve` and `php_lint_skip`: paths inside the plugin (`isValidPreservedPath`); `rules`
+    /// words the refusal.
+    func relativePaths(_ key: String, rules: String) throws(ManifestError) -> [String] {
+        let paths = try optionalStringArray(key) ?? []
+        for (index, path) in paths.enumerated() where !PluginManifest.isValidPreservedPath(path) {
+            throw error("\(key)[\(index)]", "'\(path)' must be a relative path inside the plugin (\(rules))")
+        }
+        return paths
     }
 
     func optionalStringArray(_ key: String) throws(ManifestError) -> [String]? {

@@ -79,34 +79,39 @@ enum Accounts {
     static func userName(_ uid: UInt32) -> String? { withPasswd(uid: uid) { String(cString: $0.pw_name) } }
 
     static func groupName(_ gid: UInt32) -> String? {
-        var entry = group()
-        var result: UnsafeMutablePointer<group>?
-        var buffer = [CChar](repeating: 0, count: 16384)
-        guard getgrgid_r(gid, &entry, &buffer, buffer.count, &result) == 0, result != nil else { return nil }
-        return withExtendedLifetime(buffer) { String(cString: entry.gr_name) }
+        lookUp(group(), { getgrgid_r(gid, $0, $1, $2, $3) }) { String(cString: $0.gr_name) }
     }
 
     private static func withPasswd<T>(uid: UInt32, _ body: (passwd) -> T) -> T? {
-        var entry = passwd()
-        var result: UnsafeMutablePointer<passwd>?
-        var buffer = [CChar](repeating: 0, count: 16384)
-        guard getpwuid_r(uid, &entry, &buffer, buffer.count, &result) == 0, result != nil else { return nil }
-        return withExtendedLifetime(buffer) { body(entry) }
+        lookUp(passwd(), { getpwuid_r(uid, $0, $1, $2, $3) }, body)
     }
 
     private static func withPasswd<T>(name: String, _ body: (passwd) -> T) -> T? {
-        var entry = passwd()
-        var result: UnsafeMutablePointer<passwd>?
-        var buffer = [CChar](repeating: 0, count: 16384)
-        guard getpwnam_r(name, &entry, &buffer, buffer.count, &result) == 0, result != nil else { return nil }
-        return withExtendedLifetime(buffer) { body(entry) }
+        lookUp(passwd(), { getpwnam_r(name, $0, $1, $2, $3) }, body)
     }
 
     private static func withGroup<T>(name: String, _ body: (group) -> T) -> T? {
-        var entry = group()
-        var result: UnsafeMutablePointer<group>?
+        lookUp(group(), { getgrnam_r(name, $0, $1, $2, $3) }, body)
+    }
+
+    /// The four `get*_r` calls share one contract: they fill `entry`, point its strings into the
+    /// caller's buffer, and leave `result` nil when there is no such user or group. `body` reads the
+    /// entry while the buffer is still alive.
+    private static func lookUp<Entry, T>(
+        _ empty: Entry,
+        _ call: (
+            UnsafeMutablePointer<Entry>, UnsafeMutablePointer<CChar>, Int,
+            UnsafeMutablePointer<UnsafeMutablePointer<Entry>?>
+        ) -> Int32,
+        _ body: (Entry) -> T
+    ) -> T? {
+        var entry = empty
+        var result: UnsafeMutablePointer<Entry>?
         var buffer = [CChar](repeating: 0, count: 16384)
-        guard getgrnam_r(name, &entry, &buffer, buffer.count, &result) == 0, result != nil else { return nil }
-        return withExtendedLifetime(buffer) { body(entry) }
+        return buffer.withUnsafeMutableBufferPointer { storage in
+            guard let base = storage.baseAddress, call(&entry, base, storage.count, &result) == 0,
+                  result != nil else { return nil }
+            return body(entry)
+        }
     }
 }

@@ -1,3 +1,5 @@
+import MolamHTTP
+
 /// Where the central API is and how to authenticate to it.
 ///
 /// `description`, `debugDescription` and the reflection mirror (`dump`, `String(reflecting:)`) all
@@ -14,9 +16,9 @@ public struct APIEndpoint: Sendable, CustomStringConvertible, CustomDebugStringC
         self.token = token
     }
 
-    public var description: String { "\(CentralAPI.redact(baseURL)) (bearer token not shown)" }
+    public var description: String { "\(URLText.redacted(baseURL)) (bearer token not shown)" }
     public var debugDescription: String { "APIEndpoint(\(description))" }
     public var customMirror: Mirror {
-        Mirror(self, children: ["baseURL": CentralAPI.redact(baseURL), "token": "(not shown)"])
+        Mirror(self, children: ["baseURL": URLText.redacted(baseURL), "token": "(not shown)"])
     }
 }

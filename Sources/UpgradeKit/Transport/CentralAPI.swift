@@ -41,7 +41,7 @@ public final class CentralAPI {
         var base = endpoint.baseURL
         while base.hasSuffix("/") { base.removeLast() }
         guard let origin = Origin(base), !base.contains("?"), !base.contains("#") else {
-            throw .invalidRequest("central API base URL '\(Self.redact(endpoint.baseURL))' is not usable: "
+            throw .invalidRequest("central API base URL '\(URLText.redacted(endpoint.baseURL))' is not usable: "
                 + "expected https://host[:port][/prefix] without user info, query or fragment")
         }
         do {
@@ -65,11 +65,11 @@ public final class CentralAPI {
     /// accepted too (`Rollout.decodeAnswer`).
     public func rollout(plugin: String) throws(CentralAPIError) -> Rollout? {
         try hidingToken { () throws(CentralAPIError) in
-            let url = try apiURL("/api/plugins/rollouts/" + Self.pathComponent(checkedComponent(plugin)))
+            let url = try apiURL("/api/plugins/rollouts/" + URLText.pathSegment(checkedComponent(plugin)))
             let response = try get(url)
             if response.status == 404 { return nil }
             let body = try expectOK(response, method: "GET", url: url)
-            return try Rollout.decodeAnswer(body, source: Self.redact(url), expectedPlugin: plugin)
+            return try Rollout.decodeAnswer(body, source: URLText.redacted(url), expectedPlugin: plugin)
         }
     }
 
@@ -82,17 +82,17 @@ public final class CentralAPI {
                 throw .invalidRequest(
                     "cannot ask for release '\(version)' of \(plugin): not a semantic version")
             }
-            let path = "/api/plugins/releases/" + Self.pathComponent(try checkedComponent(plugin)) + "/"
-                + Self.pathComponent(version)
+            let path = "/api/plugins/releases/" + URLText.pathSegment(try checkedComponent(plugin)) + "/"
+                + URLText.pathSegment(version)
             let url = try apiURL(path)
             let response = try get(url)
             if response.status == 404 {
-                throw .notFound("GET \(Self.redact(url)): no release \(version) of \(plugin) (HTTP 404)")
+                throw .notFound("GET \(URLText.redacted(url)): no release \(version) of \(plugin) (HTTP 404)")
             }
             let body = try expectOK(response, method: "GET", url: url)
             let metadata: ReleaseMetadata
             do throws(ReleaseMetadataError) {
-                metadata = try ReleaseMetadata.decode(body, source: Self.redact(url), expectedPlugin: plugin)
+                metadata = try ReleaseMetadata.decode(body, source: URLText.redacted(url), expectedPlugin: plugin)
             } catch {
                 switch error {
                 case .malformed(let text): throw .badAnswer(text)
@@ -100,7 +100,7 @@ public final class CentralAPI {
                 }
             }
             guard metadata.pluginName == plugin, metadata.version == requested else {
-                throw .invalidRelease("release metadata from \(Self.redact(url)) describes "
+                throw .invalidRelease("release metadata from \(URLText.redacted(url)) describes "
                     + "\(metadata.pluginName) \(metadata.version), not \(plugin) \(version)")
             }
             return metadata
@@ -115,7 +115,7 @@ public final class CentralAPI {
             let keyIsClean = !idempotencyKey.isEmpty && idempotencyKey.utf8.count <= 255
                 && idempotencyKey.unicodeScalars.allSatisfy { $0.value > 0x20 && $0.value < 0x7f }
             guard keyIsClean else {
-                throw .invalidRequest("POST \(Self.redact(url)): the idempotency key must be 1 to 255 "
+                throw .invalidRequest("POST \(URLText.redacted(url)): the idempotency key must be 1 to 255 "
                     + "printable ASCII characters without spaces")
             }
             var request = apiRequest(url: url, method: "POST")
@@ -158,7 +158,7 @@ public final class CentralAPI {
                 do {
                     try restart()
                 } catch {
-                    throw .localFailure("GET \(Self.redact(url)): could not restart the download: \(error)")
+                    throw .localFailure("GET \(URLText.redacted(url)): could not restart the download: \(error)")
                 }
                 head.removeAll()
                 return Self.send(request, with: client, sink: { bytes in
@@ -170,7 +170,7 @@ public final class CentralAPI {
                 var withHead = response
                 withHead.body = head
                 if response.status == 404 {
-                    throw .notFound("GET \(Self.redact(url)): the release archive is not there (HTTP 404)")
+                    throw .notFound("GET \(URLText.redacted(url)): the release archive is not there (HTTP 404)")
                 }
                 throw unexpected(withHead, method: "GET", url: url, expected: "200")
             }
@@ -234,7 +234,7 @@ public final class CentralAPI {
         method: String, url: String,
         attempt: () throws(CentralAPIError) -> Result<HTTPResponse, HTTPError>
     ) throws(CentralAPIError) -> HTTPResponse {
-        let what = "\(method) \(Self.redact(url))"
+        let what = "\(method) \(URLText.redacted(url))"
         let maxAttempts = max(1, retry.maxAttempts)
         var waited = 0.0
         var attempts = 0
@@ -317,7 +317,7 @@ public final class CentralAPI {
     private func unexpected(
         _ response: HTTPResponse, method: String, url: String, expected: String
     ) -> CentralAPIError {
-        let what = "\(method) \(Self.redact(url))"
+        let what = "\(method) \(URLText.redacted(url))"
         let status = response.status
         switch status {
         case 404:
@@ -341,7 +341,7 @@ public final class CentralAPI {
             && path.unicodeScalars.allSatisfy { $0.value > 0x20 && $0.value < 0x7f && $0 != "?" && $0 != "#" }
             && !segments.contains { $0 == "." || $0 == ".." }
         guard clean else {
-            throw .invalidRequest("central API path '\(Self.redact(path))' is not usable: expected an "
+            throw .invalidRequest("central API path '\(URLText.redacted(path))' is not usable: expected an "
                 + "absolute path of printable ASCII without query, fragment or dot segments")
         }
         return base + path

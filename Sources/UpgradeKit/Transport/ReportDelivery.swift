@@ -1,4 +1,5 @@
 import Foundation
+import MolamHTTP
 
 /// Delivers the outbox to the central API: in `seq` order, each report with the Idempotency-Key it
 /// was given when queued, so a retry after a lost answer is recognised by the API and not counted
@@ -95,7 +96,7 @@ public enum ReportDelivery {
                         result.rejected += 1
                         continue
                     }
-                    path = path.replacingOccurrences(of: "{id}", with: Self.pathComponent(id))
+                    path = path.replacingOccurrences(of: "{id}", with: URLText.pathSegment(id))
                     if let field = entry.refField { payload = Self.setting(field, to: id, in: payload) }
                 }
             }
@@ -168,10 +169,5 @@ public enum ReportDelivery {
             return payload
         }
         return String(decoding: data, as: UTF8.self)
-    }
-
-    static func pathComponent(_ id: String) -> String {
-        id.addingPercentEncoding(withAllowedCharacters: .urlPathAllowed.subtracting(CharacterSet(charactersIn: "/")))
-            ?? id
     }
 }

@@ -3,10 +3,9 @@ import UpgradeKit
 
 /// `history`: the journal's newest runs with their steps (`ReadScope`: the state directory is enough).
 enum HistoryCommand: AgentCommand {
-    static let spec = CommandSpec(
+    static let spec = CommandSpec.journalReader(
         name: "history", abstract: "List past runs with their steps.", arguments: "[--limit N]",
-        options: [OptionSpec(names: ["--limit"], value: "N", help: "Show the N newest runs (default: 20).")],
-        discussion: CommandLineSpec.readDiscussion)
+        options: [OptionSpec(names: ["--limit"], value: "N", help: "Show the N newest runs (default: 20).")])
 
     static func run(_ arguments: ParsedArguments, output: Output) throws -> ExitCode {
         var limit = 20

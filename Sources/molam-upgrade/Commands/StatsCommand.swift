@@ -3,9 +3,8 @@ import UpgradeKit
 
 /// `stats`: success rates and rollback figures from the journal (`ReadScope`).
 enum StatsCommand: AgentCommand {
-    static let spec = CommandSpec(
-        name: "stats", abstract: "Show success rates and rollback figures.",
-        arguments: "[options]", options: [], discussion: CommandLineSpec.readDiscussion)
+    static let spec = CommandSpec.journalReader(
+        name: "stats", abstract: "Show success rates and rollback figures.")
 
     static func run(_ arguments: ParsedArguments, output: Output) throws -> ExitCode {
         let scope = try ReadScope.resolve(arguments, output: output)

@@ -4,9 +4,8 @@ import UpgradeKit
 /// `status`: what is installed and what the journal says; reads through `ReadScope`, so the state
 /// directory alone is enough.
 enum StatusCommand: AgentCommand {
-    static let spec = CommandSpec(
-        name: "status", abstract: "Show the installed version, the last run, kept trees and backups.",
-        arguments: "[options]", options: [], discussion: CommandLineSpec.readDiscussion)
+    static let spec = CommandSpec.journalReader(
+        name: "status", abstract: "Show the installed version, the last run, kept trees and backups.")
 
     static func run(_ arguments: ParsedArguments, output: Output) throws -> ExitCode {
         let scope = try ReadScope.resolve(arguments, output: output)
