@@ -74,7 +74,7 @@ public struct BackupFiles: Sendable, Hashable {
     public var filesArchive: String { part(Self.filesArchiveName) }
     /// Each file's path, kind, mode, owner, size and SHA-256 (`TreeManifest`).
     public var filesManifest: String { part(Self.filesManifestName) }
-    /// The owned tables (a SQLite file).
+    /// The owned tables, in the database engine's own backup format.
     public var tables: String { part(Self.tablesName) }
     /// What the backup holds and its format (`BackupMeta`).
     public var meta: String { part(Self.metaName) }

@@ -61,14 +61,15 @@ final class ChangingSession {
 
     /// Opens a run and journals its `lock` and `recover` steps.
     func beginRun(
-        _ command: RunCommand, trigger: RunTrigger, plugin: String, fromVersion: String? = nil, toVersion: String? = nil,
-        dryRun: Bool = false
+        _ command: RunCommand, trigger: RunTrigger, plugin: String, fromVersion: String? = nil,
+        toVersion: String? = nil, dryRun: Bool = false
     ) throws -> (PipelineRun, [RunOutcome]) {
         let id = try journal.beginRun(
             command: command, trigger: trigger, plugin: plugin, pluginDirectory: context.site.pluginDirectory,
             fromVersion: fromVersion, toVersion: toVersion, dryRun: dryRun, now: lockedAt)
         // What the outcome names is learnt by `resolve`; until then, only the plugin's likely name.
-        let run = PipelineRun(context: context, journal: journal, id: id, command: command, trigger: trigger, plugin: plugin)
+        let run = PipelineRun(
+            context: context, journal: journal, id: id, command: command, trigger: trigger, plugin: plugin)
         try journal.recordStep(run: id, .lock, status: .done, detail: lock.path, now: context.clock())
         let recovered = try run.step(.recover, "looking for interrupted runs") { () -> ([RunOutcome], String?) in
             let outcomes = Recovery.recoverAll(journal: journal, context: context, excluding: id)

@@ -17,7 +17,8 @@ public enum Maintenance {
         for run in runs {
             if run.status == .running || run.status == .rollingBack {
                 keep.insert(run.id)
-            } else if run.status == .succeeded, run.command == "upgrade" || run.command == "rollback",
+            } else if run.status == .succeeded,
+                      [RunCommand.upgrade, .rollback].contains(RunCommand(rawValue: run.command)),
                       run.state.stagedTree != nil, !installsWithKeptTree.contains(run.pluginDirectory) {
                 installsWithKeptTree.insert(run.pluginDirectory)
                 keep.insert(run.id)
@@ -153,7 +154,8 @@ public enum Maintenance {
     public static func backup(context: UpgradeContext) throws(UpgradeError) -> RunOutcome {
         let session = try ChangingSession(context: context, command: "backup")
         return try session.perform(deliveringReports: false) { () throws -> RunOutcome in
-            let (run, recovered) = try session.beginRun(.backup, trigger: .manual, plugin: Pipeline.pluginNameGuess(context))
+            let (run, recovered) = try session.beginRun(
+                .backup, trigger: .manual, plugin: Pipeline.pluginNameGuess(context))
             do {
                 let (manifest, database) = try ResolveStep.openSite(context)
                 run.plugin = manifest.name

@@ -23,7 +23,10 @@ final class PipelineRun {
     /// Set when a fault point cut the power (`PowerCut`): nothing more may be written or undone.
     private(set) var poweredOff = false
 
-    init(context: UpgradeContext, journal: Journal, id: String, command: RunCommand, trigger: RunTrigger, plugin: String) {
+    init(
+        context: UpgradeContext, journal: Journal, id: String, command: RunCommand, trigger: RunTrigger,
+        plugin: String
+    ) {
         (self.context, self.journal) = (context, journal)
         (self.id, self.command, self.trigger) = (id, command, trigger)
         self.plugin = plugin
@@ -50,7 +53,9 @@ final class PipelineRun {
     /// step was shown and reported.
     func endStep(_ step: OpenStep, _ status: StepStatus, detail: String? = nil, error: String? = nil) throws {
         let finished = context.clock()
-        let journaled = Result { try journal.finishStep(step.journalID, status: status, detail: detail, error: error, now: finished) }
+        let journaled = Result {
+            try journal.finishStep(step.journalID, status: status, detail: detail, error: error, now: finished)
+        }
         context.progress.stepFinished(step.name, status, status == .failed && detail == nil ? error : detail)
         reportStep(step.name, status, started: step.started, finished: finished, detail: detail, error: error)
         try journaled.get()

@@ -29,7 +29,8 @@ struct ReleasePolicy {
         }
         if version < installed.version && !force {
             throw UpgradeError.refused(
-                "release \(plugin) \(version) is older than the installed \(installed.version); pass --force to downgrade")
+                "release \(plugin) \(version) is older than the installed \(installed.version); "
+                    + "pass --force to downgrade")
         }
         if version == installed.version && !force {
             throw AlreadyInstalled(description: "\(plugin) \(version) is already installed")

@@ -66,7 +66,9 @@ enum Rollback {
         try run.fault("before-tidy")
         run.tidy()
         // The release a failed upgrade published (swap: symlink) goes with it.
-        if context.site.live.swapMode == .symlink { Maintenance.sweepWorkDirectories(journal: run.journal, context: context) }
+        if context.site.live.swapMode == .symlink {
+            Maintenance.sweepWorkDirectories(journal: run.journal, context: context)
+        }
 
         if let smokeFailure {
             let message = "ALERT: \(plugin) was put back to \(restoredVersion ?? "?") but its smoke checks fail, "

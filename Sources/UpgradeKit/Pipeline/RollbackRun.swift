@@ -113,7 +113,8 @@ extension Pipeline {
         guard manifest.name == installed.name else {
             throw UpgradeError.failed("backup \(source.directory) holds \(manifest.name), not \(installed.name)")
         }
-        let kept = try PreservedPaths.carry(installed: installed, release: manifest, from: site.treeDirectory, into: files)
+        let kept = try PreservedPaths.carry(
+            installed: installed, release: manifest, from: site.treeDirectory, into: files)
         how += kept.detail
         StageStep.record(run, staged: root, version: manifest.version)
         try run.save()
