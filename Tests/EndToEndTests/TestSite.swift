@@ -202,10 +202,16 @@ final class TestSite {
     }
 }
 
+/// What must be the same after a rollback: the tree, and the database's schema (in its order) and
+/// rows. Not the file's bytes: the shadow tables a rollback renames into place live in other pages.
 struct SiteSnapshot: Equatable {
     let tree: TreeSnapshot
     let databaseSHA256: String
     let databaseDump: String
+
+    static func == (left: SiteSnapshot, right: SiteSnapshot) -> Bool {
+        left.tree == right.tree && left.databaseDump == right.databaseDump
+    }
 }
 
 /// Paths, kinds, permission bits and content hashes of a tree, read with lstat.

@@ -5,6 +5,16 @@ public enum StepName: String, Sendable, CaseIterable, Codable {
 
 public enum StepStatus: String, Sendable, Codable { case started, done, failed, skipped }
 
+/// How a run's rollback puts the owned tables back, decided when the backup is taken.
+public enum TableRestore: String, Codable, Sendable {
+    /// The release changes no schema: live rows stay as they are.
+    case none
+    /// Shadow tables were made before the window: merge the changed rows, rename.
+    case shadow
+    /// From the backup file (a manual rollback's own safety net).
+    case file
+}
+
 /// A run's `rollback_status` (DESIGN.md): whether anything had to be put back, and how that went.
 public enum RollbackStatus: String, Sendable, Codable {
     case notRequired = "not_required"
@@ -57,6 +67,8 @@ public struct RunState: Codable, Sendable, Equatable {
     /// Tables the new version owns that the old one did not: dropped on rollback.
     public var newTables: [String]?
     public var exchangeMethod: String?
+    /// How a rollback puts the owned tables back (`TableRestore`); nil in runs journaled before it existed.
+    public var tableRestore: TableRestore?
     public var targetManifestVersion: String?
     /// Outbox seq of the run's upgrade report and of its rollback initiate; the reports that need
     /// their ids wait for them.

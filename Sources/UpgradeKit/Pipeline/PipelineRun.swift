@@ -20,6 +20,8 @@ final class PipelineRun {
     var stagedIdentityAtStage: FileIdentity?
     /// For a manual rollback: how long files and tables took to put back (its `complete` report).
     var rollbackWindowMilliseconds: Int?
+    /// What the rollback has to say besides its outcome (rows kept, rows quarantined).
+    var notes: [String] = []
     /// Set when a fault point cut the power (`PowerCut`): nothing more may be written or undone.
     private(set) var poweredOff = false
 

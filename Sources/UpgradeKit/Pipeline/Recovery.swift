@@ -11,8 +11,15 @@ public enum Recovery {
         for record in runs where record.id != current && record.pluginDirectory == context.site.pluginDirectory {
             outcomes.append(recover(record, journal: journal, context: context))
         }
-        // What a crash left outside the journal's view: half-written backups and work directories.
+        // What a crash left outside the journal's view: half-written backups and work directories,
+        // and shadow tables no unfinished run of this site needs any more.
         Maintenance.removePartialBackups(journal: journal, paths: context.paths)
+        let unfinished = ((try? journal.unfinishedRuns()) ?? [])
+            .filter { $0.id != current && $0.pluginDirectory == context.site.pluginDirectory }
+        if unfinished.isEmpty, let database = try? context.services.openDatabase(context.site.database),
+           (try? database.hasShadows()) == true {
+            try? database.discardShadows()
+        }
         Maintenance.sweepWorkDirectories(journal: journal, context: context)
         return outcomes
     }
@@ -38,6 +45,7 @@ public enum Recovery {
                 || (record.state.stagedIdentity != nil && live == record.state.stagedIdentity)
             if !swapped {
                 run.tidy()
+                BackupStep.discardShadows(run)
                 let message = "interrupted during \(last) before anything on the site changed; tidied up"
                 try run.finish(.aborted, rollbackStatus: .notRequired, error: message, exitCode: .rolledBack)
                 // Journaled as an interrupted run (exit 1); the recovery itself went well.

@@ -57,7 +57,8 @@ enum Rollback {
         let done = summary(window, smokePassed: smokeFailure == nil)
         try finish(done)
         let detail = "files \(filesRestored ? "restored" : "unchanged"), tables "
-            + "\(databaseRestored ? "restored" : "unchanged") in \(window) ms" + served
+            + "\(databaseRestored ? "restored" : "unchanged") in \(window) ms"
+            + run.notes.map { "; " + $0 }.joined() + served
             + (smokeFailure == nil ? "; smoke checks of \(restoredVersion ?? "?") passed" : "; \(smokeFailure ?? "")")
         try run.endStep(step, done.smokePassed ? .done : .failed, detail: detail, error: smokeFailure)
         run.reportRollbackCompleted(

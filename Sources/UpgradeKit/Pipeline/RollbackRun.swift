@@ -40,7 +40,8 @@ extension Pipeline {
         }
 
         do {
-            try BackupStep.run(run, installed: installed, target: target, database: database, newTables: [])
+            try BackupStep.run(
+                run, installed: installed, target: target, database: database, newTables: [], tableRestore: .file)
         } catch {
             return try BackupStep.failed(run, installed: installed, error)
         }

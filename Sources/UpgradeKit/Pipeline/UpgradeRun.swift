@@ -65,9 +65,13 @@ extension Pipeline {
         }
 
         do {
+            // Shadow tables only when the schema will change: otherwise a rollback keeps the tables
+            // as they are, with every row written meanwhile.
+            let migrates = try !resolved.database.pendingMigrations(staged.migrations).isEmpty
             try BackupStep.run(
                 run, installed: installed, target: target, database: resolved.database,
-                newTables: target.tables.filter { !installed.tables.contains($0) })
+                newTables: target.tables.filter { !installed.tables.contains($0) },
+                tableRestore: migrates ? .shadow : .none)
         } catch {
             return try BackupStep.failed(run, installed: installed, error)
         }

@@ -39,6 +39,7 @@ public struct TableOwnership: Sendable, Equatable {
         let lowered = name.lowercased()
         let prefix = sitePrefix.lowercased()
         if lowered == ledgerTable { return "it is molam-upgrade's migration ledger" }
+        if lowered.hasPrefix("_molam_") { return "it is one of molam-upgrade's own tables" }
         if let reserved = PluginDatabases.reservedTablePrefixes.first(where: { lowered.hasPrefix($0.prefix) }) {
             return "it is \(reserved.owner)"
         }

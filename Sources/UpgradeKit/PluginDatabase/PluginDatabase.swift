@@ -40,6 +40,22 @@ public protocol PluginDatabase: AnyObject {
         from file: String, alsoDrop: [String], mayTouch: (String) -> Bool
     ) throws(PluginDatabaseError) -> TableRestoreSummary
 
+    // MARK: Rows written during the window (DESIGN.md "Rows")
+    /// Copies `tables` into shadow tables of the same database, before the window, and from then on
+    /// records which rows live traffic changes in them. Replaces any shadows left from before.
+    func prepareShadows(_ tables: [String]) throws(PluginDatabaseError) -> ShadowSummary
+    /// Whether shadows are prepared: a run in progress, or one a crash interrupted.
+    func hasShadows() throws(PluginDatabaseError) -> Bool
+    /// The rollback's table restore: the changed rows merged into the shadows by key (columns by
+    /// name; rows the old schema cannot take quarantined, never dropped), `alsoDrop` tables' rows
+    /// quarantined and the tables dropped, and the shadows put in place in one transaction. Its cost
+    /// grows with the rows changed, not with the tables.
+    func restoreShadows(
+        alsoDrop: [String], mayTouch: (String) -> Bool
+    ) throws(PluginDatabaseError) -> ShadowRestoreSummary
+    /// Stops recording changes and drops the shadows: the run committed, or never changed the schema.
+    func discardShadows() throws(PluginDatabaseError)
+
     // MARK: Checks
     /// One read-only query, in a read-only session, ended after `timeoutSeconds`: the first column of
     /// the first row as text, "NULL" when there is none.

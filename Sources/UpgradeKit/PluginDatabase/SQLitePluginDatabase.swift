@@ -97,6 +97,8 @@ public final class SQLitePluginDatabase: PluginDatabase {
                         applied_at TEXT NOT NULL
                     )
                     """)
+                // A migration's own changes are not live traffic: the change capture pauses meanwhile.
+                try withCapturePaused {
                 for migration in pending {
                     running = migration
                     try connection.savepoint("molam_migration_\(migration.version)") {
@@ -113,6 +115,7 @@ public final class SQLitePluginDatabase: PluginDatabase {
                         )
                     }
                     try FaultInjection.hit("between-migrations")
+                }
                 }
                 running = nil
             }
@@ -234,7 +237,7 @@ public final class SQLitePluginDatabase: PluginDatabase {
         for name in names {
             let lowered = name.lowercased()
             guard !name.isEmpty, !name.contains("\0"),
-                  !lowered.hasPrefix("sqlite_"), !lowered.hasPrefix("_molam_backup")
+                  !lowered.hasPrefix("sqlite_"), !lowered.hasPrefix("_molam_")
             else { throw .invalidTableName(name) }
             if seen.insert(lowered).inserted { result.append(name) }
         }

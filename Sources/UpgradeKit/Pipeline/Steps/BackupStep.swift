@@ -4,11 +4,12 @@ import Foundation
 /// before anything risky happens, its place recorded in the run's state. The last step that leaves
 /// the site as it is; its undo removes what part of the backup was written.
 enum BackupStep {
-    /// Backs up `installed`. Throws when the backup failed: nothing was changed, and the caller ends
-    /// the run through `failed`.
+    /// Backs up `installed`. With `.shadow`, the owned tables are also copied into shadow tables and
+    /// live writes recorded from here on, so that a rollback keeps them. Throws when the backup
+    /// failed: nothing was changed, and the caller ends the run through `failed`.
     static func run(
         _ run: PipelineRun, installed: PluginManifest, target: PluginManifest, database: any PluginDatabase,
-        newTables: [String]
+        newTables: [String], tableRestore: TableRestore
     ) throws {
         let context = run.context
         try run.step(.backup, "backing up \(installed.name) \(installed.version)") {
@@ -22,9 +23,16 @@ enum BackupStep {
             run.state.backupID = backup.record.id
             run.state.newTables = newTables
             try run.save()
+            var shadows = ""
+            if tableRestore == .shadow {
+                let summary = try database.prepareShadows(Pipeline.ownedTables(installed, target))
+                shadows = "; shadow copies of \(summary.tables.count) tables (\(summary.rows) rows), live writes recorded"
+            }
+            run.state.tableRestore = tableRestore
+            try run.save()
             if !backup.skipped.isEmpty { context.progress.note("backup\(backup.skippedNote)") }
             return ((), "\(backup.directory) (\(backup.record.fileCount) files, \(backup.record.sizeBytes) bytes)"
-                + backup.skippedNote)
+                + backup.skippedNote + shadows)
         }
     }
 
@@ -34,6 +42,17 @@ enum BackupStep {
         guard (try? run.stopIfPoweredOff()) != nil else { return }
         run.tidy()
         Maintenance.removePartialBackups(journal: run.journal, paths: run.context.paths)
+        discardShadows(run)
+    }
+
+    /// Drops the shadows and the change capture of the run's database, if any; a failure is only
+    /// noted (the next run's `recover` drops them).
+    static func discardShadows(_ run: PipelineRun) {
+        do {
+            try run.context.services.openDatabase(run.context.site.database).discardShadows()
+        } catch {
+            run.context.progress.note("shadow tables not removed yet (the next run removes them): \(error)")
+        }
     }
 
     /// Ends a run whose backup failed: nothing was changed.

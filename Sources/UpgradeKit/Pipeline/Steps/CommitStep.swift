@@ -16,6 +16,8 @@ enum CommitStep {
                 now: context.clock())
             return ((), "kept the previous tree at \(run.state.stagedTree ?? "?")")
         }
+        // The new schema stays: the shadows and the change capture go.
+        BackupStep.discardShadows(run)
         if run.command == .rollback {
             run.reportRollbackCompleted(
                 success: true, durationMilliseconds: run.rollbackWindowMilliseconds ?? 0, filesRestored: true,

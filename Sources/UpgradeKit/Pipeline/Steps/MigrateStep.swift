@@ -36,17 +36,41 @@ enum MigrateStep {
         }
     }
 
-    /// Restores the owned tables from the run's backup whenever the new code may have been live.
-    /// Returns whether it did.
+    /// Puts the owned tables back as the installed version had them, whenever the new code may have
+    /// been live, keeping the rows written since (`TableRestore`). Returns whether it did.
     static func undo(_ run: PipelineRun) throws -> Bool {
-        guard run.state.stagedIdentity != nil, let backupDirectory = run.state.backupDirectory else { return false }
+        guard let backupDirectory = run.state.backupDirectory else { return false }
         let database = try run.context.services.openDatabase(run.context.site.database)
         let prefix = run.context.site.tablePrefix
         // Whatever the run recorded, a restore never writes or drops a table no plugin may own.
         let mayTouch = { (table: String) in TableOwnership.mayRestore(table, sitePrefix: prefix) }
-        _ = try database.restoreTables(
-            from: BackupFiles(directory: backupDirectory).tables, alsoDrop: run.state.newTables ?? [],
-            mayTouch: mayTouch)
-        return true
+        switch run.state.tableRestore {
+        case .none?:
+            // No schema changed: the rows written meanwhile are simply kept.
+            return false
+        case .shadow?:
+            guard try database.hasShadows() else {
+                // Restored already: the rename and the shadows' removal commit together.
+                return run.state.stagedIdentity != nil
+            }
+            guard run.state.stagedIdentity != nil else {
+                try database.discardShadows()
+                return false
+            }
+            let summary = try database.restoreShadows(alsoDrop: run.state.newTables ?? [], mayTouch: mayTouch)
+            if !summary.quarantined.isEmpty {
+                run.notes.append("kept " + summary.quarantined.sorted { $0.key < $1.key }
+                    .map { "\($0.value) rows of \($0.key) in \(SQLitePluginDatabase.quarantineName($0.key))" }
+                    .joined(separator: ", ") + " (the old schema cannot take them)")
+            }
+            if summary.merged > 0 { run.notes.append("\(summary.merged) rows written meanwhile kept") }
+            return true
+        case .file?, nil:
+            guard run.state.stagedIdentity != nil else { return false }
+            _ = try database.restoreTables(
+                from: BackupFiles(directory: backupDirectory).tables, alsoDrop: run.state.newTables ?? [],
+                mayTouch: mayTouch)
+            return true
+        }
     }
 }
