@@ -32,14 +32,15 @@ struct SignalTests {
         var changedSite: Bool { ![.beforeStage, .beforeBackup].contains(self) }
     }
 
-    @Test("a signal stops the upgrade: one line, exit 1, exactly the old version, run finished, no smoke left",
+    @Test("a signal stops the upgrade: one line, exit 1, the old version, run finished, no smoke left",
           arguments: signals, Moment.allCases)
     func stops(signal: Int32, moment: Moment) throws {
         let site = try AcmePay.site()
         let before = try site.snapshot()
         let release = try AcmePay.release(site, version: "1.1.0", variant: .hangingSmoke, format: .tarGz)
         let marker = site.root + "/smoke.pid"
-        let tool = try Self.startUpgrade(site, release, faults: moment == .smoke ? nil : "\(moment.rawValue)=sleep:30")
+        let faults = moment == .smoke ? nil : "\(moment.rawValue)=sleep:30"
+        let tool = try Self.startUpgrade(site, release, faults: faults)
         let reached = waitUntil(timeout: 30) {
             switch moment {
             case .smoke: FileManager.default.fileExists(atPath: marker)
@@ -57,7 +58,8 @@ struct SignalTests {
         let name = Signals.name(signal)
         let outcome = moment.changedSite ? "rolled back to acme-pay 1.0.0" : "stopped, nothing was changed"
         #expect(result.status == 1, "\(result.stderr)")
-        #expect(result.stderrLines == ["molam-upgrade: interrupted by \(name) during \(moment.step): \(outcome)"])
+        let line = "molam-upgrade: interrupted by \(name) during \(moment.step): \(outcome)"
+        #expect(result.stderrLines == [line])
         try Self.expectUnchanged(site, since: before)
 
         let run = try Self.lastRun(site)
@@ -117,14 +119,17 @@ struct SignalTests {
         let before = try site.snapshot()
         let release = try AcmePay.release(site, version: "1.1.0", variant: .failingSmoke, format: .zip)
         // A run killed (SIGKILL) mid-rollback, then a `recover` paused in its own rollback of it.
-        #expect(try Self.startUpgrade(site, release, faults: "mid-rollback=kill").wait().status == 128 + SIGKILL)
+        let killed = try Self.startUpgrade(site, release, faults: "mid-rollback=kill").wait()
+        #expect(killed.status == 128 + SIGKILL)
         let tool = try startTool(
-            ["recover"] + site.siteOptions, environment: [FaultInjection.environmentVariable: "mid-rollback=sleep:30"])
+            ["recover"] + site.siteOptions,
+            environment: [FaultInjection.environmentVariable: "mid-rollback=sleep:30"])
         #expect(waitUntil(timeout: 30) { Self.stepCount(site, "rollback") >= 2 })
         tool.kill(SIGINT)
         let result = try tool.wait()
         #expect(result.status == 0, "\(result.stderr)")
-        #expect(result.stderrLines == ["molam-upgrade: SIGINT received during rollback: the run was finished first"])
+        #expect(result.stderrLines == [
+            "molam-upgrade: SIGINT received during rollback: the run was finished first"])
         try Self.expectUnchanged(site, since: before)
         #expect(try site.run(["recover"]).stdout.contains("nothing to recover"))
     }

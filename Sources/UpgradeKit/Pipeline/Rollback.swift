@@ -16,7 +16,9 @@ enum Rollback {
         try Signals.deferring { try automaticToTheEnd(run: run, reason: reason, trigger: trigger) }
     }
 
-    private static func automaticToTheEnd(run: PipelineRun, reason: String, trigger: RunTrigger) throws -> RunOutcome {
+    private static func automaticToTheEnd(
+        run: PipelineRun, reason: String, trigger: RunTrigger
+    ) throws -> RunOutcome {
         try run.stopIfPoweredOff()
         let context = run.context
         let (plugin, from, to) = (run.plugin, run.fromVersion, run.toVersion)

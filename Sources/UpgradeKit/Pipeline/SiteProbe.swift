@@ -32,7 +32,8 @@ struct SiteProbe {
         while true {
             if Signals.interruption != nil {
                 // The run stops (its step reports the signal); waiting on would only delay that.
-                return Outcome(passed: false, detail: "stopped by a signal", seconds: Date().timeIntervalSince(started))
+                return Outcome(
+                    passed: false, detail: "stopped by a signal", seconds: Date().timeIntervalSince(started))
             }
             do {
                 let client = try HTTPClient()

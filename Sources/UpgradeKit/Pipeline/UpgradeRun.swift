@@ -85,7 +85,8 @@ extension Pipeline {
             try VerifyStep.run(run, expecting: target)
             // Verify passed: a signal from here on lets the commit finish (as `recover` would).
             return try Signals.deferring {
-                try CommitStep.run(run, message: "upgraded \(installed.name) \(installed.version) → \(target.version)")
+                try CommitStep.run(
+                    run, message: "upgraded \(installed.name) \(installed.version) → \(target.version)")
             }
         } catch {
             return try Rollback.automatic(run: run, reason: "\(error)", trigger: .automatic)
