@@ -87,8 +87,10 @@ enum CommandLineSpec {
         text += optionLines(globalOptions + [OptionSpec(names: ["--version"], value: nil, help: "Show the version.")])
         text += """
 
-            EXIT STATUS: 0 done or nothing to do; 1 failed and rolled back; 2 usage or configuration error;
-              3 rollback failed, the site needs a human; 4 release refused; 75 temporarily unavailable.
+            EXIT STATUS: 0 done or nothing to do; 1 failed and rolled back, or stopped by SIGINT, SIGTERM
+              or SIGHUP with the site on the old version; 2 usage or configuration error; 3 rollback
+              failed, the site needs a human; 4 release refused; 75 temporarily unavailable. A signal
+              during a commit, rollback or recovery lets it finish first (SIGNALS in man molam-upgrade).
 
             See '\(tool) help <command>' for a command's options, and man \(tool) for the rest.
             """

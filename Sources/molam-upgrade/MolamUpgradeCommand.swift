@@ -49,7 +49,14 @@ enum MolamUpgradeCommand {
         do {
             // A testing aid (molam-upgrade(1), FAULT INJECTION); a typo in it must not pass silently.
             try FaultInjection.configure(environment: ProcessInfo.processInfo.environment)
-            return try command.run(parsed, output: output).rawValue
+            if command.changesSite { Signals.install() }
+            let code = try command.run(parsed, output: output)
+            if let signal = Signals.received, !output.wroteError {
+                // The command finished what it was doing (a recovery, a cleanup) and says why it
+                // stopped so soon after; a run's own outcome line names the signal otherwise.
+                output.error("\(Signals.name(signal)) received during \(spec.name): it was finished first")
+            }
+            return code.rawValue
         } catch let error as UsageError {
             output.error("error: \(error) (\(error.hint))")
             return ExitCode.usage.rawValue

@@ -10,6 +10,8 @@ final class Output {
     let json: Bool
     let quiet: Bool
     let stderrIsTerminal = isatty(STDERR_FILENO) == 1
+    /// Whether an error line was printed (a signal's note is then not added as a second line).
+    private(set) var wroteError = false
 
     init(json: Bool, quiet: Bool) {
         self.json = json
@@ -25,6 +27,7 @@ final class Output {
         // One line, whatever the message held.
         let single = text.replacingOccurrences(of: "\n", with: " ")
         StandardStreams.err("\(CommandLineSpec.tool): \(single)\n")
+        wroteError = true
     }
 
     /// Something worth knowing that did not change the outcome: stderr, silenced by `--quiet`.
@@ -125,6 +128,7 @@ extension RunOutcome: RunJSONFields {
             "exit_code": Int(exitCode.rawValue),
             "steps": steps.map(\.jsonObject),
             "recovered": recovered.map { $0.jsonObject(steps: []) },
+            "signal_note": signalNote ?? NSNull(),
         ])
         if let reports {
             object["reports"] = [

@@ -68,4 +68,19 @@ pid_t csys_spawn_fd(int exec_fd, char *const argv[], char *const envp[], int dir
 
 #include "csupport_mounts.h"
 
+// A signal handler may only make async-signal-safe calls, and a Swift closure makes none that are
+// known to be (it may take locks, allocate, run a lazy global's initialiser): the handler is C, and
+// only records the signal in `volatile sig_atomic_t` variables that Swift reads between steps.
+
+/// Installs, with SA_RESTART, a handler for SIGINT, SIGTERM and SIGHUP that only records which of
+/// them came first and how many came; one ignored at start (nohup) stays ignored. Returns 0, or -1
+/// with errno set.
+int csys_signals_install(void);
+
+/// The first of SIGINT, SIGTERM, SIGHUP received since `csys_signals_install`, or 0.
+int csys_signals_first(void);
+
+/// How many of them were received.
+int csys_signals_count(void);
+
 #endif

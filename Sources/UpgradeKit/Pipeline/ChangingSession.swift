@@ -71,7 +71,15 @@ final class ChangingSession {
         let run = PipelineRun(
             context: context, journal: journal, id: id, command: command, trigger: trigger, plugin: plugin)
         try journal.recordStep(run: id, .lock, status: .done, detail: lock.path, now: context.clock())
-        let recovered = try run.step(.recover, "looking for interrupted runs") { () -> ([RunOutcome], String?) in
+        // A recovery is finished whatever signal comes; the run stops, if it must, at its next step.
+        let recovered = try Signals.deferring { try recover(run) }
+        return (run, recovered)
+    }
+
+    /// The `recover` step: finishes interrupted runs before this one goes on.
+    private func recover(_ run: PipelineRun) throws -> [RunOutcome] {
+        let (journal, context, id) = (self.journal, self.context, run.id)
+        return try run.step(.recover, "looking for interrupted runs") { () -> ([RunOutcome], String?) in
             let outcomes = Recovery.recoverAll(journal: journal, context: context, excluding: id)
             let detail = outcomes.isEmpty
                 ? "nothing to recover"
@@ -81,7 +89,6 @@ final class ChangingSession {
             }
             return (outcomes, detail)
         }
-        return (run, recovered)
     }
 
     /// Runs a command's body under this session: unexpected errors (a journal that cannot be written,
@@ -97,7 +104,8 @@ final class ChangingSession {
             throw .failed("\(error)")
         }
         releaseLock()
-        if deliveringReports { outcome.reports = deliverReports() }
+        // After a signal the agent is expected to stop soon: queued reports wait for the next run.
+        if deliveringReports && Signals.received == nil { outcome.reports = deliverReports() }
         return outcome
     }
 }

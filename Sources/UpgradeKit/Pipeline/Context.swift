@@ -156,6 +156,9 @@ public struct RunOutcome: Sendable {
     public var recovered: [RunOutcome] = []
     /// What delivering the outbox did after the run (nil when no central API is configured).
     public var reports: ReportDelivery.Result? = nil
+    /// Set when a signal came while the run finished something that must not be cut short (a
+    /// commit, a rollback, a recovery): which, and that the work was done first.
+    public var signalNote: String? = nil
     /// Set when a rollout was rolled back upstream for the version this host runs.
     var rollBackReason: String? = nil
 }

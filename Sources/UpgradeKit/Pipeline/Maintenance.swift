@@ -111,6 +111,16 @@ public enum Maintenance {
     /// versions is always kept, so a rollback is possible however long ago the upgrade was.
     public static func cleanup(context: UpgradeContext, retentionDays: Int = 30) throws(UpgradeError) -> CleanupResult {
         let session = try ChangingSession(context: context, command: "cleanup")
+        // Short and made of steps that must not stop half way (a recovery, a backup's removal): a
+        // signal lets it finish.
+        return try Signals.deferring { () throws(UpgradeError) -> CleanupResult in
+            try cleanup(session: session, context: context, retentionDays: retentionDays)
+        }
+    }
+
+    private static func cleanup(
+        session: ChangingSession, context: UpgradeContext, retentionDays: Int
+    ) throws(UpgradeError) -> CleanupResult {
         _ = Recovery.recoverAll(journal: session.journal, context: context)
         do {
             let now = context.clock()

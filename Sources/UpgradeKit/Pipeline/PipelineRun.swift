@@ -24,6 +24,12 @@ final class PipelineRun {
     var notes: [String] = []
     /// Set when a fault point cut the power (`PowerCut`): nothing more may be written or undone.
     private(set) var poweredOff = false
+    /// The step under way, for what a signal says it interrupted.
+    private(set) var currentStep: StepName?
+    /// The signal this run noticed (SIGINT, SIGTERM, SIGHUP), and whether it stopped the run (thrown
+    /// as `Interrupted`) or came while the run was finishing something that must not be cut short.
+    private(set) var interruption: Interrupted?
+    private(set) var stoppedBySignal = false
 
     init(
         context: UpgradeContext, journal: Journal, id: String, command: RunCommand, trigger: RunTrigger,
@@ -47,6 +53,7 @@ final class PipelineRun {
     func beginStep(_ name: StepName, _ message: String, detail: String? = nil) throws -> OpenStep {
         let started = context.clock()
         let journalID = try journal.startStep(run: id, name, detail: detail, now: started)
+        currentStep = name
         context.progress.stepStarted(name, message)
         return OpenStep(name: name, journalID: journalID, started: started)
     }
@@ -75,6 +82,8 @@ final class PipelineRun {
             return value
         } catch {
             try stopIfPoweredOff()
+            // A signal that ended the step's wait (its smoke command killed) is why it failed.
+            let error = signalStopping() ?? error
             try? endStep(open, .failed, error: "\(error)")
             throw error
         }
@@ -87,7 +96,8 @@ final class PipelineRun {
         reportStep(name, .skipped, started: now, finished: now, detail: reason, error: nil)
     }
 
-    /// Reaches a fault point (`FaultInjection`, or the test's own through the context).
+    /// Reaches a fault point (`FaultInjection`, or the test's own through the context). Every step
+    /// boundary is one, which makes it the place a pending signal stops the run (`Signals`).
     func fault(_ point: String) throws {
         do {
             try context.services.fault(point)
@@ -95,6 +105,18 @@ final class PipelineRun {
             poweredOff = true
             throw cut
         }
+        if let interrupted = signalStopping() { throw interrupted }
+    }
+
+    /// The signal that stops the run here, if one came and nothing under way defers it; a deferred
+    /// one is only noted, for the outcome to mention.
+    private func signalStopping() -> Interrupted? {
+        guard let signal = Signals.received else { return nil }
+        let noticed = interruption ?? Interrupted(signal: signal, step: currentStep?.rawValue ?? "start")
+        interruption = noticed
+        guard Signals.interruption != nil else { return nil }
+        stoppedBySignal = true
+        return noticed
     }
 
     /// Throws once the power is cut: every ending, undo and tidy of the run checks this first.
@@ -142,14 +164,25 @@ final class PipelineRun {
         _ status: RunStatus, _ message: String, error: String? = nil, exitCode: ExitCode,
         rollbackStatus: RollbackStatus = .notRequired, rollback: RollbackSummary? = nil
     ) -> RunOutcome {
-        RunOutcome(
+        var outcome = RunOutcome(
             runID: id, command: command.rawValue, plugin: plugin, fromVersion: fromVersion, toVersion: toVersion,
             status: status, rollbackStatus: rollbackStatus, message: message, error: error, exitCode: exitCode,
             rollback: rollback)
+        if let interruption, !stoppedBySignal {
+            // Noted while finishing (a rollback, a commit, a recovery): the work was done first.
+            outcome.signalNote = "\(Signals.name(interruption.signal)) received during \(interruption.step): "
+                + "the run was finished first"
+        }
+        return outcome
     }
 
     /// Ends a run that stopped before changing anything, with the exit code its error calls for.
     func refuse(_ error: any Error, prefix: String = "") throws -> RunOutcome {
+        if let interrupted = error as? Interrupted {
+            // Exit 1 as for any run that stopped with the site on its old version; journaled aborted.
+            let message = "\(interrupted): stopped, nothing was changed"
+            return try end(.aborted, message, error: message, exitCode: .rolledBack)
+        }
         let upgradeError = (error as? UpgradeError) ?? .failed("\(error)")
         let status: RunStatus = switch upgradeError.exitCode {
         case .refused: .refused

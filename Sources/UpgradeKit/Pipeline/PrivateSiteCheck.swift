@@ -130,7 +130,7 @@ struct PrivateSiteCheck {
         defer { server.stop() }
         let deadline = Date().addingTimeInterval(10)
         while !Self.accepts(port: port) {
-            if server.hasExited || Date() >= deadline {
+            if server.hasExited || Date() >= deadline || Signals.interruption != nil {
                 return .failure(Skipped(reason: "php -S did not start (as \(SmokeUser.describe(uid: user.uid, gid: user.gid)))"))
             }
             usleep(10_000)

@@ -70,8 +70,9 @@ public enum Recovery {
     /// The `recover` command: take the lock and finish whatever was interrupted.
     public static func run(context: UpgradeContext) throws(UpgradeError) -> [RunOutcome] {
         let session = try ChangingSession(context: context, command: "recover")
-        let outcomes = recoverAll(journal: session.journal, context: context)
-        _ = session.deliverReports()
+        // Finished whatever signal comes: a recovery left half done is the very thing it repairs.
+        let outcomes = Signals.deferring { recoverAll(journal: session.journal, context: context) }
+        if Signals.received == nil { _ = session.deliverReports() }
         return outcomes
     }
 }

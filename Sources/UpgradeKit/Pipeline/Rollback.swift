@@ -8,8 +8,17 @@ import Foundation
 /// The completed steps are undone newest first except for one choice: the files go back before the
 /// tables. Old code on a newer schema (added columns, new tables) keeps taking payments far more often
 /// than new code on an older one, and the file swap back is one rename while the tables take a copy.
+///
+/// A rollback is never cut short by SIGINT, SIGTERM or SIGHUP: they are noted and it runs to its end
+/// (`Signals.deferring`), since stopping half way would leave the very mix of versions it undoes.
 enum Rollback {
     static func automatic(run: PipelineRun, reason: String, trigger: RunTrigger) throws -> RunOutcome {
+        try Signals.deferring { try automaticToTheEnd(run: run, reason: reason, trigger: trigger) }
+    }
+
+    private static func automaticToTheEnd(
+        run: PipelineRun, reason: String, trigger: RunTrigger
+    ) throws -> RunOutcome {
         try run.stopIfPoweredOff()
         let context = run.context
         let (plugin, from, to) = (run.plugin, run.fromVersion, run.toVersion)
@@ -78,8 +87,10 @@ enum Rollback {
                 .rollbackFailed, message, error: message, exitCode: .rollbackFailed, rollbackStatus: .failed,
                 rollback: done)
         }
-        let message = "\(run.command.rawValue) of \(plugin) \(from ?? "?") → \(to ?? "?") failed and was rolled back "
-            + "to \(restoredVersion ?? "?"): \(reason)"
+        let message = run.stoppedBySignal
+            ? "\(reason): rolled back to \(plugin) \(restoredVersion ?? "?")"
+            : "\(run.command.rawValue) of \(plugin) \(from ?? "?") → \(to ?? "?") failed and was rolled back "
+                + "to \(restoredVersion ?? "?"): \(reason)"
         return try run.end(
             .rolledBack, message, error: reason, exitCode: .rolledBack, rollbackStatus: .success, rollback: done)
     }

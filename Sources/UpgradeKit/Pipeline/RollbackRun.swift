@@ -49,12 +49,17 @@ extension Pipeline {
         do {
             let window = context.clock()
             defer { run.rollbackWindowMilliseconds = Int(context.clock().timeIntervalSince(window) * 1000) }
-            try SwapStep.run(run)
-            try MigrateStep.restore(run, from: source, installed: installed, database: database)
-            try VerifyStep.run(run, expecting: target)
-            let reason = options.reason.map { " (\($0))" } ?? ""
-            return try CommitStep.run(
-                run, message: "rolled back \(installed.name) \(installed.version) → \(to)\(reason)")
+            // From the swap on, a signal does not undo what the operator asked for: the rollback runs
+            // to its end and then says it was signalled. A signal before (resolve, stage, backup; the
+            // last check is after-backup) stops it with nothing changed.
+            return try Signals.deferring {
+                try SwapStep.run(run)
+                try MigrateStep.restore(run, from: source, installed: installed, database: database)
+                try VerifyStep.run(run, expecting: target)
+                let reason = options.reason.map { " (\($0))" } ?? ""
+                return try CommitStep.run(
+                    run, message: "rolled back \(installed.name) \(installed.version) → \(to)\(reason)")
+            }
         } catch {
             return try Rollback.automatic(run: run, reason: "\(error)", trigger: .automatic)
         }

@@ -30,6 +30,11 @@ struct SiteProbe {
         var delay = 0.02
         var detail = ""
         while true {
+            if Signals.interruption != nil {
+                // The run stops (its step reports the signal); waiting on would only delay that.
+                return Outcome(
+                    passed: false, detail: "stopped by a signal", seconds: Date().timeIntervalSince(started))
+            }
             do {
                 let client = try HTTPClient()
                 var request = HTTPRequest(url: url)

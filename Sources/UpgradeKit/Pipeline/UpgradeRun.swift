@@ -21,7 +21,13 @@ extension Pipeline {
         run.fromVersion = installed.version.description
 
         var options = options
-        switch try EligibilityStep.run(run, options, resolved) {
+        let verdict: EligibilityStep.Verdict
+        do {
+            verdict = try EligibilityStep.run(run, options, resolved)
+        } catch {
+            return try run.refuse(error)
+        }
+        switch verdict {
         case .skip(let reason):
             return try run.skipped(reason)
         case .rollBack(let reason):
@@ -81,8 +87,11 @@ extension Pipeline {
             try SwapStep.run(run)
             try MigrateStep.run(run, staged.migrations, installed: installed, target: target, database: resolved.database)
             try VerifyStep.run(run, expecting: target)
-            return try CommitStep.run(
-                run, message: "upgraded \(installed.name) \(installed.version) → \(target.version)")
+            // Verify passed: a signal from here on lets the commit finish (as `recover` would).
+            return try Signals.deferring {
+                try CommitStep.run(
+                    run, message: "upgraded \(installed.name) \(installed.version) → \(target.version)")
+            }
         } catch {
             return try Rollback.automatic(run: run, reason: "\(error)", trigger: .automatic)
         }

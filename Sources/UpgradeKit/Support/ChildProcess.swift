@@ -205,6 +205,7 @@ public enum ChildProcess {
             if tail.count > tailBytes * 2 { tail.removeFirst(tail.count - tailBytes) }
         }
         var timedOut = false
+        var interrupted = false
         var exited = false
         let deadline = started.addingTimeInterval(timeoutSeconds)
         var open = true
@@ -217,6 +218,11 @@ public enum ChildProcess {
             let remaining = deadline.timeIntervalSinceNow
             if remaining <= 0 {
                 timedOut = true
+                break
+            }
+            // SIGINT, SIGTERM or SIGHUP to the agent: the child must die with the run, not outlive it.
+            if Signals.interruption != nil {
+                interrupted = true
                 break
             }
             var poller = pollfd(fd: open ? readEnd : -1, events: Int16(POLLIN), revents: 0)
@@ -238,6 +244,7 @@ public enum ChildProcess {
             keep(count)
         }
         close(readEnd)
+        if interrupted { terminateGroup(pid, graceSeconds: 2) }
         // Still unreaped, so the group id cannot have been reused: whatever the program left running
         // in its group (a background child) goes with it.
         kill(-pid, SIGKILL)
@@ -257,5 +264,16 @@ public enum ChildProcess {
             timedOut: timedOut,
             outputTail: String(decoding: tail.suffix(tailBytes), as: UTF8.self),
             durationSeconds: Date().timeIntervalSince(started))
+    }
+
+    /// SIGTERM to a child's process group, then a short grace for it to exit by itself (a smoke
+    /// command cleaning up its test charge); the caller's SIGKILL follows whatever happened.
+    private static func terminateGroup(_ pid: pid_t, graceSeconds: Double) {
+        kill(-pid, SIGTERM)
+        let deadline = Date().addingTimeInterval(graceSeconds)
+        while csys_child_exited(pid) == 0, Date() < deadline {
+            var nothing = pollfd(fd: -1, events: 0, revents: 0)
+            _ = poll(&nothing, 1, 10)
+        }
     }
 }

@@ -3,6 +3,8 @@ import UpgradeKit
 
 /// `backup`: a backup of the one install named, taken now rather than as an upgrade's step.
 enum BackupCommand: AgentCommand {
+    static let changesSite = true
+
     static let spec = CommandSpec(
         name: "backup", abstract: "Back up the plugin's files and owned tables now.",
         arguments: "[options]", options: [], discussion: nil)

@@ -3,6 +3,8 @@ import UpgradeKit
 
 /// `cleanup`: the backup retention policy, on every configured install.
 enum CleanupCommand: AgentCommand {
+    static let changesSite = true
+
     static let spec = CommandSpec(
         name: "cleanup", abstract: "Remove expired backups and old kept trees.",
         arguments: "[options]", options: [],

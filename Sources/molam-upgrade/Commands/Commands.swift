@@ -81,10 +81,13 @@ enum Commands {
             for recovered in outcome.recovered {
                 output.line("\(prefix)recovered run \(recovered.runID ?? "?"): \(recovered.message)")
             }
+            let note = outcome.signalNote.map { " (\($0))" } ?? ""
             if outcome.exitCode == .ok {
                 output.line(prefix + outcome.message)
+                // One line on stderr: the command finished, but a signal asked it to stop.
+                if let signalNote = outcome.signalNote { output.error(prefix + signalNote) }
             } else {
-                output.error(prefix + outcome.message)
+                output.error(prefix + outcome.message + note)
             }
             // Reports another process is delivering right now need nobody's attention.
             if let reports = outcome.reports, reports.pending > 0, !reports.otherDeliverer,

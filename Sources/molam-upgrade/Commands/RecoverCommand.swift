@@ -3,6 +3,8 @@ import UpgradeKit
 
 /// `recover`: finishes what interrupted runs left, on every configured install.
 enum RecoverCommand: AgentCommand {
+    static let changesSite = true
+
     static let spec = CommandSpec(
         name: "recover", abstract: "Finish an interrupted upgrade or rollback.",
         arguments: "[options]", options: [],
@@ -21,7 +23,12 @@ enum RecoverCommand: AgentCommand {
             for outcome in outcomes {
                 let text = "run \(outcome.runID ?? "?") (\(outcome.command) \(outcome.fromVersion ?? "?") → "
                     + "\(outcome.toVersion ?? "?")): \(outcome.message)"
-                if outcome.exitCode == .rollbackFailed { output.error(text) } else { output.line(text) }
+                if outcome.exitCode == .rollbackFailed {
+                    output.error(text + (outcome.signalNote.map { " (\($0))" } ?? ""))
+                } else {
+                    output.line(text)
+                    if let signalNote = outcome.signalNote { output.error(signalNote) }
+                }
             }
         }
         return outcomes.contains { $0.exitCode == .rollbackFailed } ? .rollbackFailed : .ok

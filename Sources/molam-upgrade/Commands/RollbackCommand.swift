@@ -3,6 +3,8 @@ import UpgradeKit
 
 /// `rollback`: puts a previous version back on the one install named.
 enum RollbackCommand: AgentCommand {
+    static let changesSite = true
+
     static let spec = CommandSpec(
         name: "rollback", abstract: "Put a previous version back from the kept tree or a backup.",
         arguments: "[--to VERSION] [--reason TEXT]",

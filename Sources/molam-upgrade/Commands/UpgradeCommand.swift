@@ -4,6 +4,8 @@ import UpgradeKit
 /// `upgrade`: the pipeline over each configured install (or the one a local archive names); one
 /// shop's failure does not keep the others from upgrading.
 enum UpgradeCommand: AgentCommand {
+    static let changesSite = true
+
     static let spec = CommandSpec(
         name: "upgrade", abstract: "Upgrade the plugin to a new release.",
         arguments: "[--archive PATH|URL --sha256 HEX] [options]",
@@ -49,7 +51,8 @@ enum UpgradeCommand: AgentCommand {
         }
         var outcomes: [(RunOutcome, UpgradeContext)] = []
         var errors: [ExitCode] = []
-        for context in contexts {
+        // After a signal, the installs not yet started are left for the next run.
+        for context in contexts where Signals.received == nil {
             // One shop's problem (its API answer, a bad plugin directory) must not keep the others
             // from upgrading.
             switch Result(catching: { () throws(UpgradeError) -> RunOutcome in

@@ -58,6 +58,7 @@ enum BackupStep {
     /// Ends a run whose backup failed: nothing was changed.
     static func failed(_ run: PipelineRun, installed: PluginManifest, _ error: any Error) throws -> RunOutcome {
         undo(run)
+        if error is Interrupted { return try run.refuse(error) }
         let message = "backup of \(installed.name) \(installed.version) failed, nothing was changed: \(error)"
         return try run.end(.failed, message, error: message, exitCode: .rolledBack)
     }
