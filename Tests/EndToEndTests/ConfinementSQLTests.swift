@@ -211,7 +211,7 @@ struct ConfinementSQLTests {
         let upgraded = try site.upgrade(good, extra: prefix)
         #expect(upgraded.status == 0, "\(upgraded.stderr)")
         #expect(try site.query("SELECT count(*) AS n FROM shop7_molam_refunds").first?["n"].intValue == 0)
-        let rolledBack = try site.run(["rollback", "--to", "1.0.0"] + prefix)
+        let rolledBack = try site.run(["rollback", "--to", "1.0.0", "--restore-tables"] + prefix)
         #expect(rolledBack.status == 0, "\(rolledBack.stderr)")
         #expect(try site.query("SELECT name FROM sqlite_schema WHERE name = 'shop7_molam_refunds'").isEmpty)
         #expect(try site.query("SELECT count(*) AS n FROM shop7_posts").first?["n"].intValue == 1)

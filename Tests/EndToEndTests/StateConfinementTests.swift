@@ -138,12 +138,12 @@ struct StateConfinementTests {
         try journal.execute("UPDATE backups SET created_at = '2031-01-01T00:00:00.000Z'")
         try journal.execute("UPDATE runs SET started_at = '2031-01-01T00:00:00.000Z'")
         // Back to 1.0.0, new orders, forward again: the newest backup of 1.0.0 holds them.
-        #expect(try site.run(["rollback", "--to", "1.0.0"]).status == 0)
+        #expect(try site.run(["rollback", "--to", "1.0.0", "--restore-tables"]).status == 0)
         let db = try SQLiteConnection(path: site.databasePath, mode: .readWrite)
         try db.execute("INSERT INTO acme_payments (reference, amount, state) VALUES ('P-NEW', 1, 'paid')")
         let rows = try site.query("SELECT count(*) FROM acme_payments")[0][0].intValue
         #expect(try site.upgrade(v11).status == 0)
-        let rollback = try site.run(["rollback", "--to", "1.0.0"])
+        let rollback = try site.run(["rollback", "--to", "1.0.0", "--restore-tables"])
         #expect(rollback.status == 0, "\(rollback.stderr)")
         #expect(try site.query("SELECT count(*) FROM acme_payments")[0][0].intValue == rows)
         #expect(try site.query("SELECT count(*) FROM acme_payments WHERE reference = 'P-NEW'")[0][0].intValue == 1)
@@ -161,7 +161,7 @@ struct StateConfinementTests {
         let history = try site.run(["history", "--json"])
         #expect(history.stdout.contains("planted.fifo (FIFO)"), "\(history.stdout)")
         // A manual rollback, which backs the current version up first, is not blocked either.
-        let back = try site.run(["rollback", "--to", "1.0.0"])
+        let back = try site.run(["rollback", "--to", "1.0.0", "--restore-tables"])
         #expect(back.status == 0, "\(back.stderr)")
         #expect(try site.installedVersion() == "1.0.0")
     }

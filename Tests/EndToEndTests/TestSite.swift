@@ -209,6 +209,15 @@ struct SiteSnapshot: Equatable {
     let databaseSHA256: String
     let databaseDump: String
 
+    /// The dump without the rows a `--restore-tables` rollback keeps aside (the rows written since the
+    /// backup, the newer release's derived rows among them).
+    var databaseDumpWithoutQuarantine: String {
+        databaseDump.split(separator: "\n", omittingEmptySubsequences: false)
+            .filter { !$0.contains("_molam_quarantine_") && !$0.hasPrefix("    id INTEGER PRIMARY KEY, source_rowid")
+                && !$0.hasPrefix("    quarantined_at TEXT") }
+            .joined(separator: "\n")
+    }
+
     static func == (left: SiteSnapshot, right: SiteSnapshot) -> Bool {
         left.tree == right.tree && left.databaseDump == right.databaseDump
     }

@@ -107,6 +107,21 @@ final class InProcessSite {
         return (path, hasher.finalizeHex())
     }
 
+    /// A release of fixture `version` without its down migrations.
+    func releaseWithoutDowns(_ version: String) throws -> (path: String, sha256: String) {
+        let parent = try temp.directory("nodowns-\(version)")
+        try Tool.run(["cp", "-a", Self.fixtures + "/plugins/molam-form/\(version)/molam-form", parent], in: temp.path)
+        for file in try FileManager.default.contentsOfDirectory(atPath: parent + "/molam-form/migrations")
+        where file.hasSuffix(".down.sql") {
+            try FileManager.default.removeItem(atPath: parent + "/molam-form/migrations/" + file)
+        }
+        let path = temp.sub("molam-form-\(version)-nodowns.tar.gz")
+        try Tool.run(["tar", "-C", parent, "-czf", path, "molam-form"], in: temp.path)
+        let hasher = try SHA256()
+        hasher.update(try Data(contentsOf: URL(fileURLWithPath: path)))
+        return (path, hasher.finalizeHex())
+    }
+
     func installedVersion() throws -> String {
         try PluginManifest.load(pluginDirectory: plugin).version.description
     }

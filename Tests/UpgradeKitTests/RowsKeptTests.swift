@@ -124,3 +124,72 @@ struct RowsKeptTests {
         #expect(SQLitePluginDatabase.shadowIndexSQL("CREATE TABLE t(x)", name: "s", table: "u") == nil)
     }
 }
+
+@Suite("Rollbacks after commit keep rows")
+struct RollbackAfterCommitTests {
+    typealias OrderWriter = RowsKeptTests.OrderWriter
+
+    static func orderRefs(_ site: InProcessSite) throws -> Set<String> {
+        Set(try SQLiteConnection(path: site.database, mode: .readOnly)
+            .query("SELECT order_ref FROM wp_molam_orders").compactMap { $0[0].stringValue })
+    }
+
+    @Test("operator rollback through the down migrations, a writer inserting throughout: 0 orders lost")
+    func downMigrationsKeepRows() throws {
+        let site = try InProcessSite()
+        let schemaBefore = try RowsKeptTests.schema(site.database)
+        let release = try site.release("4.0.0")
+        #expect(try Pipeline.upgrade(
+            Pipeline.UpgradeOptions(archive: release.path, sha256: release.sha256), context: site.context()
+        ).status == .succeeded)
+        let writer = OrderWriter(database: site.database)
+        #expect(writer.waitForMore(20))
+        let outcome = try Pipeline.rollback(Pipeline.RollbackOptions(), context: site.context())
+        #expect(writer.waitForMore(5))
+        let (acknowledged, failures) = writer.stop()
+        #expect(outcome.status == .succeeded, "\(outcome.message)")
+        #expect(failures.isEmpty, "\(failures.prefix(3))")
+        let stored = try Self.orderRefs(site)
+        #expect(acknowledged.filter { !stored.contains($0) }.isEmpty)
+        #expect(try site.installedVersion() == "3.9.0")
+        #expect(try RowsKeptTests.schema(site.database) == schemaBefore)
+        let steps = try site.steps(of: outcome.runID)
+        #expect(steps.contains("migrate:done"))
+    }
+
+    @Test("a missing down migration refuses the rollback (exit 4, rows counted); --restore-tables quarantines them")
+    func missingDownMigration() throws {
+        let site = try InProcessSite()
+        let release = try site.releaseWithoutDowns("4.0.0")
+        #expect(try Pipeline.upgrade(
+            Pipeline.UpgradeOptions(archive: release.path, sha256: release.sha256), context: site.context()
+        ).status == .succeeded)
+        let db = try SQLiteConnection(path: site.database, mode: .readWrite)
+        for number in 1...3 {
+            try db.run("INSERT INTO wp_molam_orders(order_ref, amount_minor) VALUES (?, 100)", [.text("after-\(number)")])
+        }
+        let refused = try Pipeline.rollback(Pipeline.RollbackOptions(), context: site.context())
+        #expect(refused.exitCode == .refused, "\(refused.message)")
+        #expect(refused.message.contains("0004_orders_add_currency.down.sql"), "\(refused.message)")
+        #expect(refused.message.contains("would drop 3 rows"), "\(refused.message)")
+        #expect(refused.message.contains("--restore-tables"))
+        #expect(try site.installedVersion() == "4.0.0")
+
+        var fleet = Pipeline.RollbackOptions(olderOnly: true, trigger: .automatic)
+        fleet.fleet = true
+        let fleetOutcome = try Pipeline.rollback(fleet, context: site.context())
+        #expect(fleetOutcome.exitCode == .refused)
+        #expect(fleetOutcome.message.contains("fleet rollback never restores tables"), "\(fleetOutcome.message)")
+
+        var restore = Pipeline.RollbackOptions()
+        restore.restoreTables = true
+        let outcome = try Pipeline.rollback(restore, context: site.context())
+        #expect(outcome.status == .succeeded, "\(outcome.message)")
+        #expect(try site.installedVersion() == "3.9.0")
+        let quarantined = try SQLiteConnection(path: site.database, mode: .readOnly)
+            .query("SELECT row FROM _molam_quarantine_wp_molam_orders").compactMap { $0[0].stringValue }
+        #expect(quarantined.count == 3)
+        #expect(quarantined.allSatisfy { $0.contains("after-") })
+        #expect(try Self.orderRefs(site).allSatisfy { !$0.hasPrefix("after-") })
+    }
+}

@@ -137,3 +137,10 @@ private final class ArchiveCheck: @unchecked Sendable {
         try outcome.get()
     }
 }
+
+extension BackupSet {
+    /// The plugin's own tables in the backup: the migration ledger left out (it is the agent's).
+    var pluginTables: [String] {
+        record.tables.filter { $0.lowercased() != TableOwnership.ledgerTable }
+    }
+}

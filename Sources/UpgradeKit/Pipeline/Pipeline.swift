@@ -40,6 +40,11 @@ public enum Pipeline {
         public var force: Bool
         /// Only versions below the installed one (a rollout rolled back upstream).
         public var olderOnly: Bool
+        /// `--restore-tables`: when the schema cannot go back through down migrations, restore the
+        /// backup's tables, keeping the rows written since in quarantine.
+        public var restoreTables = false
+        /// A rollout rolled back upstream: never restores tables.
+        public var fleet = false
         public var trigger: RunTrigger
         public init(
             targetVersion: SemanticVersion? = nil, reason: String? = nil, force: Bool = false, olderOnly: Bool = false,
@@ -69,7 +74,11 @@ public enum Pipeline {
                 let (rollbackRun, _) = try session.beginRun(
                     .rollback, trigger: .automatic, plugin: outcome.plugin, fromVersion: outcome.fromVersion)
                 outcome = try rollback(
-                    run: rollbackRun, options: RollbackOptions(reason: reason, olderOnly: true, trigger: .automatic))
+                    run: rollbackRun, options: {
+                        var fleet = RollbackOptions(reason: reason, olderOnly: true, trigger: .automatic)
+                        fleet.fleet = true
+                        return fleet
+                    }())
             }
             outcome.recovered = recovered
             return outcome

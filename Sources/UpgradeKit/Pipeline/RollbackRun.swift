@@ -28,10 +28,15 @@ extension Pipeline {
         try run.skip(.download, "restoring from a local backup")
 
         let target: PluginManifest
+        let plan: SchemaPlan
         do {
             let work = try Workspace.prepare(run)
-            target = try run.step(.stage, "preparing \(installed.name) \(to)") {
-                try stageBackup(run, source, keptTree: keptTree, installed: installed, work: work)
+            (target, plan) = try run.step(.stage, "preparing \(installed.name) \(to)") {
+                let (target, root, how) = try stageBackup(run, source, keptTree: keptTree, installed: installed, work: work)
+                let plan = try SchemaPlan.make(
+                    run, installed: installed, target: target, targetRoot: root, backup: source, database: database,
+                    options: options)
+                return ((target, plan), how)
             }
         } catch {
             StageStep.undo(run)
@@ -40,8 +45,17 @@ extension Pipeline {
         }
 
         do {
+            // Should the version put back fail its checks: nothing to undo in the tables when the schema
+            // stays, shadows keeping the rows written meanwhile when migrations run, and the file
+            // restore of the explicit --restore-tables path undone from this run's own backup file.
+            let tableRestore: TableRestore = switch plan {
+            case .keep: .none
+            case .revert, .apply: .shadow
+            case .restoreTables: .file
+            }
             try BackupStep.run(
-                run, installed: installed, target: target, database: database, newTables: [], tableRestore: .file)
+                run, installed: installed, target: target, database: database, newTables: [],
+                tableRestore: tableRestore)
         } catch {
             return try BackupStep.failed(run, installed: installed, error)
         }
@@ -54,7 +68,7 @@ extension Pipeline {
             // last check is after-backup) stops it with nothing changed.
             return try Signals.deferring {
                 try SwapStep.run(run)
-                try MigrateStep.restore(run, from: source, installed: installed, database: database)
+                try MigrateStep.revert(run, plan, from: source, installed: installed, target: target, database: database)
                 try VerifyStep.run(run, expecting: target)
                 let reason = options.reason.map { " (\($0))" } ?? ""
                 return try CommitStep.run(
@@ -99,7 +113,7 @@ extension Pipeline {
     /// the backup's files archive, restored into the work directory and checked against its manifest.
     private static func stageBackup(
         _ run: PipelineRun, _ source: BackupSet, keptTree: String?, installed: PluginManifest, work: String
-    ) throws -> (PluginManifest, String?) {
+    ) throws -> (manifest: PluginManifest, root: String, how: String) {
         let site = run.context.site
         let stageDirectory = work + "/stage"
         try FileSystem.makeDirectory(stageDirectory, mode: 0o700)
@@ -124,6 +138,6 @@ extension Pipeline {
         how += kept.detail
         StageStep.record(run, staged: root, version: manifest.version)
         try run.save()
-        return (manifest, how)
+        return (manifest, files, how)
     }
 }

@@ -28,6 +28,10 @@ public protocol PluginDatabase: AnyObject {
         _ pending: [Migration], now: Date, confinement: MigrationConfinement?, onApplied: (Migration) -> Void
     ) throws(PluginDatabaseError)
 
+    /// Reverts `migrations` (newest first) with their down SQL under `confinement`, taking each out
+    /// of the ledger; all or nothing.
+    func revertMigrations(_ migrations: [Migration], confinement: MigrationConfinement?) throws(PluginDatabaseError)
+
     // MARK: Backup and restore
     /// Copies exactly `tables` (schema, indexes, triggers, rows) into `file`, which must not exist,
     /// durably, as one consistent snapshot; tables that do not exist are recorded so a restore drops them.
@@ -39,6 +43,13 @@ public protocol PluginDatabase: AnyObject {
     func restoreTables(
         from file: String, alsoDrop: [String], mayTouch: (String) -> Bool
     ) throws(PluginDatabaseError) -> TableRestoreSummary
+
+    /// Counts the rows of `tables` that differ from the table backup `backup` (written or changed
+    /// since) and, with `keep`, copies them into `_molam_quarantine_<table>` before a restore from
+    /// that backup; how many per table.
+    func quarantineRowsSince(
+        backup: String, tables: [String], keep: Bool
+    ) throws(PluginDatabaseError) -> [String: Int]
 
     // MARK: Rows written during the window (DESIGN.md "Rows")
     /// Copies `tables` into shadow tables of the same database, before the window, and from then on
@@ -85,6 +96,9 @@ public enum PluginDatabases {
         case .sqlite(let path): try SQLitePluginDatabase(path: path)
         }
     }
+
+    /// Where the rows a rollback could not put back are kept, as JSON, with why: never dropped.
+    public static func quarantineTable(for table: String) -> String { "_molam_quarantine_" + table }
 
     /// Table name prefixes the engines keep for themselves: never a plugin's to own or to cover.
     public static let reservedTablePrefixes: [(prefix: String, owner: String)] = [("sqlite_", "SQLite's own")]

@@ -97,7 +97,7 @@ extension SQLitePluginDatabase {
     }
 
     /// Keeps rows of `table` as JSON in `_molam_quarantine_<table>`, with why.
-    private func quarantine(_ table: String, where condition: String, _ bindings: [SQLiteValue], reason: String) throws {
+    func quarantine(_ table: String, where condition: String, _ bindings: [SQLiteValue], reason: String) throws {
         let columns = try TableColumns.insertable(connection, schema: "main", table: table)
         let object = columns.map { "\(Self.stringLiteral($0)), \(SQLiteConnection.quoteIdentifier($0))" }
             .joined(separator: ", ")

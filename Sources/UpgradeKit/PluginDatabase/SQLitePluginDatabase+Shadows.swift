@@ -23,7 +23,7 @@ extension SQLitePluginDatabase {
 
     static func shadowName(_ table: String) -> String { "_molam_shadow_" + table }
     static func stringLiteral(_ text: String) -> String { "'" + text.replacing("'", with: "''") + "'" }
-    static func quarantineName(_ table: String) -> String { "_molam_quarantine_" + table }
+    static func quarantineName(_ table: String) -> String { PluginDatabases.quarantineTable(for: table) }
 
     public func prepareShadows(_ tables: [String]) throws(PluginDatabaseError) -> ShadowSummary {
         let names = try Self.validatedTableNames(tables)

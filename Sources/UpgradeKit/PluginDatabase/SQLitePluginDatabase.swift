@@ -120,28 +120,33 @@ public final class SQLitePluginDatabase: PluginDatabase {
                 running = nil
             }
         } catch let error as SQLiteError {
-            if let running {
-                if let denial = error.denial, let confinement {
-                    throw .migrationDenied(
-                        migration: running.fileName, statement: error.statement ?? 0,
-                        sql: SQLiteError.abbreviate(Self.withoutSemicolon(error.sql ?? ""), limit: 60),
-                        reason: confinement.explain(denial))
-                }
-                throw .migrationFailed(
-                    migration: running.fileName, line: error.line, message: "\(error.message) (\(path))"
-                )
-            }
-            throw .sqlite(error, context: "applying migrations to \(path)")
+            throw migrationError(error, running: running, confinement: confinement)
+        } catch let error as PluginDatabaseError {
+            throw error
         } catch {
             throw Self.unexpected(error, context: "applying migrations to \(path)")
         }
         pending.forEach(onApplied)
     }
 
+    /// A migration's failure, named: the file, the line, and what the confinement refused.
+    func migrationError(
+        _ error: SQLiteError, running: Migration?, confinement: MigrationConfinement?
+    ) -> PluginDatabaseError {
+        guard let running else { return .sqlite(error, context: "applying migrations to \(path)") }
+        if let denial = error.denial, let confinement {
+            return .migrationDenied(
+                migration: running.fileName, statement: error.statement ?? 0,
+                sql: SQLiteError.abbreviate(Self.withoutSemicolon(error.sql ?? ""), limit: 60),
+                reason: confinement.explain(denial))
+        }
+        return .migrationFailed(migration: running.fileName, line: error.line, message: "\(error.message) (\(path))")
+    }
+
     /// One migration's SQL under the confinement's authorizer, then a check that nothing in the
     /// schema outside the owned tables changed (an ALTER TABLE … RENAME TO names its new table
     /// nowhere the authorizer sees).
-    private func runConfined(_ migration: Migration, _ confinement: MigrationConfinement) throws {
+    func runConfined(_ migration: Migration, _ confinement: MigrationConfinement) throws {
         let before = try confinement.foreignSchema(connection)
         try connection.withAccessPolicy(confinement.policy) { () throws(SQLiteError) in
             try connection.executeScript(migration.sql)

@@ -19,20 +19,40 @@ enum MigrateStep {
         }
     }
 
-    /// A manual rollback's `migrate`: the owned tables of `backup`'s version put back.
-    static func restore(
-        _ run: PipelineRun, from backup: BackupSet, installed: PluginManifest, database: any PluginDatabase
+    /// A rollback run's `migrate`: the schema of the version put back, as `plan` decided, rows kept.
+    static func revert(
+        _ run: PipelineRun, _ plan: SchemaPlan, from backup: BackupSet, installed: PluginManifest,
+        target: PluginManifest, database: any PluginDatabase
     ) throws {
         let site = run.context.site
-        try run.step(.migrate, "restoring the owned tables of \(backup.record.version)") {
-            // installed.tables holds no core table (openSite), and the restore touches none either,
-            // even if the backup was taken under a manifest that claimed one.
-            let ownership = TableOwnership(sitePrefix: site.tablePrefix, installed: installed)
-            let alsoDrop = installed.tables.filter { !backup.record.tables.contains($0) }
-            let summary = try database.restoreTables(
-                from: backup.tables, alsoDrop: alsoDrop, mayTouch: ownership.mayRestore)
-            return ((), "restored \(summary.restored.count) tables from \(backup.tables)"
-                + (summary.dropped.isEmpty ? "" : "; dropped \(summary.dropped.joined(separator: ", "))"))
+        let confinement = Pipeline.confinement(installed, target, site: site)
+        try run.step(.migrate, "putting back the schema of \(target.name) \(target.version)") {
+            switch plan {
+            case .keep:
+                return ((), "no schema change between the versions: the tables are kept as they are")
+            case .revert(let migrations):
+                try database.revertMigrations(migrations, confinement: confinement)
+                return ((), "reverted " + migrations.map { String($0.down?.fileName ?? $0.fileName) }
+                    .joined(separator: ", ") + "; every row kept")
+            case .apply(let migrations):
+                try database.applyMigrations(migrations, now: run.context.clock(), confinement: confinement)
+                return ((), "applied " + migrations.map(\.fileName).joined(separator: ", "))
+            case .restoreTables:
+                // installed.tables holds no core table (openSite), and the restore touches none either,
+                // even if the backup was taken under a manifest that claimed one.
+                let ownership = TableOwnership(sitePrefix: site.tablePrefix, installed: installed)
+                let kept = try database.quarantineRowsSince(
+                    backup: backup.tables, tables: backup.pluginTables, keep: true)
+                let alsoDrop = installed.tables.filter { !backup.record.tables.contains($0) }
+                let summary = try database.restoreTables(
+                    from: backup.tables, alsoDrop: alsoDrop, mayTouch: ownership.mayRestore)
+                let rows = kept.values.reduce(0, +)
+                return ((), "--restore-tables: restored \(summary.restored.count) tables from \(backup.tables)"
+                    + (summary.dropped.isEmpty ? "" : "; dropped \(summary.dropped.joined(separator: ", "))")
+                    + "; \(rows) row\(rows == 1 ? "" : "s") written since the backup kept in "
+                    + (kept.isEmpty ? "quarantine" : kept.keys.sorted().map(PluginDatabases.quarantineTable(for:))
+                        .joined(separator: ", ")))
+            }
         }
     }
 
@@ -60,7 +80,7 @@ enum MigrateStep {
             let summary = try database.restoreShadows(alsoDrop: run.state.newTables ?? [], mayTouch: mayTouch)
             if !summary.quarantined.isEmpty {
                 run.notes.append("kept " + summary.quarantined.sorted { $0.key < $1.key }
-                    .map { "\($0.value) rows of \($0.key) in \(SQLitePluginDatabase.quarantineName($0.key))" }
+                    .map { "\($0.value) rows of \($0.key) in \(PluginDatabases.quarantineTable(for: $0.key))" }
                     .joined(separator: ", ") + " (the old schema cannot take them)")
             }
             if summary.merged > 0 { run.notes.append("\(summary.merged) rows written meanwhile kept") }
