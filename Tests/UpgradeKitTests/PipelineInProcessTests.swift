@@ -1,5 +1,6 @@
 import Foundation
 import MolamHTTP
+import MolamSQLite
 import Testing
 @testable import UpgradeKit
 
@@ -131,5 +132,69 @@ struct PipelineInProcessTests {
         #expect(outcome.exitCode == .ok)
         #expect(transport.requests == ["GET https://api.example.invalid/api/plugins/rollouts/molam-form"])
         #expect(try site.installedVersion() == "3.9.0")
+    }
+}
+
+@Suite("Recovery from what is on disk")
+struct RecoveryFromDiskTests {
+    @Test("power cut after the swap and the journal lost: recover finds the run in its work directory and rolls back")
+    func journalLost() throws {
+        let site = try InProcessSite()
+        let tablesBefore = try site.tables()
+        site.onFault = { if $0 == "after-swap" { throw PowerCut(point: $0) } }
+        let release = try site.release("4.0.0")
+        #expect(throws: UpgradeError.self) {
+            try Pipeline.upgrade(
+                Pipeline.UpgradeOptions(archive: release.path, sha256: release.sha256), context: site.context())
+        }
+        #expect(try site.installedVersion() == "4.0.0")
+        for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: site.state + "/journal.db" + suffix) }
+        site.onFault = { _ in }
+        let outcomes = try Recovery.run(context: site.context())
+        #expect(outcomes.count == 1)
+        #expect(outcomes.first?.status == .rolledBack, "\(outcomes.first?.message ?? "")")
+        #expect(try site.installedVersion() == "3.9.0")
+        #expect(try site.tables() == tablesBefore)
+        // And the next upgrade starts from the old version, not from a half-upgraded baseline.
+        let again = try Pipeline.upgrade(
+            Pipeline.UpgradeOptions(archive: release.path, sha256: release.sha256), context: site.context())
+        #expect(again.status == .succeeded, "\(again.message)")
+    }
+}
+
+@Suite("A rollback that failed on a lock")
+struct LockedRollbackTests {
+    @Test("the site holds the write lock through the rollback: exit 3; recover retries, waiting longer, and repairs")
+    func lockedThenRetried() throws {
+        let site = try InProcessSite()
+        let schemaBefore = try RowsKeptTests.schema(site.database)
+        var holder: SQLiteConnection?
+        site.onFault = { point in
+            if point == "after-migrate" {
+                let connection = try SQLiteConnection(path: site.database, mode: .readWrite)
+                try connection.execute("BEGIN IMMEDIATE")
+                holder = connection
+                throw UpgradeError.failed("injected at \(point)")
+            }
+        }
+        var context = site.context()
+        context.rollbackBusyTimeout = 0.3
+        let release = try site.release("4.0.0")
+        let outcome = try Pipeline.upgrade(
+            Pipeline.UpgradeOptions(archive: release.path, sha256: release.sha256), context: context)
+        #expect(outcome.exitCode == .rollbackFailed, "\(outcome.message)")
+        // The tables could not go back, so the files did not either: the site stays whole on 4.0.0.
+        #expect(outcome.rollback?.filesRestored == false)
+        #expect(outcome.rollback?.databaseRestored == false)
+        #expect(try site.installedVersion() == "4.0.0")
+        try holder?.execute("ROLLBACK")
+        holder = nil
+        site.onFault = { _ in }
+        let recovered = try Recovery.run(context: context)
+        #expect(recovered.count == 1)
+        #expect(recovered.first?.status == .rolledBack, "\(recovered.first?.message ?? "")")
+        #expect(try RowsKeptTests.schema(site.database) == schemaBefore)
+        #expect(try site.installedVersion() == "3.9.0")
+        #expect(try Recovery.run(context: context).isEmpty)
     }
 }

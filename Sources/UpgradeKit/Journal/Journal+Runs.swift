@@ -22,6 +22,31 @@ extension Journal {
         return id
     }
 
+    /// Takes back a run this journal lost (a crash took its WAL) from the run's own file, unfinished,
+    /// so that `recover` finishes it.
+    public func adoptRun(
+        id: String, command: RunCommand, trigger: RunTrigger, plugin: String, pluginDirectory: String,
+        fromVersion: String?, toVersion: String?, state: RunState, now: Date
+    ) throws(JournalError) {
+        let json: String
+        do {
+            json = String(decoding: try JSONEncoder().encode(state), as: UTF8.self)
+        } catch {
+            throw JournalError("encode run state", error)
+        }
+        try write("adopt run") {
+            try db.run(
+                """
+                INSERT INTO runs (id, command, trigger, plugin, plugin_dir, from_version, to_version, status,
+                                  dry_run, started_at, state, error)
+                VALUES (?, ?, ?, ?, ?, ?, ?, 'running', 0, ?, ?, 'taken back from its run file: the journal had lost it')
+                """,
+                [.text(id), .text(command.rawValue), .text(trigger.rawValue), .text(plugin), .text(pluginDirectory),
+                 Self.optionalText(fromVersion), Self.optionalText(toVersion), .text(Self.timestamp(now)),
+                 .text(json)])
+        }
+    }
+
     public func describeRun(run: String, plugin: String?, from: String?, to: String?) throws(JournalError) {
         try write("update run") {
             try db.run(

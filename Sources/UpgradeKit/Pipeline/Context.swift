@@ -45,6 +45,9 @@ public struct UpgradeContext {
     public var retry: RetryPolicy = .default
     /// The outside world: network, database engines, waiting, who the agent runs as, fault points.
     public var services: Services = .live
+    /// How long a rollback's table restore waits for a lock the site holds (4 times as long when
+    /// `recover` retries a rollback that failed on one).
+    public var rollbackBusyTimeout: Double = 30
 
     public init(
         site: SiteConfiguration, clock: @escaping () -> Date = Date.init, progress: ProgressReporter = SilentProgress(),

@@ -22,6 +22,9 @@ final class PipelineRun {
     var rollbackWindowMilliseconds: Int?
     /// What the rollback has to say besides its outcome (rows kept, rows quarantined).
     var notes: [String] = []
+    /// How long the rollback's table restore waits for a lock the site holds: longer than a normal
+    /// statement's, and longer again when `recover` retries a rollback that failed on one.
+    lazy var rollbackBusyTimeout: Double = context.rollbackBusyTimeout
     /// Set when a fault point cut the power (`PowerCut`): nothing more may be written or undone.
     private(set) var poweredOff = false
     /// The step under way, for what a signal says it interrupted.
@@ -157,6 +160,7 @@ final class PipelineRun {
         try journal.finishRun(
             run: id, status: status, rollbackStatus: rollbackStatus, error: error, exitCode: Int(exitCode.rawValue),
             now: context.clock())
+        RunFile.markFinished(self, status)
     }
 
     /// The run's outcome as the command says it.

@@ -6,10 +6,16 @@ import Foundation
 public enum Recovery {
     static func recoverAll(journal: Journal, context: UpgradeContext, excluding current: String? = nil) -> [RunOutcome] {
         var outcomes: [RunOutcome] = []
+        adoptLostRuns(journal: journal, context: context)
         let runs = (try? journal.unfinishedRuns()) ?? []
         // Only this install's runs: another shop's run is finished with that shop's configuration.
         for record in runs where record.id != current && record.pluginDirectory == context.site.pluginDirectory {
             outcomes.append(recover(record, journal: journal, context: context))
+        }
+        // A rollback that failed on something passing (the site holding a lock past the busy
+        // timeout) is tried again, waiting longer, as long as what it has to undo is still there.
+        if let failed = retryableRollback(journal: journal, context: context, excluding: current) {
+            outcomes.append(retry(failed, journal: journal, context: context))
         }
         // What a crash left outside the journal's view: half-written backups and work directories,
         // and shadow tables no unfinished run of this site needs any more.
@@ -22,6 +28,51 @@ public enum Recovery {
         }
         Maintenance.sweepWorkDirectories(journal: journal, context: context)
         return outcomes
+    }
+
+    /// The newest run of this site, if its rollback failed (exit 3) and left files or tables to put back.
+    static func retryableRollback(journal: Journal, context: UpgradeContext, excluding current: String?) -> RunRecord? {
+        guard let newest = (try? journal.recentRuns(limit: 2, pluginDirectory: context.site.pluginDirectory))?
+                .first(where: { $0.id != current }),
+              newest.status == .rollbackFailed, newest.state.backupDirectory != nil else { return nil }
+        let live = FileSystem.identity(of: context.site.pluginDirectory)
+        let filesLeft = newest.state.liveIdentityBefore != nil && live != newest.state.liveIdentityBefore
+            && newest.state.stagedTree.map { FileSystem.identity(of: $0) == newest.state.liveIdentityBefore } == true
+        let tablesLeft = newest.state.tableRestore == .shadow
+            && (try? context.services.openDatabase(context.site.database).hasShadows()) == true
+        return filesLeft || tablesLeft ? newest : nil
+    }
+
+    static func retry(_ record: RunRecord, journal: Journal, context: UpgradeContext) -> RunOutcome {
+        let run = PipelineRun(
+            context: context, journal: journal, id: record.id, command: RunCommand(rawValue: record.command) ?? .upgrade,
+            trigger: RunTrigger(rawValue: record.trigger) ?? .manual, plugin: record.plugin)
+        (run.fromVersion, run.toVersion) = (record.fromVersion, record.toVersion)
+        run.state = record.state
+        run.rollbackBusyTimeout = context.rollbackBusyTimeout * 4
+        do {
+            return try Rollback.automatic(
+                run: run, reason: "retrying a rollback that failed (\(record.error ?? "exit 3")), waiting longer for locks",
+                trigger: .recovery)
+        } catch {
+            let message = "ALERT: cannot retry the rollback of run \(record.id): \(error)"
+            return run.outcome(.rollbackFailed, message, error: message, exitCode: .rollbackFailed, rollbackStatus: .failed)
+        }
+    }
+
+    /// Runs that changed the site and that the journal does not know (its WAL was lost with a crash)
+    /// are taken back from their run files, so they are finished like any interrupted run.
+    static func adoptLostRuns(journal: Journal, context: UpgradeContext) {
+        let pluginParent = (context.site.pluginDirectory as NSString).deletingLastPathComponent
+        let bases = [context.paths.work, pluginParent + "/" + Workspace.hiddenName]
+        for file in RunFile.unfinished(in: bases, pluginDirectory: context.site.pluginDirectory)
+        where (try? journal.run(id: file.id)) == .some(nil) {
+            try? journal.adoptRun(
+                id: file.id, command: file.command, trigger: file.trigger, plugin: file.plugin,
+                pluginDirectory: file.pluginDirectory, fromVersion: file.fromVersion, toVersion: file.toVersion,
+                state: file.state, now: context.clock())
+            context.progress.note("run \(file.id) was missing from the journal; taken back from its run file")
+        }
     }
 
     static func recover(_ record: RunRecord, journal: Journal, context: UpgradeContext) -> RunOutcome {

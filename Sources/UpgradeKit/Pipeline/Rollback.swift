@@ -5,9 +5,10 @@ import Foundation
 /// checks. The undos look at the disk (tree identities) rather than trusting how far the journal
 /// got, so running the rollback twice is harmless.
 ///
-/// The completed steps are undone newest first except for one choice: the files go back before the
-/// tables. Old code on a newer schema (added columns, new tables) keeps taking payments far more often
-/// than new code on an older one, and the file swap back is one rename while the tables take a copy.
+/// The completed steps are undone newest first: the tables (their rows merged into the shadows
+/// before, then renamed into place in one transaction), then, right after, the files (one rename).
+/// Old code never runs on the new schema; should the tables fail to go back (the site holding a
+/// lock), the files stay too, and the site stays whole on the new version until `recover` retries.
 ///
 /// A rollback is never cut short by SIGINT, SIGTERM or SIGHUP: they are noted and it runs to its end
 /// (`Signals.deferring`), since stopping half way would leave the very mix of versions it undoes.
@@ -42,9 +43,9 @@ enum Rollback {
         }
         do {
             try run.fault("before-rollback")
-            filesRestored = try SwapStep.undo(run)
-            try run.fault("mid-rollback")
             databaseRestored = try MigrateStep.undo(run)
+            try run.fault("mid-rollback")
+            filesRestored = try SwapStep.undo(run)
             try run.fault("after-rollback")
         } catch {
             try run.stopIfPoweredOff()

@@ -14,6 +14,8 @@ import Foundation
 public protocol PluginDatabase: AnyObject {
     /// Where it is, for messages.
     var location: DatabaseLocation { get }
+    /// How long a statement waits for a lock the site holds before it fails.
+    var busyTimeoutSeconds: Double { get set }
 
     // MARK: Migrations
     /// Tables that exist now, by name.
@@ -57,6 +59,10 @@ public protocol PluginDatabase: AnyObject {
     func prepareShadows(_ tables: [String]) throws(PluginDatabaseError) -> ShadowSummary
     /// Whether shadows are prepared: a run in progress, or one a crash interrupted.
     func hasShadows() throws(PluginDatabaseError) -> Bool
+    /// The first half of the rollback's table restore, before its window: the rows changed so far
+    /// merged into the shadows, so that `restoreShadows` only has what changes after this to merge.
+    func prepareShadowRestore(mayTouch: (String) -> Bool) throws(PluginDatabaseError) -> ShadowRestoreSummary
+
     /// The rollback's table restore: the changed rows merged into the shadows by key (columns by
     /// name; rows the old schema cannot take quarantined, never dropped), `alsoDrop` tables' rows
     /// quarantined and the tables dropped, and the shadows put in place in one transaction. Its cost

@@ -61,6 +61,38 @@ extension SQLitePluginDatabase {
         }
     }
 
+    /// The first half of the restore, before the window: the rows changed so far merged into the
+    /// shadows a table per transaction, their change records cleared, so that the restore's own
+    /// transaction only merges what changes after this.
+    public func prepareShadowRestore(mayTouch: (String) -> Bool) throws(PluginDatabaseError) -> ShadowRestoreSummary {
+        let context = "merging live rows into the shadow tables of \(path)"
+        do {
+            try connection.setTriggersEnabled(false)
+        } catch {
+            throw .sqlite(error, context: context)
+        }
+        defer { try? connection.setTriggersEnabled(true) }
+        do {
+            var summary = ShadowRestoreSummary()
+            let tables = try connection.query("SELECT name, shadow FROM main.\(Self.registryTable)")
+            for row in tables where mayTouch(row[0].description) {
+                let table = row[0].description
+                let merged = try connection.transaction(.immediate) { () throws -> (rows: Int, quarantined: Int) in
+                    let merged = try merge(table, into: row[1].description)
+                    try connection.run("DELETE FROM main.\(Self.changesTable) WHERE tbl = ?", [.text(table)])
+                    return merged
+                }
+                summary.merged += merged.rows
+                if merged.quarantined > 0 { summary.quarantined[table, default: 0] += merged.quarantined }
+            }
+            return summary
+        } catch let error as PluginDatabaseError {
+            throw error
+        } catch {
+            throw Self.unexpected(error, context: context)
+        }
+    }
+
     /// Brings the shadow up to date with the rows changed since it was made: columns matched by
     /// name; a row the shadow's schema cannot take is kept in the quarantine table, never dropped.
     private func merge(_ table: String, into shadow: String) throws -> (rows: Int, quarantined: Int) {

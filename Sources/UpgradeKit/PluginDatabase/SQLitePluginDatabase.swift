@@ -9,6 +9,10 @@ import MolamSQLite
 public final class SQLitePluginDatabase: PluginDatabase {
     public let path: String
     public var location: DatabaseLocation { .sqlite(path: path) }
+    public var busyTimeoutSeconds: Double {
+        get { connection.busyTimeout }
+        set { connection.busyTimeout = newValue }
+    }
     let connection: SQLiteConnection
 
     public init(path: String) throws(PluginDatabaseError) {

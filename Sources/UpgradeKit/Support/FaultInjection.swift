@@ -21,7 +21,7 @@ public enum FaultInjection {
         "mid-extract": "after each file extracted into staging (@N picks the Nth file)",
         "mid-backup": "after the files archive of the backup is written, before the tables",
         "between-migrations": "after each migration is committed, before the next (@N: after the Nth)",
-        "mid-rollback": "after the files are put back, before the tables",
+        "mid-rollback": "after the tables are put back, before the files",
         "mid-restore": "after each owned table is restored, before the next (@N: after the Nth)",
         "before-tidy": "after the run's outcome is journaled, before its work directory is tidied",
         "fsync": "every fsync the agent makes itself; error makes it fail with EIO",

@@ -14,6 +14,7 @@ enum CommitStep {
             try run.journal.finishRun(
                 run: run.id, status: .succeeded, rollbackStatus: .notRequired, error: nil, exitCode: 0,
                 now: context.clock())
+            RunFile.markFinished(run, .succeeded)
             return ((), "kept the previous tree at \(run.state.stagedTree ?? "?")")
         }
         // The new schema stays: the shadows and the change capture go.

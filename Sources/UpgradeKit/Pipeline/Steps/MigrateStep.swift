@@ -60,7 +60,8 @@ enum MigrateStep {
     /// been live, keeping the rows written since (`TableRestore`). Returns whether it did.
     static func undo(_ run: PipelineRun) throws -> Bool {
         guard let backupDirectory = run.state.backupDirectory else { return false }
-        let database = try run.context.services.openDatabase(run.context.site.database)
+        var database = try run.context.services.openDatabase(run.context.site.database)
+        database.busyTimeoutSeconds = run.rollbackBusyTimeout
         let prefix = run.context.site.tablePrefix
         // Whatever the run recorded, a restore never writes or drops a table no plugin may own.
         let mayTouch = { (table: String) in TableOwnership.mayRestore(table, sitePrefix: prefix) }
@@ -77,7 +78,11 @@ enum MigrateStep {
                 try database.discardShadows()
                 return false
             }
-            let summary = try database.restoreShadows(alsoDrop: run.state.newTables ?? [], mayTouch: mayTouch)
+            // The copying first, then the rename in a transaction of its own, right before the files.
+            var summary = try database.prepareShadowRestore(mayTouch: mayTouch)
+            let last = try database.restoreShadows(alsoDrop: run.state.newTables ?? [], mayTouch: mayTouch)
+            summary.merged += last.merged
+            summary.quarantined.merge(last.quarantined, uniquingKeysWith: +)
             if !summary.quarantined.isEmpty {
                 run.notes.append("kept " + summary.quarantined.sorted { $0.key < $1.key }
                     .map { "\($0.value) rows of \($0.key) in \(PluginDatabases.quarantineTable(for: $0.key))" }

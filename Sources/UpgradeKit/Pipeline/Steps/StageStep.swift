@@ -43,15 +43,29 @@ enum StageStep {
             } catch {
                 throw UpgradeError.refused("release archive \(options.source): \(error)")
             }
-            try policy.check(plugin: manifest.name, version: manifest.version, source: options.source)
+            // The version installed already is no baseline when its own migrations are missing from the
+            // ledger (a crash between swap and migrate whose journal was lost): it is installed again,
+            // which applies them.
+            var alreadyInstalled: ReleasePolicy.AlreadyInstalled?
+            do {
+                try policy.check(plugin: manifest.name, version: manifest.version, source: options.source)
+            } catch let error as ReleasePolicy.AlreadyInstalled {
+                alreadyInstalled = error
+            }
             manifest = try Pipeline.ownedRelease(manifest, installed: installed, site: site)
             let kept = try PreservedPaths.carry(
                 installed: installed, release: manifest, from: site.treeDirectory, into: tree.root)
             let migrations = try Pipeline.loadMigrations(manifest, root: tree.root, refusing: true)
+            let pending: [Migration]
             do {
-                _ = try database.pendingMigrations(migrations)
+                pending = try database.pendingMigrations(migrations)
             } catch {
                 throw UpgradeError.refused("release \(manifest.name) \(manifest.version): \(error)")
+            }
+            if let alreadyInstalled {
+                guard !pending.isEmpty, try !database.appliedMigrations().isEmpty else { throw alreadyInstalled }
+                context.progress.note("\(manifest.name) \(manifest.version) is installed but its schema lacks "
+                    + "\(pending.count) of its migrations: installing it again to apply them")
             }
             let checked = try Pipeline.checkBeforeSwap(manifest, tree: tree.root, run: run, scratch: work)
             record(run, staged: tree.root, version: manifest.version)

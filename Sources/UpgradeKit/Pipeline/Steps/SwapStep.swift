@@ -32,6 +32,8 @@ enum SwapStep {
         run.state.liveIdentityBefore = FileSystem.identity(of: live)
         run.state.stagedIdentity = FileSystem.identity(of: staged)
         try run.save()
+        // A second record beside the work directory, for a `recover` whose journal lost this run.
+        try RunFile.write(run)
         try run.step(.swap, "switching to the new tree") {
             let method = try FileSystem.exchange(
                 live, staged, within: try? Workspace.base(context), fallbackParking: work + "/parking")
