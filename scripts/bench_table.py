@@ -80,10 +80,10 @@ def render(raw, sizes):
     client, client_shell = watch["client"], watch_shell["client"]
     rows.append(("site client writing an order every ~3 ms, %s MiB: longest blocked write upgrade / rollback, "
                  "rows lost" % large,
-                 "%s / %s, %d of %d lost (%d errors)" % (ms(client["longest_write_ms_upgrade"]),
+                 "%s / %s, %s of %d lost (%d errors)" % (ms(client["longest_write_ms_upgrade"]),
                                                         ms(client["longest_write_ms_rollback"]), client["rows_lost"],
                                                         client["acknowledged"], client["errors"]),
-                 "%s / %s, %d of %d lost (%d errors)" % (ms(client_shell["longest_write_ms_upgrade"]),
+                 "%s / %s, %s of %d lost (%d errors)" % (ms(client_shell["longest_write_ms_upgrade"]),
                                                         ms(client_shell["longest_write_ms_rollback"]),
                                                         client_shell["rows_lost"], client_shell["acknowledged"],
                                                         client_shell["errors"]),

@@ -101,14 +101,20 @@ class Watch:
                       and (rollback_start <= wall + latency and wall <= rollback_end) == inside]
             return max(values) * 1000 if values else None
         con = sqlite3.connect(db, timeout=60)
-        present = {row[0] for row in con.execute("SELECT order_ref FROM wp_molam_orders WHERE order_ref LIKE 'LIVE-%'")}
-        con.close()
-        lost = [ref for ref in client["acknowledged"] if ref not in present]
+        try:
+            present = {row[0] for row in
+                       con.execute("SELECT order_ref FROM wp_molam_orders WHERE order_ref LIKE 'LIVE-%'")}
+            lost = len([ref for ref in client["acknowledged"] if ref not in present])
+        except sqlite3.DatabaseError as error:
+            # The shell's cp over a database in use can leave it unreadable: every row is lost.
+            lost = "all (%s)" % error
+        finally:
+            con.close()
         return {"main_file": self.results["stat"], "schema": self.results["schema"],
                 "client": {"writes": len(client["writes"]), "acknowledged": len(client["acknowledged"]),
                            "errors": len(client["errors"]), "first_errors": client["errors"][:3],
                            "longest_write_ms_upgrade": longest(False), "longest_write_ms_rollback": longest(True),
-                           "rows_lost": len(lost)}}
+                           "rows_lost": lost}}
 
 
 @contextmanager
