@@ -22,10 +22,15 @@ test: deps
 	@sh scripts/wordpress/install-deps.sh
 	python3 -u scripts/wordpress/e2e.py --short --agent "$$($(SWIFT) build --show-bin-path)/molam-upgrade"
 
-# Benchmarks that print figures (never timed assertions in tests): a cron run with nothing to do.
+# Benchmarks that print figures (never timed assertions in tests): a cron run with nothing to do, then
+# DESIGN.md's reference workload (5,000 files, 10 / 100 / 400 MiB of owned tables, generated under
+# .build/bench-reference) side by side with a naive shell pipeline, as a Markdown table (medians of
+# BENCH_RUNS runs; about 10 minutes on 2 cores with the default 3). BENCH_ARGS passes options on
+# (e.g. BENCH_ARGS="--json-out bench.json").
 bench: deps
 	$(SWIFT) build -c release --product molam-upgrade
 	python3 scripts/bench-cron.py .build/release/molam-upgrade 50
+	python3 -u scripts/bench-reference.py --binary .build/release/molam-upgrade --runs $${BENCH_RUNS:-3} $(BENCH_ARGS)
 
 # Random SIGKILLs of real upgrades, rollbacks and recoveries (sleeps on purpose, so not a test):
 # after each, the site must be exactly one version. Prints the outcome counts.

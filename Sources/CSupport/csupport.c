@@ -23,6 +23,10 @@ int csys_rename_noreplace(int olddirfd, const char *oldpath, int newdirfd, const
     return csys_renameat2(olddirfd, oldpath, newdirfd, newpath, RENAME_NOREPLACE);
 }
 
+int csys_syncfs(int fd) {
+    return syncfs(fd);
+}
+
 int csys_pipe_cloexec(int fds[2]) {
     return pipe2(fds, O_CLOEXEC);
 }

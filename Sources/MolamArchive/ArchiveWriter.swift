@@ -88,11 +88,10 @@ public final class ArchiveWriter {
             let level = String(level)
             let status = archive_write_set_filter_option(handle, "zstd", "compression-level", level)
             try check(status, handle, call: "set_filter_option compression-level", path: path)
-            // "threads" exists only when libarchive and libzstd were built with multithreading
-            // (archive_write_set_options(3)); without it we compress on one thread, which is fine.
-            // At most two workers: each buffers a few MiB, and the agent must stay under 40 MB.
-            let threads = max(1, min(2, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))))
-            _ = archive_write_set_filter_option(handle, "zstd", "threads", String(threads))
+            // No "threads" option on purpose: libzstd's multithreaded mode (ZSTD_c_nbWorkers >= 1)
+            // queues jobs of four windows each (8 MiB at level 3) per worker plus input and output
+            // buffers, tens of MiB, while single-threaded compression at a low level needs the
+            // window and its tables only (about 1.5 MiB at level 1) and still outruns the disk.
         case .gzip:
             try check(archive_write_add_filter_gzip(handle), handle, call: "add_filter_gzip", path: path,
                       allowWarn: true)

@@ -10,6 +10,10 @@ int csys_rename_exchange(int olddirfd, const char *oldpath, int newdirfd, const 
 /// Renames without replacing an existing target (renameat2 with RENAME_NOREPLACE).
 int csys_rename_noreplace(int olddirfd, const char *oldpath, int newdirfd, const char *newpath);
 
+/// syncfs(2), declared by glibc only under _GNU_SOURCE: one call makes everything written to the
+/// filesystem holding `fd` durable (data and directory entries), instead of one fsync per file.
+int csys_syncfs(int fd);
+
 #include <spawn.h>
 
 /// pipe2(2) with O_CLOEXEC, declared by glibc only under _GNU_SOURCE: a child spawned by another

@@ -24,9 +24,12 @@ public enum SafeExtractor {
     /// get at least 0600, directories 0700. With `owner`, every file and directory created (the top
     /// directory and implied directories included) is given to it by descriptor before it is synced.
     /// Files get the current time as mtime on purpose: PHP's opcache reloads by mtime, so restoring a
-    /// reproducible build's fixed mtimes could keep the old code running. Every file is fsynced, then
-    /// every directory bottom-up, then `destination`. On any refusal or error everything written under
-    /// `destination` is removed before throwing.
+    /// reproducible build's fixed mtimes could keep the old code running. Nothing is synced while
+    /// extracting (an fsync per file costs a journal commit each: most of the step's time on 5,000
+    /// files); once every entry is written, one syncfs(2) through `destination`'s descriptor, opened
+    /// before the first write, makes files and directory entries durable together, and reports any
+    /// writeback error since (Linux >= 5.8). Nothing is swapped in before it returns. On any refusal
+    /// or error everything written under `destination` is removed before throwing.
     ///
     /// Refusals name the archive as `displayName` (default: its path): the pipeline extracts its own
     /// verified copy, but the user should read the name they gave.
@@ -170,8 +173,8 @@ private struct Extraction {
     let owner: FileOwner?
     var fileCount = 0
     var bytesWritten: Int64 = 0
-    /// Every directory created below `root`, as components, for the final fsync.
-    var directories: [[String]] = []
+    /// Directories created below `root`.
+    var directoryCount = 0
     /// The parent directory of the previous entry: archives list siblings together, so this saves
     /// re-walking the path for almost every file.
     var cachedParent: (components: [String], handle: DirectoryHandle)?
@@ -213,19 +216,14 @@ private struct Extraction {
                                 reason: "vanished after the headers were read (the archive changed)")
         }
         cachedParent = nil
-        do {
-            // Deepest first, so a directory is synced after the entries it holds (fsync(2): syncing
-            // a file does not persist its directory entry).
-            for components in directories.sorted(by: { $0.count > $1.count }) {
-                try root.descend(components[...], create: false).sync()
-            }
-            try root.sync()
-        } catch {
-            throw .io(error)
-        }
+        // One syncfs for the whole tree rather than an fsync per file and per directory (fsync(2):
+        // syncing a file does not persist its directory entry, so that was two per file). `root`
+        // was opened before the first byte was written, so a writeback error in between is reported
+        // here and the release is never swapped in.
+        do { try FileSystem.syncFilesystem(root.fd, path: root.path) } catch { throw .io(error) }
         return ExtractedTree(
             root: root.path + "/" + admitted.topName, topName: admitted.topName, fileCount: fileCount,
-            directoryCount: directories.count, bytesWritten: bytesWritten
+            directoryCount: directoryCount, bytesWritten: bytesWritten
         )
     }
 
@@ -240,7 +238,7 @@ private struct Extraction {
                 // Implied directories (no entry of their own) get the usual 0755.
                 try owner?.apply(to: handle.fd, path: handle.path)
                 try systemCall("fchmod", path: handle.path) { fchmod(handle.fd, 0o755) }
-                directories.append(Array(parentComponents[...index]))
+                directoryCount += 1
             }
             current = handle
         }
@@ -254,7 +252,7 @@ private struct Extraction {
             let (handle, created) = try parent.child(components[components.count - 1], create: true)
             if created {
                 try owner?.apply(to: handle.fd, path: handle.path)
-                directories.append(components)
+                directoryCount += 1
             }
             let sanitized = mode_t((mode & 0o755) | 0o700)
             try systemCall("fchmod", path: handle.path) { fchmod(handle.fd, sanitized) }
@@ -307,7 +305,6 @@ private struct Extraction {
             // Owner first: chown(2) may clear mode bits, and the mode must be the last word.
             try owner?.apply(to: fd, path: path)
             try systemCall("fchmod", path: path) { fchmod(fd, sanitized) }
-            try FileSystem.fsync(fd, path: path)
         } catch {
             throw .io(error)
         }

@@ -69,7 +69,9 @@ public enum TreeArchive {
         do { root = try TreeWalk.root(directory) } catch { throw .system(error) }
         let writer: ArchiveWriter
         do {
-            writer = try ArchiveWriter(path: archivePath, format: .paxRestricted, filter: .zstd(level: 3))
+            // Level 1: the fastest, smallest-window setting (ZSTD_c_windowLog 19); a backup is
+            // written on every upgrade and read back at most once.
+            writer = try ArchiveWriter(path: archivePath, format: .paxRestricted, filter: .zstd(level: 1))
             created = true
             try writer.addDirectory(path: topName + "/", mode: root.mode, mtime: root.mtime)
         } catch {
