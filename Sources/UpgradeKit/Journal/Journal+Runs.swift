@@ -8,17 +8,9 @@ extension Journal {
         fromVersion: String?, toVersion: String?, dryRun: Bool, now: Date
     ) throws(JournalError) -> String {
         let id = UUID().uuidString.lowercased()
-        try write("begin run") {
-            try db.run(
-                """
-                INSERT INTO runs (id, command, trigger, plugin, plugin_dir, from_version, to_version, status,
-                                  dry_run, started_at)
-                VALUES (?, ?, ?, ?, ?, ?, ?, 'running', ?, ?)
-                """,
-                [.text(id), .text(command.rawValue), .text(trigger.rawValue), .text(plugin), .text(pluginDirectory),
-                 Self.optionalText(fromVersion), Self.optionalText(toVersion), .integer(dryRun ? 1 : 0),
-                 .text(Self.timestamp(now))])
-        }
+        try insertRun(
+            id: id, command: command, trigger: trigger, plugin: plugin, pluginDirectory: pluginDirectory,
+            versions: (fromVersion, toVersion), dryRun: dryRun, now: now)
         return id
     }
 
@@ -28,22 +20,26 @@ extension Journal {
         id: String, command: RunCommand, trigger: RunTrigger, plugin: String, pluginDirectory: String,
         fromVersion: String?, toVersion: String?, state: RunState, now: Date
     ) throws(JournalError) {
-        let json: String
-        do {
-            json = String(decoding: try JSONEncoder().encode(state), as: UTF8.self)
-        } catch {
-            throw JournalError("encode run state", error)
-        }
-        try write("adopt run") {
+        try insertRun(
+            id: id, command: command, trigger: trigger, plugin: plugin, pluginDirectory: pluginDirectory,
+            versions: (fromVersion, toVersion), dryRun: false, now: now)
+        try saveState(run: id, state)
+    }
+
+    private func insertRun(
+        id: String, command: RunCommand, trigger: RunTrigger, plugin: String, pluginDirectory: String,
+        versions: (from: String?, to: String?), dryRun: Bool, now: Date
+    ) throws(JournalError) {
+        try write("begin run") {
             try db.run(
                 """
                 INSERT INTO runs (id, command, trigger, plugin, plugin_dir, from_version, to_version, status,
-                                  dry_run, started_at, state, error)
-                VALUES (?, ?, ?, ?, ?, ?, ?, 'running', 0, ?, ?, 'taken back from its run file: the journal had lost it')
+                                  dry_run, started_at)
+                VALUES (?, ?, ?, ?, ?, ?, ?, 'running', ?, ?)
                 """,
                 [.text(id), .text(command.rawValue), .text(trigger.rawValue), .text(plugin), .text(pluginDirectory),
-                 Self.optionalText(fromVersion), Self.optionalText(toVersion), .text(Self.timestamp(now)),
-                 .text(json)])
+                 Self.optionalText(versions.from), Self.optionalText(versions.to), .integer(dryRun ? 1 : 0),
+                 .text(Self.timestamp(now))])
         }
     }
 

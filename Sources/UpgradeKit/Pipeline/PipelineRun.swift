@@ -43,6 +43,16 @@ final class PipelineRun {
         self.plugin = plugin
     }
 
+    /// An earlier run, taken up again from its journal record (by `recover`).
+    static func resuming(_ record: RunRecord, context: UpgradeContext, journal: Journal) -> PipelineRun {
+        let run = PipelineRun(
+            context: context, journal: journal, id: record.id, command: RunCommand(rawValue: record.command) ?? .upgrade,
+            trigger: RunTrigger(rawValue: record.trigger) ?? .manual, plugin: record.plugin)
+        (run.fromVersion, run.toVersion) = (record.fromVersion, record.toVersion)
+        run.state = record.state
+        return run
+    }
+
     // MARK: Steps
 
     /// A step whose intent is journaled and whose outcome is not yet.

@@ -44,11 +44,7 @@ public enum Recovery {
     }
 
     static func retry(_ record: RunRecord, journal: Journal, context: UpgradeContext) -> RunOutcome {
-        let run = PipelineRun(
-            context: context, journal: journal, id: record.id, command: RunCommand(rawValue: record.command) ?? .upgrade,
-            trigger: RunTrigger(rawValue: record.trigger) ?? .manual, plugin: record.plugin)
-        (run.fromVersion, run.toVersion) = (record.fromVersion, record.toVersion)
-        run.state = record.state
+        let run = PipelineRun.resuming(record, context: context, journal: journal)
         run.rollbackBusyTimeout = context.rollbackBusyTimeout * 4
         do {
             return try Rollback.automatic(
@@ -76,11 +72,7 @@ public enum Recovery {
     }
 
     static func recover(_ record: RunRecord, journal: Journal, context: UpgradeContext) -> RunOutcome {
-        let run = PipelineRun(
-            context: context, journal: journal, id: record.id, command: RunCommand(rawValue: record.command) ?? .upgrade,
-            trigger: RunTrigger(rawValue: record.trigger) ?? .manual, plugin: record.plugin)
-        (run.fromVersion, run.toVersion) = (record.fromVersion, record.toVersion)
-        run.state = record.state
+        let run = PipelineRun.resuming(record, context: context, journal: journal)
         do {
             let steps = try journal.steps(run: record.id)
             let started = Set(steps.map(\.name))

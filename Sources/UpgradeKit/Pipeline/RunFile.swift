@@ -12,8 +12,7 @@ struct RunFile: Codable {
     var trigger: RunTrigger
     var plugin: String
     var pluginDirectory: String
-    var fromVersion: String?
-    var toVersion: String?
+    var fromVersion: String?, toVersion: String?
     var state: RunState
     /// Set once the run's outcome is journaled.
     var finished: RunStatus?

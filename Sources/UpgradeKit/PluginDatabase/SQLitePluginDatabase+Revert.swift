@@ -10,37 +10,17 @@ extension SQLitePluginDatabase {
         _ migrations: [Migration], confinement: MigrationConfinement?
     ) throws(PluginDatabaseError) {
         guard !migrations.isEmpty else { return }
-        var running: Migration?
-        do {
-            try connection.transaction(.immediate) {
-                try withCapturePaused {
-                    for migration in migrations {
-                        guard let down = migration.down else {
-                            throw PluginDatabaseError.migrationFailed(
-                                migration: migration.fileName, line: nil, message: "it has no down migration")
-                        }
-                        running = down
-                        try connection.savepoint("molam_revert_\(migration.version)") {
-                            if let confinement {
-                                try runConfined(down, confinement)
-                            } else {
-                                try connection.executeScript(down.sql)
-                            }
-                            try connection.run(
-                                "DELETE FROM main.molam_schema_migrations WHERE version = ?",
-                                [.integer(Int64(migration.version))])
-                        }
-                    }
-                }
-                running = nil
+        var downs: [Migration] = []
+        for migration in migrations {
+            guard let down = migration.down else {
+                throw .migrationFailed(migration: migration.fileName, line: nil, message: "it has no down migration")
             }
-        } catch let error as SQLiteError {
-            throw migrationError(error, running: running, confinement: confinement)
-        } catch let error as PluginDatabaseError {
-            throw error
-        } catch {
-            throw Self.unexpected(error, context: "reverting migrations of \(path)")
+            downs.append(down)
         }
+        try runLedgered(downs, confinement: confinement, ledger: { migration in
+            try connection.run(
+                "DELETE FROM main.molam_schema_migrations WHERE version = ?", [.integer(Int64(migration.version))])
+        })
     }
 
     /// The rows of `table`s that differ from the table backup in `file` (written or changed since),

@@ -90,36 +90,49 @@ public final class SQLitePluginDatabase: PluginDatabase {
         // Nothing to do must mean nothing written, not even an empty transaction.
         guard !pending.isEmpty else { return }
         let appliedAt = Self.timestamp(now)
+        try runLedgered(pending, confinement: confinement, before: {
+            try connection.execute("""
+                CREATE TABLE IF NOT EXISTS main.molam_schema_migrations(
+                    version INTEGER PRIMARY KEY,
+                    name TEXT NOT NULL,
+                    checksum TEXT NOT NULL,
+                    applied_at TEXT NOT NULL
+                )
+                """)
+        }, ledger: { migration in
+            try connection.run(
+                "INSERT INTO main.molam_schema_migrations(version, name, checksum, applied_at) VALUES (?, ?, ?, ?)",
+                [.integer(Int64(migration.version)), .text(migration.name), .text(migration.checksum),
+                 .text(appliedAt)])
+            try FaultInjection.hit("between-migrations")
+        })
+        pending.forEach(onApplied)
+    }
+
+    /// Runs `migrations`' SQL in order inside ONE immediate transaction, each in its own savepoint
+    /// followed by its `ledger` write, with the change capture paused (a migration's own changes are
+    /// not live traffic). If any fails, everything is rolled back, and the error names the file and
+    /// line, or what the confinement refused.
+    func runLedgered(
+        _ migrations: [Migration], confinement: MigrationConfinement?, before: () throws -> Void = {},
+        ledger: (Migration) throws -> Void
+    ) throws(PluginDatabaseError) {
         var running: Migration?
         do {
             try connection.transaction(.immediate) {
-                try connection.execute("""
-                    CREATE TABLE IF NOT EXISTS main.molam_schema_migrations(
-                        version INTEGER PRIMARY KEY,
-                        name TEXT NOT NULL,
-                        checksum TEXT NOT NULL,
-                        applied_at TEXT NOT NULL
-                    )
-                    """)
-                // A migration's own changes are not live traffic: the change capture pauses meanwhile.
+                try before()
                 try withCapturePaused {
-                for migration in pending {
-                    running = migration
-                    try connection.savepoint("molam_migration_\(migration.version)") {
-                        if let confinement {
-                            try runConfined(migration, confinement)
-                        } else {
-                            try connection.executeScript(migration.sql)
+                    for migration in migrations {
+                        running = migration
+                        try connection.savepoint("molam_migration_\(migration.version)") {
+                            if let confinement {
+                                try runConfined(migration, confinement)
+                            } else {
+                                try connection.executeScript(migration.sql)
+                            }
                         }
-                        try connection.run(
-                            "INSERT INTO main.molam_schema_migrations(version, name, checksum, applied_at) "
-                                + "VALUES (?, ?, ?, ?)",
-                            [.integer(Int64(migration.version)), .text(migration.name),
-                             .text(migration.checksum), .text(appliedAt)]
-                        )
+                        try ledger(migration)
                     }
-                    try FaultInjection.hit("between-migrations")
-                }
                 }
                 running = nil
             }
@@ -130,7 +143,6 @@ public final class SQLitePluginDatabase: PluginDatabase {
         } catch {
             throw Self.unexpected(error, context: "applying migrations to \(path)")
         }
-        pending.forEach(onApplied)
     }
 
     /// A migration's failure, named: the file, the line, and what the confinement refused.
