@@ -22,8 +22,8 @@ public enum Recovery {
         Maintenance.removePartialBackups(journal: journal, paths: context.paths)
         let unfinished = ((try? journal.unfinishedRuns()) ?? [])
             .filter { $0.id != current && $0.pluginDirectory == context.site.pluginDirectory }
-        if unfinished.isEmpty, let database = try? context.services.openDatabase(context.site.database),
-           (try? database.hasShadows()) == true {
+        if unfinished.isEmpty, retryableRollback(journal: journal, context: context, excluding: current) == nil,
+           let database = try? context.services.openDatabase(context.site.database) {
             try? database.discardShadows()
         }
         Maintenance.sweepWorkDirectories(journal: journal, context: context)

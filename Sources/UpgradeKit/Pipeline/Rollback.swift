@@ -63,6 +63,7 @@ enum Rollback {
         }
         // The rollback window: files and tables back. Smoke checks are excluded from this figure.
         let window = elapsed(since: started, context)
+        if databaseRestored { MigrateStep.afterUndo(run) }
         let (restoredVersion, served, smokeFailure) = checkRestored(run, filesRestored: filesRestored, fallback: from)
         let done = summary(window, smokePassed: smokeFailure == nil)
         try finish(done)

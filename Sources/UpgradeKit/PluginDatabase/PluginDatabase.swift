@@ -70,6 +70,8 @@ public protocol PluginDatabase: AnyObject {
     func restoreShadows(
         alsoDrop: [String], mayTouch: (String) -> Bool
     ) throws(PluginDatabaseError) -> ShadowRestoreSummary
+    /// Drops, a chunk of rows at a time, the tables `restoreShadows` set aside: after the window.
+    func dropRetiredTables() throws(PluginDatabaseError)
     /// Stops recording changes and drops the shadows: the run committed, or never changed the schema.
     func discardShadows() throws(PluginDatabaseError)
 

@@ -177,7 +177,7 @@ extension SQLitePluginDatabase {
         }
         if try connection.scalar("SELECT 1 FROM main.sqlite_schema WHERE type = 'table' AND name = ?",
                                  [.text(table)]) != nil {
-            try connection.execute("DROP TABLE main.\(quoted)")
+            try retire(table)
         }
         try connection.execute("PRAGMA legacy_alter_table = ON")
         try connection.execute(
@@ -205,12 +205,79 @@ extension SQLitePluginDatabase {
             let renamed = try connection.query(
                 "SELECT rowid, seq FROM main.sqlite_sequence WHERE name = ?", [.text(table)]).first
             let seq = max(sequence?.seq ?? 0, renamed?[1].intValue ?? 0)
-            try connection.run("DELETE FROM main.sqlite_sequence WHERE name = ?", [.text(table)])
+            try connection.run(
+                "DELETE FROM main.sqlite_sequence WHERE name IN (?, ?)", [.text(table), .text(Self.retiredName(table))])
             if sequence != nil || renamed != nil {
                 try connection.run(
                     "INSERT INTO main.sqlite_sequence(rowid, name, seq) VALUES (?, ?, ?)",
                     [sequence?.rowid ?? .null, .text(table), .integer(seq)])
             }
+        }
+    }
+}
+
+extension SQLitePluginDatabase {
+    static func retiredName(_ table: String) -> String { "_molam_retired_" + table }
+
+    /// The live table moved out of the way inside the window, in constant time: its triggers dropped
+    /// (they come back from the shadow's registry), the table renamed, and its indexes given names
+    /// of the agent's (index names are database-wide). Dropping it would free every page, in time
+    /// that grows with the table: its rows go after the window instead (`dropRetiredTables`).
+    func retire(_ table: String) throws {
+        let retired = Self.retiredName(table)
+        let quotedRetired = SQLiteConnection.quoteIdentifier(retired)
+        if try connection.scalar("SELECT 1 FROM main.sqlite_schema WHERE name = ?", [.text(retired)]) != nil {
+            try connection.execute("DROP TABLE main.\(quotedRetired)")
+        }
+        let triggers = try connection.query(
+            "SELECT name FROM main.sqlite_schema WHERE type = 'trigger' AND tbl_name = ?", [.text(table)])
+        for trigger in triggers {
+            try connection.execute("DROP TRIGGER main.\(SQLiteConnection.quoteIdentifier(trigger[0].description))")
+        }
+        try connection.execute("PRAGMA legacy_alter_table = ON")
+        try connection.execute("ALTER TABLE main.\(SQLiteConnection.quoteIdentifier(table)) RENAME TO \(quotedRetired)")
+        let indexes = try connection.query(
+            "SELECT name, sql FROM main.sqlite_schema WHERE type = 'index' AND tbl_name = ? AND sql IS NOT NULL",
+            [.text(retired)])
+        try connection.execute("PRAGMA writable_schema = ON")
+        for (number, index) in indexes.enumerated() {
+            let name = "_molam_retired_i\(number)_" + table
+            guard let sql = Self.shadowIndexSQL(index[1].description, name: name, table: retired) else {
+                throw PluginDatabaseError.invalidTableName("\(table) (index \(index[0]) cannot be set aside)")
+            }
+            try connection.run(
+                "UPDATE main.sqlite_schema SET name = ?, sql = ? WHERE type = 'index' AND name = ?",
+                [.text(name), .text(sql), index[0]])
+        }
+        // Its places in the schema go to the table put back in its stead.
+        let places = try connection.query(
+            "SELECT rowid FROM main.sqlite_schema WHERE tbl_name = ? ORDER BY rowid", [.text(retired)])
+        for place in places {
+            try connection.run(
+                "UPDATE main.sqlite_schema SET rowid = (SELECT max(rowid) + 1 FROM main.sqlite_schema) WHERE rowid = ?",
+                [place[0]])
+        }
+    }
+
+    /// Empties the tables a restore set aside a chunk of rows per transaction, so that live writers
+    /// wait for one chunk at most, then drops them.
+    public func dropRetiredTables() throws(PluginDatabaseError) {
+        do {
+            let retired = try connection.query("""
+                SELECT name FROM main.sqlite_schema
+                WHERE type = 'table' AND name LIKE '\\_molam\\_retired\\_%' ESCAPE '\\'
+                """).compactMap { $0[0].stringValue }
+            for table in retired {
+                let quoted = "main." + SQLiteConnection.quoteIdentifier(table)
+                while try connection.transaction(.immediate, { () throws -> Int in
+                    try connection.run(
+                        "DELETE FROM \(quoted) WHERE rowid IN (SELECT rowid FROM \(quoted) LIMIT \(Self.chunkRows))")
+                    return connection.changes
+                }) > 0 {}
+                try connection.execute("DROP TABLE \(quoted)")
+            }
+        } catch {
+            throw Self.unexpected(error, context: "dropping the tables a restore set aside in \(path)")
         }
     }
 }

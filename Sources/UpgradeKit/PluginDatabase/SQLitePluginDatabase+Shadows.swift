@@ -70,6 +70,7 @@ extension SQLitePluginDatabase {
 
     public func discardShadows() throws(PluginDatabaseError) {
         guard try hasCaptureLeftovers() else { return }
+        try dropRetiredTables()
         let context = "removing the shadow tables of \(path)"
         do {
             try connection.transaction(.immediate) { () throws in
@@ -94,6 +95,7 @@ extension SQLitePluginDatabase {
             try connection.scalar("""
                 SELECT 1 FROM main.sqlite_schema WHERE name LIKE '\\_molam\\_capture\\_%' ESCAPE '\\'
                    OR name LIKE '\\_molam\\_shadow\\_%' ESCAPE '\\' OR name = ?
+                   OR name LIKE '\\_molam\\_retired\\_%' ESCAPE '\\'
                 """, [.text(Self.changesTable)]) != nil
         }
     }

@@ -56,6 +56,16 @@ enum MigrateStep {
         }
     }
 
+    /// After the window: the tables the restore set aside are emptied a chunk at a time and dropped.
+    /// A failure is only noted; `recover` drops them later.
+    static func afterUndo(_ run: PipelineRun) {
+        do {
+            try run.context.services.openDatabase(run.context.site.database).dropRetiredTables()
+        } catch {
+            run.notes.append("the replaced tables are not dropped yet (the next run drops them): \(error)")
+        }
+    }
+
     /// Puts the owned tables back as the installed version had them, whenever the new code may have
     /// been live, keeping the rows written since (`TableRestore`). Returns whether it did.
     static func undo(_ run: PipelineRun) throws -> Bool {
