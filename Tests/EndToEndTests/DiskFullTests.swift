@@ -132,7 +132,7 @@ struct DiskFullTests {
         let after = try site.snapshot()
         #expect(after.tree == before.tree, sourceLocation: sourceLocation)
         #expect(after.databaseDump == before.databaseDump, sourceLocation: sourceLocation)
-        #expect(after.databaseSHA256 == before.databaseSHA256, sourceLocation: sourceLocation)
+        // Its content, not its bytes: the shadow tables made before the backup failed came and went.
         #expect(site.partialBackups().isEmpty, sourceLocation: sourceLocation)
         #expect(site.workLeftovers().isEmpty, "\(site.workLeftovers())", sourceLocation: sourceLocation)
         let status = try site.run(["status"])

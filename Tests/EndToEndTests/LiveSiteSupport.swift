@@ -35,7 +35,7 @@ final class PHPSite {
                 [php, "-d", "opcache.revalidate_freq=\(revalidateFrequency)", "-S", "127.0.0.1:\(port)", "-t", docroot],
                 logPrefix: site.root + "/php-\(port)")
             let address = "http://127.0.0.1:\(port)/version.php"
-            if waitUntil(timeout: 10, { Self.get(address) != nil || candidate.hasExited }) && !candidate.hasExited {
+            if waitUntil(timeout: 10, { Self.answer(address) != nil || candidate.hasExited }) && !candidate.hasExited {
                 started = (candidate, address)
             } else {
                 candidate.stop()
@@ -48,7 +48,19 @@ final class PHPSite {
     deinit { process.stop() }
 
     /// The body of a GET, or nil when the site does not answer.
+    /// One answer of the site; a request that gets none is tried again for up to 20 s: `php -S`
+    /// serves one request at a time and a loaded 2-core machine can keep it from answering in time.
     static func get(_ url: String) -> (status: Int, body: String)? {
+        var got: (status: Int, body: String)?
+        _ = waitUntil(timeout: 20) {
+            got = answer(url)
+            return got != nil
+        }
+        return got
+    }
+
+    /// One try.
+    static func answer(_ url: String) -> (status: Int, body: String)? {
         guard let client = try? HTTPClient(),
               let response = try? client.send(HTTPRequest(url: url, connectTimeout: 2, totalTimeout: 5))
         else { return nil }

@@ -269,11 +269,13 @@ extension SQLitePluginDatabase {
                 """).compactMap { $0[0].stringValue }
             for table in retired {
                 let quoted = "main." + SQLiteConnection.quoteIdentifier(table)
-                while try connection.transaction(.immediate, { () throws -> Int in
-                    try connection.run(
-                        "DELETE FROM \(quoted) WHERE rowid IN (SELECT rowid FROM \(quoted) LIMIT \(Self.chunkRows))")
-                    return connection.changes
-                }) > 0 {}
+                try Self.inChunks {
+                    try connection.transaction(.immediate) { () throws -> Bool in
+                        try connection.run(
+                            "DELETE FROM \(quoted) WHERE rowid IN (SELECT rowid FROM \(quoted) LIMIT \(Self.chunkRows))")
+                        return connection.changes > 0
+                    }
+                }
                 try connection.execute("DROP TABLE \(quoted)")
             }
         } catch {

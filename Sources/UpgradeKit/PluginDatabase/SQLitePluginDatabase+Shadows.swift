@@ -23,6 +23,18 @@ extension SQLitePluginDatabase {
 
     static func shadowName(_ table: String) -> String { "_molam_shadow_" + table }
     static func stringLiteral(_ text: String) -> String { "'" + text.replacing("'", with: "''") + "'" }
+
+    /// Runs `chunk` (one short transaction) until it says it is done, leaving the database to live
+    /// writers between chunks for as long as the chunk took (5 ms at least): SQLite's busy handler
+    /// polls, and a loop that takes the lock again at once would starve them for the whole copy.
+    static func inChunks(_ chunk: () throws -> Bool) rethrows {
+        while true {
+            let started = ContinuousClock.now
+            guard try chunk() else { return }
+            let took = ContinuousClock.now - started
+            Thread.sleep(forTimeInterval: max(0.005, took / .seconds(1)))
+        }
+    }
     static func quarantineName(_ table: String) -> String { PluginDatabases.quarantineTable(for: table) }
 
     public func prepareShadows(_ tables: [String]) throws(PluginDatabaseError) -> ShadowSummary {
@@ -161,7 +173,7 @@ extension SQLitePluginDatabase {
         let target = "main." + SQLiteConnection.quoteIdentifier(table.shadow)
         var last: Int64 = .min
         var copied = 0
-        while true {
+        try Self.inChunks {
             let (count, highest) = try connection.transaction(.immediate) { () throws -> (Int, Int64?) in
                 try connection.run("""
                     INSERT INTO \(target)(\(list)) SELECT \(list) FROM \(source)
@@ -171,9 +183,11 @@ extension SQLitePluginDatabase {
                 return (count, try connection.scalar("SELECT max(\(rowid)) FROM \(target)")?.intValue)
             }
             copied += count
-            guard count == Self.chunkRows, let highest else { return copied }
+            guard count == Self.chunkRows, let highest else { return false }
             last = highest
+            return true
         }
+        return copied
     }
 
     /// One table's shadow and its indexes, empty, registered; nil for a table that does not exist.

@@ -53,9 +53,19 @@ extension SQLitePluginDatabase {
             throw .sqlite(error, context: context)
         }
         do {
+            // Tables with a shadow (`prepareShadows`) are copied from it afterwards, a chunk of rows
+            // per transaction: nothing else writes a shadow, and a long read would keep the site's
+            // writers from committing all along.
+            let shadows = try backup.scalar(
+                "SELECT 1 FROM site.sqlite_schema WHERE type = 'table' AND name = ?", [.text(Self.registryTable)]
+            ) != nil
+                ? Dictionary(try backup.query("SELECT name, shadow FROM site.\(Self.registryTable)")
+                    .map { ($0[0].description, $0[1].description) }, uniquingKeysWith: { first, _ in first })
+                : [:]
+            var fromShadows: [(table: String, shadow: String)] = []
             // DEFERRED, not IMMEDIATE: IMMEDIATE would take the site's write lock too, and the
             // site only needs to be read. The first read of `site` fixes the snapshot.
-            return try backup.transaction(.deferred) { () throws -> ([String: Int], [String]) in
+            var (rows, missing) = try backup.transaction(.deferred) { () throws -> ([String: Int], [String]) in
                 try backup.execute(TableBackupFormat.schema)
                 try backup.execute("""
                     PRAGMA main.application_id = \(TableBackupFormat.applicationID);
@@ -90,7 +100,10 @@ extension SQLitePluginDatabase {
                         "SELECT wr FROM pragma_table_list(?) WHERE schema = 'site'", [.text(name)]
                     )?.intValue == 1
                     try backup.execute(createSQL)
-                    guard let count = try TableColumns.copyRows(
+                    if let shadow = shadows[name], !withoutRowID {
+                        fromShadows.append((name, shadow))
+                    }
+                    guard let count = fromShadows.last?.table == name ? 0 : try TableColumns.copyRows(
                         backup, table: name, hasRowID: !withoutRowID, from: "site", to: "main"
                     ) else {
                         throw PluginDatabaseError.invalidTableName(
@@ -114,6 +127,7 @@ extension SQLitePluginDatabase {
                         INSERT INTO _molam_backup_objects(table_name, type, name, sql, schema_order)
                         SELECT ?, type, name, sql, rowid FROM site.sqlite_schema
                         WHERE type IN ('index', 'trigger') AND tbl_name = ? AND sql IS NOT NULL
+                          AND name NOT LIKE '\\_molam\\_%' ESCAPE '\\'
                         """, [.text(name), .text(name)])
                     // Their places in sqlite_schema, so a restore can put them back where they were.
                     try backup.run("""
@@ -125,9 +139,45 @@ extension SQLitePluginDatabase {
                 }
                 return (rows, missing)
             }
+            for (table, shadow) in fromShadows {
+                let count = try copyFromShadow(backup, table: table, shadow: shadow)
+                try backup.run(
+                    "UPDATE main._molam_backup SET row_count = ? WHERE table_name = ?",
+                    [.integer(Int64(count)), .text(table)])
+                rows[table] = count
+            }
+            return (rows, missing)
         } catch {
             throw Self.unexpected(error, context: context)
         }
+    }
+
+    /// Copies a shadow's rows into the backup's table, a chunk per transaction, rowids kept.
+    private func copyFromShadow(_ backup: SQLiteConnection, table: String, shadow: String) throws -> Int {
+        let columns = try TableColumns.insertable(backup, schema: "main", table: table)
+        guard let list = TableColumns.selectList(columns: columns, hasRowID: true) else {
+            throw PluginDatabaseError.invalidTableName("\(table) (its columns shadow rowid, _rowid_ and oid)")
+        }
+        let rowid = list.split(separator: ",").first.map(String.init) ?? "rowid"
+        var last: Int64 = .min
+        var copied = 0
+        try Self.inChunks {
+            let count = try backup.transaction(.deferred) { () throws -> Int in
+                try backup.run("""
+                    INSERT INTO main.\(SQLiteConnection.quoteIdentifier(table))(\(list))
+                    SELECT \(list) FROM site.\(SQLiteConnection.quoteIdentifier(shadow))
+                    WHERE \(rowid) > ? ORDER BY \(rowid) LIMIT \(Self.chunkRows * 5)
+                    """, [.integer(last)])
+                return backup.changes
+            }
+            copied += count
+            guard count == Self.chunkRows * 5, let highest = try backup.scalar(
+                "SELECT max(\(rowid)) FROM main.\(SQLiteConnection.quoteIdentifier(table))")?.intValue
+            else { return false }
+            last = highest
+            return true
+        }
+        return copied
     }
 
     /// Checks a backup file before anything relies on it: it is one of ours, SQLite's

@@ -13,6 +13,13 @@ enum BackupStep {
     ) throws {
         let context = run.context
         try run.step(.backup, "backing up \(installed.name) \(installed.version)") {
+            // The shadows first: the backup file's rows are then copied from them, in short
+            // transactions, instead of in one long read of the live tables.
+            var shadows = ""
+            if tableRestore == .shadow {
+                let summary = try database.prepareShadows(Pipeline.ownedTables(installed, target))
+                shadows = "; shadow copies of \(summary.tables.count) tables (\(summary.rows) rows), live writes recorded"
+            }
             let backup = try BackupSet.create(
                 pluginDirectory: context.site.pluginDirectory, tree: context.site.treeDirectory, manifest: installed,
                 tables: Pipeline.ownedTables(installed, target), database: database, paths: context.paths,
@@ -23,11 +30,6 @@ enum BackupStep {
             run.state.backupID = backup.record.id
             run.state.newTables = newTables
             try run.save()
-            var shadows = ""
-            if tableRestore == .shadow {
-                let summary = try database.prepareShadows(Pipeline.ownedTables(installed, target))
-                shadows = "; shadow copies of \(summary.tables.count) tables (\(summary.rows) rows), live writes recorded"
-            }
             run.state.tableRestore = tableRestore
             try run.save()
             if !backup.skipped.isEmpty { context.progress.note("backup\(backup.skippedNote)") }
