@@ -60,3 +60,20 @@ struct RowsEndToEndTests {
         #expect(try site.query("SELECT * FROM acme_payments WHERE reference = 'late-1'").isEmpty)
     }
 }
+
+@Suite("recovery from what is on disk, end to end")
+struct LostJournalTests {
+    @Test("kill -9 right after the swap, then the journal's WAL lost: recover still puts the old version back",
+          arguments: ["after-swap", "after-migrate"])
+    func lostWAL(point: String) throws {
+        let crash = try CrashSite(scenario: .succeeding)
+        #expect(try crash.upgrade(faults: "\(point)=kill").status == 128 + SIGKILL)
+        let journal = crash.site.stateDirectory + "/journal.db"
+        for suffix in ["-wal", "-shm"] { try? FileManager.default.removeItem(atPath: journal + suffix) }
+        let recovered = try crash.site.run(["recover"])
+        #expect(recovered.status == 0, "\(recovered.stderr)")
+        #expect(try crash.checkExactlyOneVersion(context: "WAL lost after \(point)") == .old)
+        #expect(try crash.upgrade(faults: nil).status == 0)
+        #expect(try crash.checkExactlyOneVersion(context: "upgrade after the lost WAL") == .new)
+    }
+}

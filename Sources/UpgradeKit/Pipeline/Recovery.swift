@@ -61,13 +61,22 @@ public enum Recovery {
     static func adoptLostRuns(journal: Journal, context: UpgradeContext) {
         let pluginParent = (context.site.pluginDirectory as NSString).deletingLastPathComponent
         let bases = [context.paths.work, pluginParent + "/" + Workspace.hiddenName]
-        for file in RunFile.unfinished(in: bases, pluginDirectory: context.site.pluginDirectory)
-        where (try? journal.run(id: file.id)) == .some(nil) {
-            try? journal.adoptRun(
-                id: file.id, command: file.command, trigger: file.trigger, plugin: file.plugin,
-                pluginDirectory: file.pluginDirectory, fromVersion: file.fromVersion, toVersion: file.toVersion,
-                state: file.state, now: context.clock())
-            context.progress.note("run \(file.id) was missing from the journal; taken back from its run file")
+        for file in RunFile.unfinished(in: bases, pluginDirectory: context.site.pluginDirectory) {
+            let known: RunRecord?
+            do { known = try journal.run(id: file.id) } catch { continue }
+            guard let record = known else {
+                try? journal.adoptRun(
+                    id: file.id, command: file.command, trigger: file.trigger, plugin: file.plugin,
+                    pluginDirectory: file.pluginDirectory, fromVersion: file.fromVersion, toVersion: file.toVersion,
+                    state: file.state, now: context.clock())
+                context.progress.note("run \(file.id) was missing from the journal; taken back from its run file")
+                continue
+            }
+            // The journal lost the state saved right before the swap: the file has it.
+            if [RunStatus.running, .rollingBack].contains(record.status), record.state.stagedIdentity == nil,
+               file.state.stagedIdentity != nil {
+                try? journal.saveState(run: file.id, file.state)
+            }
         }
     }
 
