@@ -102,6 +102,26 @@ struct RowsKeptTests {
         #expect(try site.installedVersion() == "3.9.0")
     }
 
+    @Test("an owned table without rowids: no shadows, the rollback restores the backup file as before")
+    func withoutRowIDFallsBack() throws {
+        let site = try InProcessSite()
+        let db = try SQLiteConnection(path: site.database, mode: .readWrite)
+        try db.executeScript("""
+            CREATE TABLE wp_molam_settings_new (key TEXT PRIMARY KEY, value TEXT) WITHOUT ROWID;
+            INSERT INTO wp_molam_settings_new SELECT key, value FROM wp_molam_settings;
+            DROP TABLE wp_molam_settings;
+            ALTER TABLE wp_molam_settings_new RENAME TO wp_molam_settings;
+            """)
+        let schemaBefore = try Self.schema(site.database)
+        site.onFault = { if $0 == "after-migrate" { throw UpgradeError.failed("injected") } }
+        let release = try site.release("4.0.0")
+        let outcome = try Pipeline.upgrade(
+            Pipeline.UpgradeOptions(archive: release.path, sha256: release.sha256), context: site.context())
+        #expect(outcome.status == .rolledBack, "\(outcome.message)")
+        #expect(try Self.schema(site.database) == schemaBefore)
+        #expect(try site.steps(of: outcome.runID).contains("backup:done"))
+    }
+
     @Test("a successful upgrade leaves no shadow table, capture trigger or change log behind")
     func commitDropsShadows() throws {
         let site = try InProcessSite()

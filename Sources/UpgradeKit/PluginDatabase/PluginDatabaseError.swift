@@ -17,6 +17,8 @@ public enum PluginDatabaseError: Error, CustomStringConvertible, Sendable {
     case backupExists(path: String)
     case invalidBackup(path: String, reason: String)
     case invalidTableName(String)
+    /// A table the rename restore cannot handle; the run falls back to the backup file's restore.
+    case shadowUnsupported(table: String, reason: String)
     case timeout(query: String, seconds: Double)
     case io(SystemError)
 
@@ -49,6 +51,8 @@ public enum PluginDatabaseError: Error, CustomStringConvertible, Sendable {
             return "table backup \(path) cannot be relied on: \(reason)"
         case .invalidTableName(let name):
             return "invalid plugin table name \"\(name)\""
+        case .shadowUnsupported(let table, let reason):
+            return "table \(table) cannot have a shadow table: \(reason)"
         case .timeout(let query, let seconds):
             return "SQL smoke check timed out after \(seconds) s: \(query)"
         case .io(let error):

@@ -200,7 +200,7 @@ extension SQLitePluginDatabase {
         let withoutRowID = try connection.scalar(
             "SELECT wr FROM pragma_table_list(?) WHERE schema = 'main'", [.text(name)])?.intValue == 1
         if withoutRowID || createSQL.uppercased().hasPrefix("CREATE VIRTUAL TABLE") {
-            throw PluginDatabaseError.invalidTableName("\(name) (only rowid tables can be shadowed)")
+            throw PluginDatabaseError.shadowUnsupported(table: name, reason: "only tables with rowids can be shadowed")
         }
         let shadow = Self.shadowName(name)
         try connection.execute(try Self.renamedCreateSQL(createSQL, table: name, to: shadow))
@@ -251,7 +251,7 @@ extension SQLitePluginDatabase {
         _ sql: String, name: String, as renamed: String, on shadow: String, table: String
     ) throws {
         guard let copySQL = Self.shadowIndexSQL(sql, name: renamed, table: shadow) else {
-            throw PluginDatabaseError.invalidTableName("\(table) (index \(name) cannot be copied)")
+            throw PluginDatabaseError.shadowUnsupported(table: table, reason: "its index \(name) cannot be copied")
         }
         try connection.execute(copySQL)
         let columns = { (index: String) throws -> [String] in
@@ -267,7 +267,7 @@ extension SQLitePluginDatabase {
         let owner = try connection.scalar("SELECT tbl_name FROM main.sqlite_schema WHERE name = ?", [.text(renamed)])
         guard owner?.stringValue == shadow, try columns(renamed) == columns(name),
               try flags(renamed, shadow) == flags(name, table) else {
-            throw PluginDatabaseError.invalidTableName("\(table) (the copy of index \(name) differs from it)")
+            throw PluginDatabaseError.shadowUnsupported(table: table, reason: "the copy of its index \(name) differs from it")
         }
     }
 

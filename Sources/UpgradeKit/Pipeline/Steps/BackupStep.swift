@@ -16,9 +16,20 @@ enum BackupStep {
             // The shadows first: the backup file's rows are then copied from them, in short
             // transactions, instead of in one long read of the live tables.
             var shadows = ""
+            var tableRestore = tableRestore
             if tableRestore == .shadow {
-                let summary = try database.prepareShadows(Pipeline.ownedTables(installed, target))
-                shadows = "; shadow copies of \(summary.tables.count) tables (\(summary.rows) rows), live writes recorded"
+                do {
+                    let summary = try database.prepareShadows(Pipeline.ownedTables(installed, target))
+                    shadows = "; shadow copies of \(summary.tables.count) tables (\(summary.rows) rows), "
+                        + "live writes recorded"
+                } catch let error as PluginDatabaseError {
+                    guard case .shadowUnsupported = error else { throw error }
+                    // The older way, rather than no upgrade: a rollback restores the backup file, and
+                    // the rows written in the window are not kept.
+                    tableRestore = .file
+                    shadows = "; no shadow tables (\(error)): a rollback restores the tables from the backup file"
+                    context.progress.note("backup: \(error); a rollback restores the tables from the backup file")
+                }
             }
             let backup = try BackupSet.create(
                 pluginDirectory: context.site.pluginDirectory, tree: context.site.treeDirectory, manifest: installed,
