@@ -16,9 +16,9 @@ public enum PluginDatabaseError: Error, CustomStringConvertible, Sendable {
     case smokeDenied(query: String, denial: SQLiteDenial)
     case backupExists(path: String)
     case invalidBackup(path: String, reason: String)
-    case invalidTableName(String)
     /// A table the rename restore cannot handle; the run falls back to the backup file's restore.
     case shadowUnsupported(table: String, reason: String)
+    case invalidTableName(String)
     case timeout(query: String, seconds: Double)
     case io(SystemError)
 
