@@ -122,6 +122,21 @@ final class InProcessSite {
         return (path, hasher.finalizeHex())
     }
 
+    /// An upgrade to 4.0.0 whose power is cut at `point`, left as a kill would leave it: the new
+    /// tree live, the run unfinished in the journal. Fault points are off again afterwards.
+    @discardableResult
+    func upgradeCut(at point: String) throws -> (path: String, sha256: String) {
+        onFault = { if $0 == point { throw PowerCut(point: $0) } }
+        defer { onFault = { _ in } }
+        let release = try release("4.0.0")
+        #expect(throws: UpgradeError.self) {
+            try Pipeline.upgrade(
+                Pipeline.UpgradeOptions(archive: release.path, sha256: release.sha256), context: context())
+        }
+        #expect(try installedVersion() == "4.0.0")
+        return release
+    }
+
     func installedVersion() throws -> String {
         try PluginManifest.load(pluginDirectory: plugin).version.description
     }

@@ -67,15 +67,7 @@ struct PipelineInProcessTests {
     func powerCutThenRecover() throws {
         let site = try InProcessSite()
         let before = try site.tables()
-        site.onFault = { if $0 == "after-swap" { throw PowerCut(point: $0) } }
-        let release = try site.release("4.0.0")
-        #expect(throws: UpgradeError.self) {
-            try Pipeline.upgrade(
-                Pipeline.UpgradeOptions(archive: release.path, sha256: release.sha256), context: site.context())
-        }
-        // As a kill would leave it: the new tree live, the run unfinished in the journal.
-        #expect(try site.installedVersion() == "4.0.0")
-        site.onFault = { _ in }
+        try site.upgradeCut(at: "after-swap")
         let outcomes = try Recovery.run(context: site.context())
         #expect(outcomes.count == 1)
         #expect(outcomes.first?.status == .rolledBack, "\(outcomes.first?.message ?? "")")
@@ -141,15 +133,8 @@ struct RecoveryFromDiskTests {
     func journalLost() throws {
         let site = try InProcessSite()
         let tablesBefore = try site.tables()
-        site.onFault = { if $0 == "after-swap" { throw PowerCut(point: $0) } }
-        let release = try site.release("4.0.0")
-        #expect(throws: UpgradeError.self) {
-            try Pipeline.upgrade(
-                Pipeline.UpgradeOptions(archive: release.path, sha256: release.sha256), context: site.context())
-        }
-        #expect(try site.installedVersion() == "4.0.0")
+        let release = try site.upgradeCut(at: "after-swap")
         for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: site.state + "/journal.db" + suffix) }
-        site.onFault = { _ in }
         let outcomes = try Recovery.run(context: site.context())
         #expect(outcomes.count == 1)
         #expect(outcomes.first?.status == .rolledBack, "\(outcomes.first?.message ?? "")")
