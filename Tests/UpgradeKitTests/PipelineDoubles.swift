@@ -107,6 +107,14 @@ final class InProcessSite {
         return (path, hasher.finalizeHex())
     }
 
+    /// An in-process upgrade to fixture `version` from its local release.
+    func upgrade(_ version: String, context: UpgradeContext? = nil, dryRun: Bool = false) throws -> RunOutcome {
+        let release = try release(version)
+        return try Pipeline.upgrade(
+            Pipeline.UpgradeOptions(archive: release.path, sha256: release.sha256, dryRun: dryRun),
+            context: context ?? self.context())
+    }
+
     /// A release of fixture `version` without its down migrations.
     func releaseWithoutDowns(_ version: String) throws -> (path: String, sha256: String) {
         let parent = try temp.directory("nodowns-\(version)")

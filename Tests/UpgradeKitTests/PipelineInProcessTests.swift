@@ -17,9 +17,7 @@ struct PipelineInProcessTests {
     @Test("upgrade from a local release: every step in DESIGN.md's order, the tables migrated, no network")
     func upgrade() throws {
         let site = try InProcessSite()
-        let release = try site.release("4.0.0")
-        let outcome = try Pipeline.upgrade(
-            Pipeline.UpgradeOptions(archive: release.path, sha256: release.sha256), context: site.context())
+        let outcome = try site.upgrade("4.0.0")
         #expect(outcome.status == .succeeded, "\(outcome.message)")
         #expect(outcome.exitCode == .ok)
         #expect(outcome.rollbackStatus == .notRequired)
@@ -35,9 +33,7 @@ struct PipelineInProcessTests {
         let site = try InProcessSite()
         let before = try site.tables()
         site.onFault = { if $0 == point { throw UpgradeError.failed("injected at \(point)") } }
-        let release = try site.release("4.0.0")
-        let outcome = try Pipeline.upgrade(
-            Pipeline.UpgradeOptions(archive: release.path, sha256: release.sha256), context: site.context())
+        let outcome = try site.upgrade("4.0.0")
         #expect(outcome.status == .rolledBack, "\(outcome.message)")
         #expect(outcome.exitCode == .rolledBack)
         #expect(outcome.rollbackStatus == .success)
@@ -80,9 +76,7 @@ struct PipelineInProcessTests {
     @Test("operator rollback after a successful upgrade restores the backup of the previous version")
     func manualRollback() throws {
         let site = try InProcessSite()
-        let release = try site.release("4.0.0")
-        let upgraded = try Pipeline.upgrade(
-            Pipeline.UpgradeOptions(archive: release.path, sha256: release.sha256), context: site.context())
+        let upgraded = try site.upgrade("4.0.0")
         #expect(upgraded.status == .succeeded)
         let outcome = try Pipeline.rollback(Pipeline.RollbackOptions(), context: site.context())
         #expect(outcome.status == .succeeded, "\(outcome.message)")
@@ -97,9 +91,7 @@ struct PipelineInProcessTests {
     func dryRun() throws {
         let site = try InProcessSite()
         let before = try site.tables()
-        let release = try site.release("4.0.0")
-        let outcome = try Pipeline.upgrade(
-            Pipeline.UpgradeOptions(archive: release.path, sha256: release.sha256, dryRun: true), context: site.context())
+        let outcome = try site.upgrade("4.0.0", dryRun: true)
         #expect(outcome.status == .dryRun, "\(outcome.message)")
         #expect(outcome.message.contains("apply cleanly"))
         #expect(try site.installedVersion() == "3.9.0")
@@ -133,7 +125,7 @@ struct RecoveryFromDiskTests {
     func journalLost() throws {
         let site = try InProcessSite()
         let tablesBefore = try site.tables()
-        let release = try site.upgradeCut(at: "after-swap")
+        try site.upgradeCut(at: "after-swap")
         for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: site.state + "/journal.db" + suffix) }
         let outcomes = try Recovery.run(context: site.context())
         #expect(outcomes.count == 1)
@@ -141,8 +133,7 @@ struct RecoveryFromDiskTests {
         #expect(try site.installedVersion() == "3.9.0")
         #expect(try site.tables() == tablesBefore)
         // And the next upgrade starts from the old version, not from a half-upgraded baseline.
-        let again = try Pipeline.upgrade(
-            Pipeline.UpgradeOptions(archive: release.path, sha256: release.sha256), context: site.context())
+        let again = try site.upgrade("4.0.0")
         #expect(again.status == .succeeded, "\(again.message)")
     }
 }
@@ -164,9 +155,7 @@ struct LockedRollbackTests {
         }
         var context = site.context()
         context.rollbackBusyTimeout = 0.3
-        let release = try site.release("4.0.0")
-        let outcome = try Pipeline.upgrade(
-            Pipeline.UpgradeOptions(archive: release.path, sha256: release.sha256), context: context)
+        let outcome = try site.upgrade("4.0.0", context: context)
         #expect(outcome.exitCode == .rollbackFailed, "\(outcome.message)")
         // The tables could not go back, so the files did not either: the site stays whole on 4.0.0.
         #expect(outcome.rollback?.filesRestored == false)

@@ -83,9 +83,7 @@ struct RowsKeptTests {
                 throw UpgradeError.failed("injected at \(point)")
             }
         }
-        let release = try site.release("4.0.0")
-        let outcome = try Pipeline.upgrade(
-            Pipeline.UpgradeOptions(archive: release.path, sha256: release.sha256), context: site.context())
+        let outcome = try site.upgrade("4.0.0")
         #expect(writer.waitForMore(5))
         let (acknowledged, failures) = writer.stop()
         #expect(outcome.status == .rolledBack, "\(outcome.message)")
@@ -114,9 +112,7 @@ struct RowsKeptTests {
             """)
         let schemaBefore = try Self.schema(site.database)
         site.onFault = { if $0 == "after-migrate" { throw UpgradeError.failed("injected") } }
-        let release = try site.release("4.0.0")
-        let outcome = try Pipeline.upgrade(
-            Pipeline.UpgradeOptions(archive: release.path, sha256: release.sha256), context: site.context())
+        let outcome = try site.upgrade("4.0.0")
         #expect(outcome.status == .rolledBack, "\(outcome.message)")
         #expect(try Self.schema(site.database) == schemaBefore)
         #expect(try site.steps(of: outcome.runID).contains("backup:done"))
@@ -125,9 +121,7 @@ struct RowsKeptTests {
     @Test("a successful upgrade leaves no shadow table, capture trigger or change log behind")
     func commitDropsShadows() throws {
         let site = try InProcessSite()
-        let release = try site.release("4.0.0")
-        let outcome = try Pipeline.upgrade(
-            Pipeline.UpgradeOptions(archive: release.path, sha256: release.sha256), context: site.context())
+        let outcome = try site.upgrade("4.0.0")
         #expect(outcome.status == .succeeded, "\(outcome.message)")
         let names = try SQLiteConnection(path: site.database, mode: .readOnly)
             .query("SELECT name FROM sqlite_schema").compactMap { $0[0].stringValue }
@@ -158,10 +152,7 @@ struct RollbackAfterCommitTests {
     func downMigrationsKeepRows() throws {
         let site = try InProcessSite()
         let schemaBefore = try RowsKeptTests.schema(site.database)
-        let release = try site.release("4.0.0")
-        #expect(try Pipeline.upgrade(
-            Pipeline.UpgradeOptions(archive: release.path, sha256: release.sha256), context: site.context()
-        ).status == .succeeded)
+        #expect(try site.upgrade("4.0.0").status == .succeeded)
         let writer = OrderWriter(database: site.database)
         #expect(writer.waitForMore(20))
         let outcome = try Pipeline.rollback(Pipeline.RollbackOptions(), context: site.context())
