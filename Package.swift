@@ -1,6 +1,6 @@
 // swift-tools-version:6.0
 // molam-upgrade: safe upgrades of the Molam payment plugin. No Swift package dependencies:
-// Foundation plus four system C libraries, each imported by exactly one thin wrapper target.
+// Foundation plus five system C libraries, each imported by exactly one thin wrapper target.
 import PackageDescription
 
 let package = Package(
@@ -15,6 +15,7 @@ let package = Package(
         .systemLibrary(name: "CArchive", pkgConfig: "libarchive", providers: [.apt(["libarchive-dev"])]),
         .systemLibrary(name: "CCrypto", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
         .systemLibrary(name: "CCurl", pkgConfig: "libcurl", providers: [.apt(["libcurl4-openssl-dev"])]),
+        .systemLibrary(name: "CMariaDB", pkgConfig: "libmariadb", providers: [.apt(["libmariadb-dev"])]),
         // What Swift cannot call directly (renameat2 needs _GNU_SOURCE).
         .target(name: "CSupport"),
 
@@ -23,6 +24,7 @@ let package = Package(
         .target(name: "MolamArchive", dependencies: ["CArchive"]),
         .target(name: "MolamCrypto", dependencies: ["CCrypto"]),
         .target(name: "MolamHTTP", dependencies: ["CCurl"]),
+        .target(name: "MolamMySQL", dependencies: ["CMariaDB"]),
 
         // All behaviour.
         .target(name: "UpgradeKit", dependencies: [
@@ -30,13 +32,15 @@ let package = Package(
         ]),
         // Argument parsing, output and exit codes; no logic.
         .executableTarget(name: "molam-upgrade", dependencies: ["UpgradeKit"]),
-        // Pure Swift helpers shared by the test targets (loopback HTTP server); no C library.
+        // Pure Swift helpers shared by the test targets (loopback HTTP server, private MariaDB
+        // server); no C library.
         .target(name: "TestSupport"),
 
         .testTarget(
             name: "UpgradeKitTests",
             dependencies: [
-                "UpgradeKit", "MolamSQLite", "MolamArchive", "MolamCrypto", "MolamHTTP", "TestSupport",
+                "UpgradeKit", "MolamSQLite", "MolamArchive", "MolamCrypto", "MolamHTTP", "MolamMySQL",
+                "TestSupport",
             ]
         ),
         .testTarget(
