@@ -291,7 +291,9 @@ public final class MySQLConnection {
         }
     }
 
-    private static func configure(_ mysql: UnsafeMutablePointer<MYSQL>, _ endpoint: MySQLEndpoint) throws(MySQLError) {
+    private static func configure(
+        _ mysql: UnsafeMutablePointer<MYSQL>, _ endpoint: MySQLEndpoint
+    ) throws(MySQLError) {
         func check(_ status: Int32, _ name: String) throws(MySQLError) {
             guard status == 0 else {
                 throw MySQLError.client(MySQLError.unknownNumber, "mysql_options(\(name)) failed")
@@ -304,7 +306,8 @@ public final class MySQLConnection {
         // libmariadb copies string options (strdup), so the C string need only live for the call.
         try check(endpoint.charset.withCString { mysql_options(mysql, MYSQL_SET_CHARSET_NAME, $0) },
                   "MYSQL_SET_CHARSET_NAME")
-        try set(MYSQL_OPT_CONNECT_TIMEOUT, "MYSQL_OPT_CONNECT_TIMEOUT", seconds: endpoint.connectTimeoutSeconds)
+        try set(MYSQL_OPT_CONNECT_TIMEOUT, "MYSQL_OPT_CONNECT_TIMEOUT",
+                seconds: endpoint.connectTimeoutSeconds)
         if let seconds = endpoint.readTimeoutSeconds {
             try set(MYSQL_OPT_READ_TIMEOUT, "MYSQL_OPT_READ_TIMEOUT", seconds: seconds)
             try set(MYSQL_OPT_WRITE_TIMEOUT, "MYSQL_OPT_WRITE_TIMEOUT", seconds: seconds)

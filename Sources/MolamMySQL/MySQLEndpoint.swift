@@ -41,3 +41,14 @@ public struct MySQLEndpoint: Sendable, Equatable, CustomStringConvertible {
         return text
     }
 }
+
+extension MySQLEndpoint: CustomReflectable {
+    /// What `dump` and debuggers show: every field but the password, which is only said to be set.
+    public var customMirror: Mirror {
+        Mirror(self, children: [
+            "host": host, "port": port as Any, "socket": socket as Any, "user": user,
+            "password": password == nil ? "(none)" : "(set)", "database": database, "charset": charset,
+            "connectTimeoutSeconds": connectTimeoutSeconds, "readTimeoutSeconds": readTimeoutSeconds as Any,
+        ], displayStyle: .struct)
+    }
+}

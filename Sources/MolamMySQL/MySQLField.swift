@@ -25,7 +25,9 @@ enum FieldKind {
         case MYSQL_TYPE_DOUBLE: self = .double
         case MYSQL_TYPE_BIT: self = .bit
         case MYSQL_TYPE_NULL: self = .null
-        default: self = Self.isStringType(field.type) && field.charsetnr == Self.binaryCharset ? .bytes : .text
+        default:
+            let binary = Self.isStringType(field.type) && field.charsetnr == Self.binaryCharset
+            self = binary ? .bytes : .text
         }
     }
 

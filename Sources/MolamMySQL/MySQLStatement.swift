@@ -41,6 +41,7 @@ final class MySQLStatement {
         let executed = mysql_stmt_execute(handle)
         withExtendedLifetime(bound) {}
         guard executed == 0 else { throw error() }
+        let returnsRows = mysql_stmt_field_count(handle) != 0
         let affected = mysql_stmt_affected_rows(handle)
         insertID = mysql_stmt_insert_id(handle)
         try fetchResult(body)
@@ -51,7 +52,8 @@ final class MySQLStatement {
             guard next == 0 else { throw error() }
             try fetchResult { _ in }
         }
-        return mysql_stmt_field_count(handle) == 0 && affected != UInt64.max ? affected : 0
+        // For a statement that returns rows libmariadb reports (my_ulonglong)-1 before they are read.
+        return returnsRows || affected == UInt64.max ? 0 : affected
     }
 
     private func fetchResult(_ body: (MySQLRow) -> Void) throws(MySQLError) {

@@ -43,7 +43,8 @@ public final class MariaDBTestServer: @unchecked Sendable {
     /// Creates a data directory and starts a server on it; returns once the socket accepts
     /// connections, or throws (the server stopped) after `startTimeoutSeconds`.
     public init(startTimeoutSeconds: Double = 120) throws {
-        guard let installDB = Self.executable("mariadb-install-db"), let mariadbd = Self.executable("mariadbd")
+        guard let installDB = Self.executable("mariadb-install-db"),
+              let mariadbd = Self.executable("mariadbd")
         else {
             throw StartError(description: "mariadb-install-db or mariadbd not found; install mariadb-server")
         }
@@ -68,13 +69,15 @@ public final class MariaDBTestServer: @unchecked Sendable {
         guard install.terminationStatus == 0 else {
             let tail = Self.tail(of: log)
             try? FileManager.default.removeItem(atPath: directory)
-            throw StartError(description: "mariadb-install-db exited with \(install.terminationStatus): \(tail)")
+            throw StartError(
+                description: "mariadb-install-db exited with \(install.terminationStatus): \(tail)")
         }
 
         process = try Self.launch(mariadbd, [
             "--no-defaults", "--datadir=\(dataDirectory)", "--socket=\(socketPath)", "--skip-networking",
             "--pid-file=\(directory)/mariadbd.pid", "--log-error=\(log)",
-            "--innodb-buffer-pool-size=32M", "--innodb-flush-log-at-trx-commit=2", "--innodb-log-file-size=16M",
+            "--innodb-buffer-pool-size=32M", "--innodb-flush-log-at-trx-commit=2",
+            "--innodb-log-file-size=16M",
             // What Debian's configuration sets (ignored under --no-defaults): utf8mb4 by default.
             "--character-set-server=utf8mb4", "--collation-server=utf8mb4_general_ci",
         ] + Self.userArguments, log: log)
@@ -135,7 +138,8 @@ public final class MariaDBTestServer: @unchecked Sendable {
 
     private static func executable(_ name: String) -> String? {
         let path = ProcessInfo.processInfo.environment["PATH"] ?? ""
-        let directories = path.split(separator: ":").map(String.init) + ["/usr/sbin", "/usr/bin", "/usr/local/sbin"]
+        let directories = path.split(separator: ":").map(String.init)
+            + ["/usr/sbin", "/usr/bin", "/usr/local/sbin"]
         return directories.map { $0 + "/" + name }.first { FileManager.default.isExecutableFile(atPath: $0) }
     }
 

@@ -34,6 +34,10 @@ struct MySQLTestDatabase {
             port: 3307, socket: "/run/m.sock", user: "shop", password: "hunter2-secret", database: "wp")
         #expect(endpoint.description == "mysql://shop@localhost:3307/wp?socket=/run/m.sock")
         #expect(MySQLEndpoint(host: "db", user: "u", database: "d").description == "mysql://u@db/d")
+        var dumped = ""
+        dump(endpoint, to: &dumped)
+        #expect(dumped.contains("shop") && !dumped.contains("hunter2-secret"))
+        #expect(!String(reflecting: endpoint).contains("hunter2-secret"))
     }
 
     @Test("every value kind round-trips, through bound parameters and both result protocols")
@@ -47,8 +51,9 @@ struct MySQLTestDatabase {
         let large = (0..<100_000).map { UInt8(truncatingIfNeeded: $0 &* 31) }
         let longText = String(repeating: "é🎉", count: 1_000)
         let values: [MySQLValue] = [
-            .int(Int64.min), .uint(UInt64.max), .double(-2.5), .double(3.25), .text("12345678901234567890.1234"),
-            .text("héllo 🎉 \u{0} nul"), .bytes([0, 1, 0, 255]), .bytes(large), .null, .text("2024-02-29 13:45:07"),
+            .int(Int64.min), .uint(UInt64.max), .double(-2.5), .double(3.25),
+            .text("12345678901234567890.1234"), .text("héllo 🎉 \u{0} nul"), .bytes([0, 1, 0, 255]),
+            .bytes(large), .null, .text("2024-02-29 13:45:07"),
             .uint(0b1010_0000_0101), .int(-128), .text(longText),
         ]
         let inserted = try db.connection.execute(
@@ -90,6 +95,7 @@ struct MySQLTestDatabase {
         #expect(db.connection.lastInsertID == 4)
         #expect(try db.connection.execute("UPDATE a SET x = x + 10 WHERE x >= 2") == 3)
         #expect(try db.connection.execute("SELECT * FROM a") == 0)
+        #expect(try db.connection.execute("SELECT * FROM a WHERE x > ?", [.int(0)]) == 0)
         #expect(try db.connection.query("UPDATE a SET x = 0 WHERE id = ?", [.int(1)]).isEmpty)
         #expect(try db.connection.query("SELECT SUM(x) FROM a").first?[0] == .text("39"))
     }
@@ -100,7 +106,8 @@ struct MySQLTestDatabase {
         try db.connection.execute("CREATE TABLE big (n INT PRIMARY KEY, pad VARCHAR(200))")
         try db.connection.execute("SET SESSION max_recursive_iterations = 100000")
         try db.connection.execute("""
-            INSERT INTO big WITH RECURSIVE seq(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM seq WHERE n < 50000)
+            INSERT INTO big
+            WITH RECURSIVE seq(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM seq WHERE n < 50000)
             SELECT n, REPEAT('x', 100) FROM seq
             """)
         var count = 0
@@ -172,7 +179,8 @@ struct MySQLTestDatabase {
             """)
         let rows = try db.connection.query("SELECT order_id, note FROM audit ORDER BY order_id, note")
         #expect(rows.map { [$0[0], $0[1]] } == [
-            [.int(1), .text("created; checked")], [.int(2), .text("created; checked")], [.int(2), .text("large")],
+            [.int(1), .text("created; checked")], [.int(2), .text("created; checked")],
+            [.int(2), .text("large")],
         ])
         #expect(db.connection.lastInsertID == 0)
     }
@@ -240,7 +248,8 @@ struct MySQLTestDatabase {
         let missing = #expect(throws: MySQLError.self) { try db.connection.query("SELECT * FROM nowhere") }
         #expect(missing?.number == 1146)
         #expect(missing?.statement == "SELECT * FROM nowhere")
-        #expect(missing?.description.hasSuffix("(error 1146, SQLSTATE 42S02) in \"SELECT * FROM nowhere\"") == true)
+        let suffix = "(error 1146, SQLSTATE 42S02) in \"SELECT * FROM nowhere\""
+        #expect(missing?.description.hasSuffix(suffix) == true)
         db.connection.close()
         db.connection.close()
         let closed = #expect(throws: MySQLError.self) { try db.connection.execute("SELECT 1") }
