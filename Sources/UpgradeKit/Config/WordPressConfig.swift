@@ -226,10 +226,12 @@ extension WordPressConfig {
         }
 
         /// The value of a constant as text; a value that is not UTF-8 or holds control characters
-        /// is refused without being shown.
+        /// (only NUL, for a password: C strings end there) is refused without being shown.
         private func text(_ key: String) throws(ConfigurationError) -> (String, Int)? {
             guard let setting = defined[key] else { return nil }
-            guard let text = String(validating: setting.value, as: UTF8.self), MySQLLocation.isPrintable(text) else {
+            let allowed = key == "DB_PASSWORD" ? !setting.value.contains(0) : MySQLLocation.isPrintable(
+                String(decoding: setting.value, as: UTF8.self))
+            guard let text = String(validating: setting.value, as: UTF8.self), allowed else {
                 throw ConfigurationError(
                     "\(path): line \(setting.line): \(key) is not valid text (control characters or not UTF-8)")
             }
