@@ -123,7 +123,9 @@ public struct AgentConfiguration: Sendable, Equatable {
         if pluginDirectory != nil || namesDatabase {
             let base = installs.count == 1 ? installs[0] : nil
             guard let directory = pluginDirectory ?? base?.pluginDirectory else {
-                throw ConfigurationError("--db needs --plugin-dir (or a config file with exactly one plugin)")
+                throw ConfigurationError(
+                    "\(wordPressConfig == nil ? "--db" : "--wp-config") needs --plugin-dir (or a config file with "
+                        + "exactly one plugin)")
             }
             let location: DatabaseLocation
             var prefix = base?.tablePrefix ?? SiteConfiguration.defaultTablePrefix
