@@ -150,4 +150,54 @@ struct CommandSurfaceTests {
         #expect(stats.status == 0, "\(stats.stderr)")
         #expect(stats.stdout.contains("molam-form"))
     }
+
+    @Test("--wp-config, --db-password-file and --allow-wide-grants: read, refused where they do not fit, never a password")
+    func mysqlOptions() throws {
+        let site = try TestSite.molamForm()
+        let password = "e2e-Pa55-never-shown"
+        let socket = site.root + "/no-mysqld.sock"
+        let wordPress = site.root + "/wp-config.php"
+        try """
+            <?php
+            define( 'DB_NAME', 'shop' );
+            define( 'DB_USER', 'shopuser' );
+            define( 'DB_PASSWORD', '\(password)' );
+            define( 'DB_HOST', 'localhost:\(socket)' );
+            $table_prefix = 'shop7_';
+            """.write(toFile: wordPress, atomically: true, encoding: .utf8)
+        let place = ["--plugin-dir", site.pluginDirectory, "--state-dir", site.stateDirectory]
+
+        let status = try runTool(["status", "--json", "--wp-config", wordPress] + place)
+        #expect(status.status == 0, "\(status.stderr)")
+        let object = try JSONSerialization.jsonObject(with: Data(status.stdout.utf8)) as? [String: Any]
+        #expect(object?["db"] as? String == "mysql://shopuser@localhost/shop?socket=\(socket)")
+        #expect(!status.stdout.contains(password) && !status.stderr.contains(password))
+
+        let before = try site.snapshot()
+        let release = try site.release(from: TestSite.fixturePlugin("4.0.0"), format: .tarGz)
+        let refused: [([String], String)] = [
+            // Whatever the MySQL engine does with a socket nobody listens on, nothing changes.
+            (["upgrade", "--archive", release.path, "--sha256", release.sha256, "--wp-config", wordPress,
+              "--allow-wide-grants"] + place, "mysql://shopuser@localhost/shop"),
+            (["status", "--db", "mysql://shopuser:\(password)@localhost/shop"] + place, "password_file"),
+            (["status", "--db", "sqlite://" + site.databasePath, "--wp-config", wordPress] + place,
+             "--db and --wp-config"),
+            (["status", "--db", "sqlite://" + site.databasePath, "--db-password-file", site.root + "/pw"] + place,
+             "--db-password-file"),
+            (["status", "--db", "sqlite://" + site.databasePath, "--allow-wide-grants"] + place,
+             "--allow-wide-grants"),
+        ]
+        for (arguments, message) in refused {
+            let result = try runTool(arguments)
+            #expect(result.status == 2, "\(arguments): \(result.stderr)")
+            #expect(result.stderrLines.count == 1 && result.stderr.contains(message), "\(result.stderr)")
+            #expect(!result.stderr.contains(password) && !result.stdout.contains(password))
+        }
+        #expect(try site.snapshot() == before)
+
+        let help = try runTool(["upgrade", "--help"])
+        for flag in ["--wp-config PATH", "--db-password-file PATH", "--allow-wide-grants"] {
+            #expect(help.stdout.contains(flag))
+        }
+    }
 }

@@ -11,9 +11,11 @@ public struct PluginInstall: Sendable, Equatable {
     public var name: String?
     public var pluginDirectory: String
     public var database: DatabaseLocation
-    /// `table_prefix` in agent.json; `wp_` when not given.
+    /// `table_prefix` in agent.json; else wp-config.php's `$table_prefix` with `wp_config`; else `wp_`.
     public var tablePrefix: String = SiteConfiguration.defaultTablePrefix
     public var live: LiveSiteSettings = LiveSiteSettings()
+    /// `allow_wide_grants` (MySQL only): see `SiteConfiguration.allowWideGrants`.
+    public var allowWideGrants: Bool = false
 }
 
 /// The host-wide settings that talk to the central API: who this merchant is and how to reach it.
@@ -93,42 +95,57 @@ public struct AgentConfiguration: Sendable, Equatable {
         installs.map {
             SiteConfiguration(
                 pluginDirectory: $0.pluginDirectory, database: $0.database, stateDirectory: stateDirectory,
-                tablePrefix: $0.tablePrefix, live: $0.live)
+                tablePrefix: $0.tablePrefix, live: $0.live, allowWideGrants: $0.allowWideGrants)
         }
     }
 
     /// Builds the configuration. The file is read when `configPath` is given, or when the options
-    /// leave something out and the default file exists. `--plugin-dir`/`--db` replace the file's
-    /// installs with one; `plugin` (`--plugin NAME|DIR`) keeps only the install it names.
+    /// leave something out and the default file exists. `--plugin-dir`/`--db` (or `--wp-config`,
+    /// which stands in for `--db`) replace the file's installs with one; `plugin` (`--plugin
+    /// NAME|DIR`) keeps only the install it names. `--db-password-file` and `--allow-wide-grants`
+    /// apply to the one install left.
     public static func resolve(
         configPath: String?, pluginDirectory: String?, database: String?, stateDirectory: String?,
-        plugin selector: String? = nil, tablePrefix: String? = nil, versionURL: String? = nil
+        plugin selector: String? = nil, tablePrefix: String? = nil, versionURL: String? = nil,
+        databasePasswordFile: String? = nil, wordPressConfig: String? = nil, allowWideGrants: Bool = false
     ) throws(ConfigurationError) -> AgentConfiguration {
+        if database != nil && wordPressConfig != nil {
+            throw ConfigurationError("--db and --wp-config both name the database; give one")
+        }
         var file: AgentConfiguration?
-        let needsFile = pluginDirectory == nil || database == nil || stateDirectory == nil
+        let namesDatabase = database != nil || wordPressConfig != nil
+        let needsFile = pluginDirectory == nil || !namesDatabase || stateDirectory == nil
         let path = configPath ?? defaultPath
         if configPath != nil || (needsFile && FileManager.default.fileExists(atPath: path)) {
             file = try load(path: path)
         }
         var installs = file?.installs ?? []
-        if pluginDirectory != nil || database != nil {
+        if pluginDirectory != nil || namesDatabase {
             let base = installs.count == 1 ? installs[0] : nil
             guard let directory = pluginDirectory ?? base?.pluginDirectory else {
-                throw ConfigurationError("--db needs --plugin-dir (or a config file with exactly one plugin)")
+                throw ConfigurationError(
+                    "\(wordPressConfig == nil ? "--db" : "--wp-config") needs --plugin-dir (or a config file with "
+                        + "exactly one plugin)")
             }
             let location: DatabaseLocation
-            if let database {
+            var prefix = base?.tablePrefix ?? SiteConfiguration.defaultTablePrefix
+            if let wordPressConfig {
+                let wordPress = try WordPressConfig.read(path: SiteConfiguration.absolute(wordPressConfig))
+                location = .mysql(wordPress.location)
+                // The site's own prefix comes with its database; --table-prefix below still wins.
+                prefix = wordPress.tablePrefix ?? SiteConfiguration.defaultTablePrefix
+            } else if let database {
                 location = try DatabaseLocation.parse(database, source: "--db")
             } else if let base {
                 location = base.database
             } else {
                 throw ConfigurationError(
-                    "no plugin database: pass --db sqlite:///PATH or set plugins[0].db in \(path)")
+                    "no plugin database: pass --db sqlite:///PATH (or --wp-config PATH) or set plugins[0].db in \(path)")
             }
             installs = [PluginInstall(
                 name: base?.name, pluginDirectory: SiteConfiguration.absolute(directory), database: location,
-                tablePrefix: base?.tablePrefix ?? SiteConfiguration.defaultTablePrefix,
-                live: base?.live ?? LiveSiteSettings())]
+                tablePrefix: prefix, live: base?.live ?? LiveSiteSettings(),
+                allowWideGrants: base?.allowWideGrants ?? false)]
         }
         if let versionURL {
             try LiveSiteSettings.validate(url: versionURL, source: "--version-url")
@@ -155,6 +172,22 @@ public struct AgentConfiguration: Sendable, Equatable {
             guard !installs.isEmpty else {
                 throw ConfigurationError("--plugin: no configured plugin install is named or located at '\(selector)'")
             }
+        }
+        if let databasePasswordFile {
+            guard installs.count == 1 else {
+                throw ConfigurationError(
+                    "--db-password-file needs --plugin-dir or --plugin when several plugins are configured")
+            }
+            installs[0].database = try withPasswordFile(
+                installs[0].database, SiteConfiguration.absolute(databasePasswordFile), source: "--db-password-file")
+        }
+        if allowWideGrants {
+            guard installs.count == 1 else {
+                throw ConfigurationError(
+                    "--allow-wide-grants needs --plugin-dir or --plugin when several plugins are configured")
+            }
+            try checkWideGrants(installs[0].database, source: "--allow-wide-grants")
+            installs[0].allowWideGrants = true
         }
         let state = stateDirectory ?? file?.stateDirectory ?? defaultStateDirectory
         return AgentConfiguration(
@@ -227,15 +260,49 @@ public struct AgentConfiguration: Sendable, Equatable {
             let item = KeyReader(path: path, object: entry, prefix: "plugins[\(index)].")
             try item.refuseUnknown([
                 "name", "plugin_dir", "db", "table_prefix", "version_url", "version_expect", "version_timeout_s",
-                "after_swap", "swap", "site_root", "private_site_check",
+                "after_swap", "swap", "site_root", "private_site_check", "password_file", "wp_config",
+                "allow_wide_grants",
             ])
             let name = try item.required("name")
             let directory = SiteConfiguration.absolute(try item.required("plugin_dir"))
-            let location = try DatabaseLocation.parse(try item.required("db"), source: "\(path): plugins[\(index)].db")
+            let key = "\(path): key 'plugins[\(index)]"
+            var location: DatabaseLocation
+            var prefix = SiteConfiguration.defaultTablePrefix
+            switch (try item.string("db"), try item.string("wp_config")) {
+            case (let dsn?, nil):
+                location = try DatabaseLocation.parse(dsn, source: "\(key).db'")
+            case (nil, let wordPressPath?):
+                guard wordPressPath.hasPrefix("/") else {
+                    throw ConfigurationError("\(key).wp_config' must be an absolute path, e.g. /var/www/html/wp-config.php")
+                }
+                let wordPress = try WordPressConfig.read(path: SiteConfiguration.absolute(wordPressPath))
+                location = .mysql(wordPress.location)
+                prefix = wordPress.tablePrefix ?? prefix
+            case (nil, nil):
+                throw ConfigurationError(
+                    "\(key).db' is missing (or give 'plugins[\(index)].wp_config', the site's wp-config.php)")
+            case (_?, _?):
+                throw ConfigurationError(
+                    "\(key).db' and 'plugins[\(index)].wp_config' both name the database; keep one")
+            }
+            if let passwordFile = try item.string("password_file") {
+                guard passwordFile.hasPrefix("/") else {
+                    throw ConfigurationError("\(key).password_file' must be an absolute path")
+                }
+                location = try withPasswordFile(
+                    location, SiteConfiguration.absolute(passwordFile), source: "\(key).password_file'")
+            }
+            var allowWideGrants = false
+            if let raw = entry["allow_wide_grants"] {
+                guard let flag = raw as? Bool else {
+                    throw ConfigurationError("\(key).allow_wide_grants' must be true or false")
+                }
+                if flag { try checkWideGrants(location, source: "\(key).allow_wide_grants'") }
+                allowWideGrants = flag
+            }
             if installs.contains(where: { $0.pluginDirectory == directory }) {
                 throw ConfigurationError("\(path): key 'plugins[\(index)].plugin_dir' repeats \(directory)")
             }
-            var prefix = SiteConfiguration.defaultTablePrefix
             if let raw = entry["table_prefix"] {
                 // Unlike other keys it may be empty: a site whose tables have no prefix.
                 guard let text = raw as? String else {
@@ -301,10 +368,34 @@ public struct AgentConfiguration: Sendable, Equatable {
                 live.privateSiteCheck = flag
             }
             installs.append(PluginInstall(
-                name: name, pluginDirectory: directory, database: location, tablePrefix: prefix, live: live))
+                name: name, pluginDirectory: directory, database: location, tablePrefix: prefix, live: live,
+                allowWideGrants: allowWideGrants))
         }
         return AgentConfiguration(
             settings: settings, stateDirectory: state ?? defaultStateDirectory, installs: installs)
+    }
+
+    /// `location` with its password read from `file`: only a `mysql://` DSN takes one.
+    static func withPasswordFile(
+        _ location: DatabaseLocation, _ file: String, source: String
+    ) throws(ConfigurationError) -> DatabaseLocation {
+        guard case .mysql(var mysql) = location else {
+            throw ConfigurationError(
+                "\(source): a password file goes with a mysql:// database, not \(location)")
+        }
+        guard case .wpConfig = mysql.credentials else {
+            mysql.credentials = .passwordFile(file)
+            return .mysql(mysql)
+        }
+        throw ConfigurationError(
+            "\(source): the database comes from wp-config.php, which gives the password; give one or the other")
+    }
+
+    /// Wide grants are a MySQL matter: SQLite has no accounts.
+    static func checkWideGrants(_ location: DatabaseLocation, source: String) throws(ConfigurationError) {
+        guard case .mysql = location else {
+            throw ConfigurationError("\(source): applies to a MySQL database only, not \(location)")
+        }
     }
 
     /// Refuses a file that its group or other users can read or write (mode & 077): the token, and

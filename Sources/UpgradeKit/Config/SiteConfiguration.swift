@@ -1,18 +1,25 @@
 import Foundation
 
-/// Where the plugin database lives. `sqlite:///absolute/path.db` now; `mysql://` later, behind the
-/// same interface.
+/// Where the plugin database lives: `sqlite:///absolute/path.db`, or a MySQL/MariaDB database
+/// (`mysql://user@host[:port]/dbname?socket=/path`, or read from wp-config.php), behind the same
+/// interface. Its description is the DSN, never a password.
 public enum DatabaseLocation: Sendable, Equatable, CustomStringConvertible {
     case sqlite(path: String)
+    case mysql(MySQLLocation)
 
-    /// Parses a DSN; the error names the DSN and what is wrong with it.
+    /// Parses a DSN; the error names the source and what is wrong (never a password it may hold).
+    /// A `mysql://` location has no credentials: `password_file` or `wp_config` supply them.
     public static func parse(_ dsn: String, source: String = "--db") throws(ConfigurationError) -> DatabaseLocation {
+        if dsn.hasPrefix("mysql://") {
+            return .mysql(try MySQLLocation.parse(dsn: dsn, source: source))
+        }
         let prefix = "sqlite://"
         guard dsn.hasPrefix(prefix) else {
-            if dsn.hasPrefix("mysql://") {
-                throw ConfigurationError("\(source): mysql:// databases are not supported yet; use sqlite:///PATH")
-            }
-            throw ConfigurationError("\(source): '\(dsn)' is not a database DSN (expected sqlite:///absolute/path.db)")
+            // Whatever precedes an "@" may be a password.
+            let shown = dsn.contains("@") ? "the value" : "'\(dsn)'"
+            throw ConfigurationError(
+                "\(source): \(shown) is not a database DSN (expected sqlite:///absolute/path.db or "
+                    + "mysql://user@host[:port]/dbname)")
         }
         let path = String(dsn.dropFirst(prefix.count))
         guard path.hasPrefix("/"), path.count > 1 else {
@@ -24,6 +31,7 @@ public enum DatabaseLocation: Sendable, Equatable, CustomStringConvertible {
     public var description: String {
         switch self {
         case .sqlite(let path): "sqlite://\(path)"
+        case .mysql(let location): location.description
         }
     }
 
@@ -93,18 +101,24 @@ public struct SiteConfiguration: Sendable, Equatable {
     /// what a plugin's namespace follows.
     public var tablePrefix: String
     public var live: LiveSiteSettings
+    /// `allow_wide_grants` (`--allow-wide-grants`): lets migrations run with a MySQL account that
+    /// can write outside the plugin's tables. Off by default: such an account would let a migration
+    /// reach the shop's orders and users, which the confinement otherwise keeps out of reach.
+    public var allowWideGrants: Bool
 
     public static let defaultTablePrefix = "wp_"
 
     public init(
         pluginDirectory: String, database: DatabaseLocation, stateDirectory: String,
-        tablePrefix: String = SiteConfiguration.defaultTablePrefix, live: LiveSiteSettings = LiveSiteSettings()
+        tablePrefix: String = SiteConfiguration.defaultTablePrefix, live: LiveSiteSettings = LiveSiteSettings(),
+        allowWideGrants: Bool = false
     ) {
         self.pluginDirectory = pluginDirectory
         self.database = database
         self.stateDirectory = stateDirectory
         self.tablePrefix = tablePrefix
         self.live = live
+        self.allowWideGrants = allowWideGrants
     }
 
     /// Letters, digits and "_", at most 64 characters; may be empty (tables without a prefix).

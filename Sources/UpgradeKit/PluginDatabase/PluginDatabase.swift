@@ -102,6 +102,7 @@ public enum PluginDatabases {
     public static func open(_ location: DatabaseLocation) throws(PluginDatabaseError) -> any PluginDatabase {
         switch location {
         case .sqlite(let path): try SQLitePluginDatabase(path: path)
+        case .mysql(let location): throw .engineUnavailable(location.description)
         }
     }
 

@@ -21,6 +21,8 @@ public enum PluginDatabaseError: Error, CustomStringConvertible, Sendable {
     case invalidTableName(String)
     case timeout(query: String, seconds: Double)
     case io(SystemError)
+    /// A database whose engine this build cannot open yet (MySQL, until its engine is wired in).
+    case engineUnavailable(String)
 
     public var description: String {
         switch self {
@@ -57,6 +59,8 @@ public enum PluginDatabaseError: Error, CustomStringConvertible, Sendable {
             return "SQL smoke check timed out after \(seconds) s: \(query)"
         case .io(let error):
             return error.description
+        case .engineUnavailable(let location):
+            return "plugin database \(location): MySQL databases are not wired into this build yet; use sqlite:///PATH"
         }
     }
 }

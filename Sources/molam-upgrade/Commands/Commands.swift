@@ -20,7 +20,8 @@ enum Commands {
             configPath: arguments.value("--config"), pluginDirectory: arguments.value("--plugin-dir"),
             database: arguments.value("--db"), stateDirectory: arguments.value("--state-dir"),
             plugin: arguments.value("--plugin"), tablePrefix: arguments.value("--table-prefix"),
-            versionURL: arguments.value("--version-url"))
+            versionURL: arguments.value("--version-url"), databasePasswordFile: arguments.value("--db-password-file"),
+            wordPressConfig: arguments.value("--wp-config"), allowWideGrants: arguments.flag("--allow-wide-grants"))
     }
 
     /// One context per configured plugin install (`--plugin` narrows them to one).

@@ -7,7 +7,7 @@ import UpgradeKit
 /// narrows to one). The commands that change something keep their requirements (`Commands.context`).
 struct ReadScope {
     let stateDirectory: String
-    /// Configured installs (or the one `--plugin-dir`/`--db` named), else those the journal knows.
+    /// Configured installs (or the one `--plugin-dir`/`--db`/`--wp-config` named), else those the journal knows.
     let installs: [Install]
     /// `--plugin NAME|DIR`, as given.
     let selector: String?
@@ -23,7 +23,8 @@ struct ReadScope {
     static func resolve(_ arguments: ParsedArguments, output: Output) throws -> ReadScope {
         let selector = arguments.value("--plugin")
         // A site named on the command line is used as before.
-        if arguments.value("--plugin-dir") != nil || arguments.value("--db") != nil {
+        if arguments.value("--plugin-dir") != nil || arguments.value("--db") != nil
+            || arguments.value("--wp-config") != nil {
             let contexts = try Commands.contexts(arguments, output: output)
             return ReadScope(
                 stateDirectory: contexts.first?.site.stateDirectory
