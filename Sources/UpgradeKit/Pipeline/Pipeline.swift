@@ -101,10 +101,14 @@ public enum Pipeline {
 
     // MARK: Helpers
 
-    static func loadMigrations(_ manifest: PluginManifest, root: String, refusing: Bool) throws -> [Migration] {
+    /// The release's migrations with `{prefix}` standing for the site's table prefix.
+    static func loadMigrations(
+        _ manifest: PluginManifest, root: String, tablePrefix: String, refusing: Bool
+    ) throws -> [Migration] {
         guard let folder = manifest.migrations else { return [] }
         do {
             return try Migration.load(from: (root as NSString).appendingPathComponent(folder))
+                .map { $0.resolvingPrefix(tablePrefix) }
         } catch {
             throw refusing ? UpgradeError.refused("release \(manifest.name) \(manifest.version): \(error)") : error
         }

@@ -68,6 +68,14 @@ public struct Migration: Sendable, Equatable {
         return migrations
     }
 
+    /// The migration with `{prefix}` in its SQL (up and down) replaced by the site's table prefix; the
+    /// checksum stays the file's, the same on every site.
+    public func resolvingPrefix(_ prefix: String) -> Migration {
+        Migration(
+            version: version, name: name, sql: sql.replacing("{prefix}", with: prefix),
+            downSQL: downSQL?.replacing("{prefix}", with: prefix), checksum: checksum, file: file)
+    }
+
     /// "0002_add_refunds.sql": what error messages call a migration.
     public var fileName: String { DatabaseFileIO.baseName(file) }
 

@@ -17,10 +17,12 @@ enum SchemaPlan {
         backup: BackupSet, database: any PluginDatabase, options: Pipeline.RollbackOptions
     ) throws -> SchemaPlan {
         let site = run.context.site
-        let targetMigrations = try Pipeline.loadMigrations(target, root: targetRoot, refusing: false)
+        let targetMigrations = try Pipeline.loadMigrations(
+            target, root: targetRoot, tablePrefix: site.tablePrefix, refusing: false)
         let known = Set(targetMigrations.map(\.version))
         let installedMigrations = Dictionary(
-            try Pipeline.loadMigrations(installed, root: site.treeDirectory, refusing: false).map { ($0.version, $0) },
+            try Pipeline.loadMigrations(
+                installed, root: site.treeDirectory, tablePrefix: site.tablePrefix, refusing: false).map { ($0.version, $0) },
             uniquingKeysWith: { first, _ in first })
         let applied = try database.appliedMigrations().map(\.version)
         let extra = applied.filter { !known.contains($0) }.sorted(by: >)

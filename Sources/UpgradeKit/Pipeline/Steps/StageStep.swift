@@ -55,7 +55,8 @@ enum StageStep {
             manifest = try Pipeline.ownedRelease(manifest, installed: installed, site: site)
             let kept = try PreservedPaths.carry(
                 installed: installed, release: manifest, from: site.treeDirectory, into: tree.root)
-            let migrations = try Pipeline.loadMigrations(manifest, root: tree.root, refusing: true)
+            let migrations = try Pipeline.loadMigrations(
+                manifest, root: tree.root, tablePrefix: site.tablePrefix, refusing: true)
             let pending: [Migration]
             do {
                 pending = try database.pendingMigrations(migrations)
