@@ -15,6 +15,9 @@ public struct BackupSet: Sendable, Equatable {
     public var record: BackupRecord
     /// FIFOs, sockets and devices found in the live tree and left out ("path (FIFO)").
     public var skipped: [String] = []
+    /// Tables that did not exist when the backup was taken (the migration ledger of a first
+    /// migration among them): a table restore drops them.
+    public var tablesMissing: [String] = []
 
     /// One line for the step's detail when something was left out, else "".
     var skippedNote: String {
@@ -77,7 +80,8 @@ public struct BackupSet: Sendable, Equatable {
             var finished = record
             finished.sizeBytes = FileSystem.diskUsage(place.final.directory)
             return BackupSet(
-                directory: place.final.directory, record: finished, skipped: fileManifest.skipped ?? [])
+                directory: place.final.directory, record: finished, skipped: fileManifest.skipped ?? [],
+                tablesMissing: summary.missing)
         } catch {
             try? FileSystem.removeTree(partial.directory)
             throw error

@@ -39,7 +39,9 @@ enum BackupStep {
             run.reportBackup(backup.record)
             run.state.backupDirectory = backup.directory
             run.state.backupID = backup.record.id
-            run.state.newTables = newTables
+            // What a restore drops: the release's new tables, and any table absent at the backup (the
+            // ledger a first migration creates), which the shadows cannot put back.
+            run.state.newTables = newTables + backup.tablesMissing.filter { !newTables.contains($0) }
             try run.save()
             run.state.tableRestore = tableRestore
             try run.save()
