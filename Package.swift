@@ -28,7 +28,7 @@ let package = Package(
 
         // All behaviour.
         .target(name: "UpgradeKit", dependencies: [
-            "MolamSQLite", "MolamArchive", "MolamCrypto", "MolamHTTP", "CSupport",
+            "MolamSQLite", "MolamArchive", "MolamCrypto", "MolamHTTP", "MolamMySQL", "CSupport",
         ]),
         // Argument parsing, output and exit codes; no logic.
         .executableTarget(name: "molam-upgrade", dependencies: ["UpgradeKit"]),

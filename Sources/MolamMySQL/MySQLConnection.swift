@@ -106,6 +106,12 @@ public final class MySQLConnection {
         return rows
     }
 
+    /// Prepares `sql` without running it and says how many columns its result would have: 0 for a
+    /// statement that returns no rows (a write, `SELECT … INTO OUTFILE`).
+    public func resultColumnCount(of sql: String) throws(MySQLError) -> Int {
+        try MySQLStatement(try open(sql), sql: sql).resultColumnCount
+    }
+
     /// Streams the statement's rows one at a time (`mysql_use_result`): memory stays bounded
     /// whatever the number of rows. The body must not use this connection. Rethrows the body's
     /// error (the rest of the rows are then read and dropped); throws `MySQLError` otherwise.

@@ -17,6 +17,9 @@ final class MySQLStatement {
         guard status == 0 else { throw error() }
     }
 
+    /// How many columns the statement's result has: 0 for one that returns no rows.
+    var resultColumnCount: Int { Int(mysql_stmt_field_count(handle)) }
+
     deinit {
         // Closing also reads and drops any rows left unread.
         mysql_stmt_close(handle)

@@ -132,12 +132,13 @@ struct MySQLDSNTests {
         #expect(DatabaseLocation.mysql(location).description == "mysql://wp@localhost/shop")
     }
 
-    @Test("Opening a MySQL location says the engine is not wired yet")
-    func engineNotWired() {
+    @Test("A MySQL server that cannot be reached is named by its DSN")
+    func unreachableServer() {
         #expect {
-            _ = try PluginDatabases.open(.mysql(MySQLLocation(user: "wp", database: "shop")))
+            _ = try PluginDatabases.open(.mysql(MySQLLocation(
+                user: "wp", socket: "/nonexistent/mysqld.sock", database: "shop")))
         } throws: { error in
-            "\(error)".contains("mysql://wp@localhost/shop") && "\(error)".contains("not wired")
+            "\(error)".contains("mysql://wp@localhost/shop") && "\(error)".contains("cannot connect")
         }
     }
 }

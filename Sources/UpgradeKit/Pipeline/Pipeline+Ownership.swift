@@ -22,6 +22,7 @@ extension Pipeline {
         _ installed: PluginManifest, _ target: PluginManifest, site: SiteConfiguration
     ) -> MigrationConfinement {
         let tables = TableOwnership(sitePrefix: site.tablePrefix, installed: installed).migrationTables(for: target)
-        return MigrationConfinement(plugin: target.name, owned: tables.owned, creatable: tables.creatable)
+        return MigrationConfinement(
+            plugin: target.name, owned: tables.owned, creatable: tables.creatable, allowWideGrants: site.allowWideGrants)
     }
 }

@@ -56,6 +56,12 @@ extension Pipeline {
             staged = try StageStep.run(
                 run, archive: download, work: work, options: options, policy: policy, database: resolved.database)
             try run.journal.describeRun(run: run.id, plugin: nil, from: nil, to: staged.target.version.description)
+            // Before any change: migrations under an account the database cannot confine are refused.
+            if try !resolved.database.pendingMigrations(staged.migrations).isEmpty,
+               let problem = try resolved.database.confinementProblem(
+                Pipeline.confinement(installed, staged.target, site: run.context.site)) {
+                throw UpgradeError.refused("release \(staged.target.name) \(staged.target.version): \(problem)")
+            }
         } catch let error as ReleasePolicy.AlreadyInstalled {
             StageStep.undo(run)
             run.toVersion = run.fromVersion

@@ -7,11 +7,15 @@ public struct MigrationConfinement: Sendable, Equatable {
     public let plugin: String
     public let owned: [String]
     public let creatable: [String]
+    /// `allow_wide_grants`: on MySQL, migrations may run under an account whose grants reach beyond
+    /// the owned tables (the operator said so); SQLite's authorizer confines them either way.
+    public var allowWideGrants: Bool
 
-    public init(plugin: String, owned: [String], creatable: [String]) {
+    public init(plugin: String, owned: [String], creatable: [String], allowWideGrants: Bool = false) {
         self.plugin = plugin
         self.owned = owned
         self.creatable = creatable
+        self.allowWideGrants = allowWideGrants
     }
 
     var policy: SQLiteAccessPolicy {

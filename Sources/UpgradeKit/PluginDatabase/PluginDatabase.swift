@@ -30,6 +30,10 @@ public protocol PluginDatabase: AnyObject {
         _ pending: [Migration], now: Date, confinement: MigrationConfinement?, onApplied: (Migration) -> Void
     ) throws(PluginDatabaseError)
 
+    /// Why `confinement` cannot be enforced on this database for migrations, nil when it can (SQLite's
+    /// authorizer always can; MySQL needs an account whose grants stop at the owned tables).
+    func confinementProblem(_ confinement: MigrationConfinement) throws(PluginDatabaseError) -> String?
+
     /// Reverts `migrations` (newest first) with their down SQL under `confinement`, taking each out
     /// of the ledger; all or nothing.
     func revertMigrations(_ migrations: [Migration], confinement: MigrationConfinement?) throws(PluginDatabaseError)
@@ -102,7 +106,7 @@ public enum PluginDatabases {
     public static func open(_ location: DatabaseLocation) throws(PluginDatabaseError) -> any PluginDatabase {
         switch location {
         case .sqlite(let path): try SQLitePluginDatabase(path: path)
-        case .mysql(let location): throw .engineUnavailable(location.description)
+        case .mysql(let location): try MySQLPluginDatabase(location: location)
         }
     }
 

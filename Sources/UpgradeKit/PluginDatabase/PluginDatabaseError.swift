@@ -1,9 +1,15 @@
+import MolamMySQL
 import MolamSQLite
 
 /// Why a plugin database operation failed; each reads as one line naming the file, table or
 /// migration involved.
 public enum PluginDatabaseError: Error, CustomStringConvertible, Sendable {
     case sqlite(SQLiteError, context: String)
+    case mysql(MySQLError, context: String)
+    /// The database's password could not be read (password file, wp-config.php).
+    case credentials(String)
+    /// A `sql` smoke check the engine refused before running it (MySQL: it writes, or returns no rows).
+    case smokeRefused(query: String, reason: String)
     case missingDatabase(path: String)
     /// Migration files must be named `NNNN_name.sql` (or `NNNN_name.down.sql`), name in [a-z0-9_].
     case invalidMigrationName(file: String)
@@ -21,13 +27,17 @@ public enum PluginDatabaseError: Error, CustomStringConvertible, Sendable {
     case invalidTableName(String)
     case timeout(query: String, seconds: Double)
     case io(SystemError)
-    /// A database whose engine this build cannot open yet (MySQL, until its engine is wired in).
-    case engineUnavailable(String)
 
     public var description: String {
         switch self {
         case .sqlite(let error, let context):
             return "\(context): \(error)"
+        case .mysql(let error, let context):
+            return "\(context): \(error)"
+        case .credentials(let message):
+            return message
+        case .smokeRefused(let query, let reason):
+            return "SQL smoke check '\(SQLiteError.abbreviate(query, limit: 60))' refused: \(reason)"
         case .missingDatabase(let path):
             return "plugin database \(path) does not exist; check the database path in the configuration"
         case .invalidMigrationName(let file):
@@ -59,8 +69,6 @@ public enum PluginDatabaseError: Error, CustomStringConvertible, Sendable {
             return "SQL smoke check timed out after \(seconds) s: \(query)"
         case .io(let error):
             return error.description
-        case .engineUnavailable(let location):
-            return "plugin database \(location): MySQL databases are not wired into this build yet; use sqlite:///PATH"
         }
     }
 }

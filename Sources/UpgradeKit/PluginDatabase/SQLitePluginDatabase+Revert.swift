@@ -4,6 +4,9 @@ import MolamSQLite
 /// Going back after a commit without losing rows: the releases' down migrations, and, only when the
 /// operator asks, the backup's tables with the rows written since kept aside.
 extension SQLitePluginDatabase {
+    /// The authorizer confines every migration: nothing to refuse.
+    public func confinementProblem(_ confinement: MigrationConfinement) throws(PluginDatabaseError) -> String? { nil }
+
     /// Runs each migration's down SQL, in the order given (newest first), under `confinement`, and
     /// takes it out of the ledger; all in one transaction, all or nothing.
     public func revertMigrations(

@@ -1,0 +1,100 @@
+import Foundation
+import MolamMySQL
+
+/// Confinement on MySQL is the server's: migrations run under an account whose grants reach the
+/// plugin's tables only, so a statement outside them fails with the server's own "command denied".
+/// This reads what the account may do (information_schema's privilege views, never SHOW GRANTS
+/// text) to refuse a wider account before a migration runs, and writes the GRANT statements an
+/// administrator runs once (`molam-upgrade grants`).
+struct MySQLGrants {
+    struct Grant {
+        enum Level: Equatable {
+            case global
+            /// A database name pattern (`_` and `%` are wildcards, `\` escapes them).
+            case schema(String)
+            case table(schema: String, table: String)
+        }
+        var level: Level
+        var privilege: String
+    }
+    var grants: [Grant]
+
+    /// Privileges that change data, schema or server state.
+    static let writing: Set<String> = [
+        "INSERT", "UPDATE", "DELETE", "CREATE", "DROP", "ALTER", "INDEX", "TRIGGER", "CREATE VIEW",
+        "CREATE ROUTINE", "ALTER ROUTINE", "EXECUTE", "EVENT", "REFERENCES", "FILE", "SUPER", "CREATE USER",
+        "CREATE TABLESPACE", "GRANT OPTION", "DELETE HISTORY", "SHUTDOWN", "RELOAD", "BINLOG ADMIN",
+        "REPLICATION MASTER ADMIN", "REPLICA MONITOR", "CONNECTION ADMIN", "READ_ONLY ADMIN", "SET USER",
+        "FEDERATED ADMIN",
+    ]
+    /// Database name patterns the agent's dry runs use for their scratch copies.
+    static let scratchPattern = "molam\\_scratch\\_%"
+
+    /// The grants of the account this connection authenticated as.
+    static func current(_ connection: MySQLConnection) throws(MySQLError) -> MySQLGrants {
+        let grantee = """
+            CONCAT('''', SUBSTRING_INDEX(CURRENT_USER(), '@', 1), '''@''', SUBSTRING_INDEX(CURRENT_USER(), '@', -1), '''')
+            """
+        var grants: [Grant] = []
+        for row in try connection.query(
+            "SELECT privilege_type FROM information_schema.user_privileges WHERE grantee = \(grantee)") {
+            grants.append(Grant(level: .global, privilege: row[0].stringValue ?? ""))
+        }
+        for row in try connection.query(
+            "SELECT table_schema, privilege_type FROM information_schema.schema_privileges WHERE grantee = \(grantee)") {
+            grants.append(Grant(level: .schema(row[0].stringValue ?? ""), privilege: row[1].stringValue ?? ""))
+        }
+        for row in try connection.query("""
+            SELECT table_schema, table_name, privilege_type FROM information_schema.table_privileges
+            WHERE grantee = \(grantee)
+            """) {
+            grants.append(Grant(
+                level: .table(schema: row[0].stringValue ?? "", table: row[1].stringValue ?? ""),
+                privilege: row[2].stringValue ?? ""))
+        }
+        return MySQLGrants(grants: grants)
+    }
+
+    /// How the account can write outside `allowed` (and the agent's own `_molam_` tables, the ledger
+    /// and scratch databases), as the end of a sentence; nil when it cannot.
+    func firstWrite(outside allowed: Set<String>, database: String) -> String? {
+        for grant in grants where Self.writing.contains(grant.privilege.uppercased()) {
+            switch grant.level {
+            case .global:
+                return "holds the global privilege \(grant.privilege)"
+            case .schema(let pattern):
+                if pattern == Self.scratchPattern { continue }
+                return "holds \(grant.privilege) on every table of the database \(pattern)"
+            case .table(let schema, let table):
+                if schema == database, allowed.contains(table) || table.hasPrefix("_molam_")
+                    || table == TableOwnership.ledgerTable { continue }
+                return "holds \(grant.privilege) on \(schema).\(table)"
+            }
+        }
+        return nil
+    }
+
+    /// The statements an administrator runs once so that `account` (`'user'@'host'`) may upgrade the
+    /// plugin owning `tables` in `database`, and nothing else: reads everywhere in the database, writes
+    /// on the owned tables, the ledger and the agent's tables beside each, and scratch databases.
+    static func statements(account: String, database: String, tables: [String]) -> [String] {
+        let db = MySQLPluginDatabase.quote(database)
+        var statements = [
+            "GRANT SELECT, LOCK TABLES, SHOW VIEW ON \(db).* TO \(account);",
+            "GRANT ALL PRIVILEGES ON `\(scratchPattern)`.* TO \(account);",
+        ]
+        let write = "SELECT, INSERT, UPDATE, DELETE, CREATE, DROP, ALTER, INDEX, TRIGGER"
+        var names = [TableOwnership.ledgerTable, MySQLPluginDatabase.registryTable]
+        for table in tables {
+            names += [
+                table, MySQLPluginDatabase.shadowName(table), MySQLPluginDatabase.changesName(table),
+                MySQLPluginDatabase.retiredName(table), MySQLPluginDatabase.restoreName(table),
+                PluginDatabases.quarantineTable(for: table),
+            ]
+        }
+        for name in names where name.utf8.count <= 64 {
+            statements.append("GRANT \(write) ON \(db).\(MySQLPluginDatabase.quote(name)) TO \(account);")
+        }
+        return statements
+    }
+}
