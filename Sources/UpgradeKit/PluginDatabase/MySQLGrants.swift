@@ -98,3 +98,35 @@ struct MySQLGrants {
         return statements
     }
 }
+
+extension Maintenance {
+    /// The GRANT statements an administrator runs once so that `account` (`'user'@'host'`; by default
+    /// the configured user at localhost) may upgrade the install: the tables its installed manifest
+    /// owns, `extraTables` (a coming release's new ones), and the agent's tables beside them.
+    public static func grantStatements(
+        context: UpgradeContext, account: String?, extraTables: [String]
+    ) throws(UpgradeError) -> [String] {
+        guard case .mysql(let location) = context.site.database else {
+            throw .configuration(
+                "grants: \(context.site.database) is not a MySQL database; SQLite migrations are confined by SQLite itself")
+        }
+        let manifest: PluginManifest
+        do {
+            manifest = try PluginManifest.load(pluginDirectory: try LiveTree.directory(of: context.site.pluginDirectory))
+                .resolvingTables(prefix: context.site.tablePrefix)
+        } catch {
+            throw .configuration("installed plugin: \(error)")
+        }
+        let extra = extraTables.map { $0.replacing("{prefix}", with: context.site.tablePrefix) }
+        var tables: [String] = []
+        for table in manifest.tables + extra where !tables.contains(table) {
+            if let reason = TableOwnership.protectionReason(table, sitePrefix: context.site.tablePrefix) {
+                throw .configuration("grants: \(table) cannot be a plugin's table: \(reason)")
+            }
+            tables.append(table)
+        }
+        let host = location.host == "localhost" || location.host == "127.0.0.1" ? location.host : "%"
+        let grantee = account ?? "'\(location.user.replacing("'", with: "''"))'@'\(host)'"
+        return MySQLGrants.statements(account: grantee, database: location.database, tables: tables)
+    }
+}

@@ -9,7 +9,7 @@ enum Commands {
     static let all: [any AgentCommand.Type] = [
         UpgradeCommand.self, CheckCommand.self, RollbackCommand.self, BackupCommand.self,
         VerifyCommand.self, RecoverCommand.self, StatusCommand.self, HistoryCommand.self,
-        StatsCommand.self, FlushCommand.self, CleanupCommand.self, ReleaseCommand.self,
+        StatsCommand.self, FlushCommand.self, CleanupCommand.self, GrantsCommand.self, ReleaseCommand.self,
         HelpCommand.self,
     ]
 
