@@ -36,6 +36,16 @@ extension Pipeline {
                 let plan = try SchemaPlan.make(
                     run, installed: installed, target: target, targetRoot: root, backup: source, database: database,
                     options: options)
+                // Down (or up) migrations under an account the database cannot confine: refused now.
+                switch plan {
+                case .revert, .apply:
+                    if let problem = try database.confinementProblem(
+                        Pipeline.confinement(installed, target, site: context.site)) {
+                        throw UpgradeError.refused("rollback to \(to): \(problem)")
+                    }
+                case .keep, .restoreTables:
+                    break
+                }
                 return ((target, plan), how)
             }
         } catch {

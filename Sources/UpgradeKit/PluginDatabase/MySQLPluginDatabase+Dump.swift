@@ -225,7 +225,14 @@ extension MySQLPluginDatabase {
             """, [.text(Self.retiredName(table))]) {
             if let name = row[0].stringValue { try connection.execute("DROP TRIGGER IF EXISTS \(Self.quote(name))") }
         }
-        for statement in statements { try connection.execute(statement) }
+        for statement in statements {
+            do {
+                try connection.execute(statement)
+            } catch {
+                // 1359: it exists already (a restore run again after a crash).
+                guard error.number == 1359 else { throw error }
+            }
+        }
     }
 
     public func quarantineRowsSince(

@@ -29,7 +29,8 @@ extension MySQLPluginDatabase {
         do {
             try strictMerges()
             var summary = ShadowRestoreSummary()
-            for entry in try registry() where mayTouch(entry.table) {
+            // A shadow already renamed into place (a crash after the rename) has nothing left to merge.
+            for entry in try registry() where try mayTouch(entry.table) && tableExists(entry.shadow) {
                 let merged = try merge(entry, collectFailures: false)
                 summary.merged += merged.rows
                 if merged.quarantined > 0 { summary.quarantined[entry.table, default: 0] += merged.quarantined }
@@ -50,17 +51,20 @@ extension MySQLPluginDatabase {
             try strictMerges()
             let entries = try registry().filter { mayTouch($0.table) }
             var summary = ShadowRestoreSummary()
+            // Shadows a crash after the rename already put in place are only tidied below.
+            var pending: [Shadowed] = []
+            for entry in entries where try tableExists(entry.shadow) { pending.append(entry) }
             var live: [String: Bool] = [:]
-            for entry in entries {
+            for entry in pending {
                 live[entry.table] = try tableExists(entry.table)
                 let retired = Self.quote(Self.retiredName(entry.table))
                 try connection.execute("DROP TABLE IF EXISTS \(retired)")
                 if live[entry.table] == true { try connection.execute("CREATE TABLE \(retired)(molam_sentry INT)") }
             }
-            var failed = try cutOver(entries, live: live, summary: &summary)
+            var failed = try cutOver(pending, live: live, summary: &summary)
             // After the window: what could not be merged is kept, the capture and the table's own
             // triggers are put right, and the release's new tables go.
-            for entry in entries where live[entry.table] == true {
+            for entry in entries {
                 let late = try mergeLateWrites(entry)
                 summary.merged += late.rows
                 if !late.failed.isEmpty { failed[entry.table, default: []] += late.failed }
