@@ -86,28 +86,13 @@ extension MySQLPluginDatabase {
         return total
     }
 
-    /// A value as an SQL literal: escaped by the client library, binary as hex.
+    /// A value as an SQL literal: escaped by the client library, binary as a hex literal.
     func literal(_ value: MySQLValue, binary: Bool) -> String {
         switch value {
-        case .null: return "NULL"
-        case .int(let number): return String(number)
-        case .uint(let number): return String(number)
-        case .double(let number): return number.isFinite ? "\(number)" : "NULL"
-        case .text(let text):
-            return binary ? "X'" + Self.hex(Array(text.utf8)) + "'" : connection.quote(text)
-        case .bytes(let bytes): return "X'" + Self.hex(bytes) + "'"
+        case .null, .int, .uint, .bytes: return value.description
+        case .double(let number): return number.isFinite ? value.description : "NULL"
+        case .text(let text): return binary ? MySQLValue.bytes(Array(text.utf8)).description : connection.quote(text)
         }
-    }
-
-    static func hex(_ bytes: [UInt8]) -> String {
-        let digits = Array("0123456789ABCDEF".utf8)
-        var out = [UInt8]()
-        out.reserveCapacity(bytes.count * 2)
-        for byte in bytes {
-            out.append(digits[Int(byte >> 4)])
-            out.append(digits[Int(byte & 0x0F)])
-        }
-        return String(decoding: out, as: UTF8.self)
     }
 
     public func verifyTableBackup(at file: String) throws(PluginDatabaseError) -> TableBackupSummary {
