@@ -201,6 +201,7 @@ public enum Maintenance {
         let manifest: PluginManifest
         do {
             manifest = try PluginManifest.load(pluginDirectory: context.site.pluginDirectory)
+                .resolvingTables(prefix: context.site.tablePrefix)
         } catch {
             throw .configuration("installed plugin: \(error)")
         }

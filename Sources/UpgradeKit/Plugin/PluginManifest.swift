@@ -41,10 +41,17 @@ public struct PluginManifest: Sendable, Equatable {
         self.preserve = preserve
     }
 
-    /// The manifest with `{prefix}` in its table names replaced by the site's table prefix.
+    /// The manifest with `{prefix}` in its table names and its `sql` checks' queries replaced by the
+    /// site's table prefix.
     public func resolvingTables(prefix: String) -> PluginManifest {
         var resolved = self
         resolved.tables = tables.map { $0.replacing("{prefix}", with: prefix) }
+        func resolve(_ check: SmokeCheck) -> SmokeCheck {
+            guard case .sql(let query, let expect, let timeout) = check else { return check }
+            return .sql(query: query.replacing("{prefix}", with: prefix), expect: expect, timeoutSeconds: timeout)
+        }
+        resolved.smoke = smoke.map(resolve)
+        resolved.beforeSwap = beforeSwap.map(resolve)
         return resolved
     }
 
