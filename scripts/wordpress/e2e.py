@@ -2,13 +2,19 @@
 """molam-upgrade's live-payment test (issue 10): a real WordPress + MariaDB shop on loopback,
 a client posting payments through the molam-form plugin's REST route, and the agent run as a
 user runs it (upgrades, failing upgrades, lazy-loading swaps, manual rollbacks) under both
-opcache settings of `php -S`. Prints, per scenario and opcache setting, failed payments by kind,
-payments acknowledged by another version than the agent reported after it exited, the agent's
-exit codes, and order rows in MariaDB against acknowledged payments.
+opcache settings of `php -S`. The plugin owns its orders table in the shop's MariaDB
+(`shop7_molam_orders`), and its releases carry migrations: the agent, pointed at the site's
+wp-config.php (the WordPress account, with --allow-wide-grants) or at a confined account the
+harness creates (with the grants the agent documents), backs up, migrates and rolls back that very
+table while payments keep writing to it. Prints, per scenario and opcache setting, failed payments
+by kind, payments acknowledged by another version than the agent reported after it exited, the
+agent's exit codes, rows the agent's rollbacks merged back or quarantined, and order rows in
+MariaDB against acknowledged payments, which are checked after every run.
 
-Exit status: 0 when the run completed and every acknowledged payment has its order row (the
-only asserted invariant: figures are printed, never asserted by timing); 1 when an
-acknowledged payment has no order row; 2 on a harness error (site, tooling, arguments).
+Exit status: 0 when the run completed, every acknowledged payment has its order row after every
+run, and the agent refused to migrate under the WordPress account without --allow-wide-grants
+(the asserted invariants: figures are printed, never asserted by timing); 1 otherwise; 2 on a
+harness error (site, tooling, arguments).
 
     python3 scripts/wordpress/e2e.py [--short] [--agent PATH] [--agent-features current|new]
                                      [--swap exchange|symlink|both]
@@ -19,8 +25,8 @@ import collections
 import json
 import os
 import shutil
+import re
 import signal
-import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -31,8 +37,8 @@ REPO = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, HERE)
 
 from payments import KINDS, KIND_HELP, PaymentClient  # noqa: E402
-from releases import BROKEN_KINDS, ReleaseFactory  # noqa: E402
-from shop import TABLE_PREFIX, MariaDB, SiteError, WordPressSite  # noqa: E402
+from releases import BROKEN_KINDS, FAILS_AT, MIGRATIONS, TABLE_COLUMNS, ReleaseFactory  # noqa: E402
+from shop import ORDERS_TABLE, TABLE_PREFIX, MariaDB, SiteError, WordPressSite  # noqa: E402
 
 TAIL_SECONDS = 3.0  # payments keep coming this long after the agent exits, before the next run
 SHORT_TAIL_SECONDS = 2.0  # the same in --short runs (CI)
@@ -45,6 +51,14 @@ SCENARIO_HELP = {
     "rollback": "a good upgrade, then a manual `rollback` (both runs counted)",
     "failing": "broken releases: " + ", ".join(BROKEN_KINDS) + " (each must be rolled back)",
 }
+ACCOUNTS = ("wordpress", "confined")
+ACCOUNT_HELP = {
+    "wordpress": "--wp-config <site>/wp-config.php --allow-wide-grants (the WordPress account, GRANT ALL ON shop.*)",
+    "confined": "--db mysql://molam_agent@localhost/shop?socket=… --db-password-file … (the grants the agent documents)",
+}
+MERGED = re.compile(r"(\d+) rows written meanwhile kept")
+QUARANTINED = re.compile(r"(\d+) rows of \S+ in _molam_quarantine_")
+SHADOWED = re.compile(r"shadow copies of \d+ tables \((\d+) rows\)")
 
 
 class HarnessError(Exception):
@@ -63,6 +77,12 @@ class Run:
         self.exit_code = None
         self.reported = None
         self.message = ""
+        self.account = None
+        self.merged = self.quarantined = self.shadowed = 0
+        self.lost = 0                 # acknowledged payments without their order row after this run
+        self.schema = ""              # migrations applied / orders table columns after this run
+        self.schema_ok = True
+        self.failed_step = None       # the first step the agent reports as failed
 
 
 class Agent:
@@ -71,8 +91,9 @@ class Agent:
         self.config = config
         self.timeout = timeout
 
-    def run(self, arguments):
-        command = [self.binary] + arguments[:1] + ["--config", self.config] + arguments[1:] + ["--json"]
+    def run(self, arguments, database=()):
+        command = [self.binary] + arguments[:1] + ["--config", self.config] + list(database) \
+            + arguments[1:] + ["--json"]
         result = subprocess.run(command, capture_output=True, text=True, timeout=self.timeout)
         try:
             outcome = json.loads(result.stdout) if result.stdout.strip() else {}
@@ -90,9 +111,22 @@ def reported_version(exit_code, outcome, previous):
     return outcome.get("from_version") or previous
 
 
-def write_agent_config(path, state_dir, site, side_db, features, version_timeout, swap="exchange"):
-    entry = {"name": "molam-form", "plugin_dir": site.plugin_dir, "db": f"sqlite://{side_db}",
-             "table_prefix": TABLE_PREFIX}
+def rollback_rows(outcome):
+    """(rows merged back, rows quarantined, rows copied into shadows) that a run's --json output
+    reports: its message, else its steps' details (the rollback step repeats the notes)."""
+    texts = [outcome.get("message") or ""]
+    for step in outcome.get("steps") or []:
+        texts += [str(step.get("detail") or ""), str(step.get("error") or "")]
+    merged = max((int(n) for t in texts for n in MERGED.findall(t)), default=0)
+    quarantined = max((sum(int(n) for n in QUARANTINED.findall(t)) for t in texts), default=0)
+    shadowed = max((int(n) for t in texts for n in SHADOWED.findall(t)), default=0)
+    return merged, quarantined, shadowed
+
+
+def write_agent_config(path, state_dir, site, features, version_timeout, swap="exchange"):
+    # The database as a real shop gives it: its wp-config.php (DB_NAME, DB_USER, DB_PASSWORD,
+    # DB_HOST with the socket, $table_prefix). Each run also names it on the command line.
+    entry = {"name": "molam-form", "plugin_dir": site.plugin_dir, "wp_config": site.wp_config}
     if features == "new":
         entry["swap"] = swap
     if features == "new":
@@ -109,20 +143,22 @@ def write_agent_config(path, state_dir, site, side_db, features, version_timeout
 
 
 def plan(scenario, count, phase):
-    """(command, version, kind, flavour) steps of one scenario. Versions are distinct per phase, and
-    none is a substring of another (4.0.1 of 4.0.10) that a `{version}` body check would mistake
-    for it; every third good run is a downgrade below the version before it."""
+    """(command, version, kind, flavour, schema) steps of one scenario. Versions are distinct per
+    phase, and none is a substring of another (4.0.1 of 4.0.10) that a `{version}` body check would
+    mistake for it; every third good run is a downgrade below the version before it. The rollback
+    scenario's upgrades add migration 0003 (so the `rollback` runs its down migration), and broken
+    releases carry it too (so those swapped in leave a schema change to roll back)."""
     major = {"upgrade": 4, "lazy": 5, "rollback": 6, "failing": 7}[scenario]
     steps = []
     for i in range(count):
         if scenario in ("upgrade", "lazy"):
             version = f"{major}.{i - 2}.{5 + phase}" if i % 3 == 2 else f"{major}.{i}.{phase}"
-            steps.append(("upgrade", version, "good", "eager" if scenario == "upgrade" else "lazy"))
+            steps.append(("upgrade", version, "good", "eager" if scenario == "upgrade" else "lazy", 2))
         elif scenario == "rollback":
-            steps.append(("upgrade", f"{major}.{i}.{phase}", "good", "lazy"))
-            steps.append(("rollback", None, "rollback", None))
+            steps.append(("upgrade", f"{major}.{i}.{phase}", "good", "lazy", 3))
+            steps.append(("rollback", None, "rollback", None, None))
         else:
-            steps.append(("upgrade", f"{major}.{i}.{phase}", BROKEN_KINDS[i % len(BROKEN_KINDS)], "lazy"))
+            steps.append(("upgrade", f"{major}.{i}.{phase}", BROKEN_KINDS[i % len(BROKEN_KINDS)], "lazy", 3))
     return steps
 
 
@@ -136,6 +172,8 @@ class Harness:
         self.clients = []
         self.runs = []
         self.phases = []
+        self.schemas = {}             # version → schema level of its release
+        self.grant_check = None       # (exit code, message) of the upgrade refused for wide grants
 
     def main(self):
         args = self.args
@@ -155,10 +193,13 @@ class Harness:
 
         self.site = WordPressSite(self.root, self.db, REPO)
         self.site.choose_port()
-        releases = ReleaseFactory(REPO, os.path.join(self.root, "releases"))
+        releases = ReleaseFactory(REPO, os.path.join(self.root, "releases"), TABLE_PREFIX)
         self.releases = releases
         os.makedirs(releases.out_dir)
-        initial = releases.build("3.9.0", self.site.url, "good", "lazy")
+        # The shop starts on a release WordPress activated (its table made by the activation hook),
+        # with migration 0001 only, which the agent has never run: its ledger is empty.
+        initial = releases.build("3.9.0", self.site.url, "good", "lazy", schema=1)
+        self.schemas[initial.version] = None
         installed = self.site.create(initial.tree)
         print(f"WordPress installed at {self.site.wpdir} (port {self.site.port}): {json.dumps(installed)}")
         if installed.get("active_plugins") != ["molam-form/molam-form.php"] or not installed.get("orders_table"):
@@ -172,16 +213,24 @@ class Harness:
 
         state_dir = os.path.join(self.root, "state")
         os.makedirs(state_dir, mode=0o700)
-        side_db = os.path.join(self.root, "side.db")
-        sqlite3.connect(side_db).close()
+        dsn, password_file = self.db.create_agent_account(self.root, ledger_companions=not args.exact_grants)
+        if not args.exact_grants:
+            print("confined account: MySQLGrants.statements' grants plus the _molam_* tables beside the ledger "
+                  "molam_schema_migrations, which the agent shadows too but MySQLGrants leaves out (--exact-grants: without)")
+        self.database_args = {
+            "wordpress": ["--wp-config", self.site.wp_config, "--allow-wide-grants"],
+            "confined": ["--db", dsn, "--db-password-file", password_file],
+        }
         config = os.path.join(self.root, "agent.json")
-        self.config_args = (config, state_dir, self.site, side_db, args.agent_features, args.version_timeout)
+        self.config_args = (config, state_dir, self.site, args.agent_features, args.version_timeout)
         write_agent_config(*self.config_args)
         self.agent = Agent(args.agent, config)
-        code, _, stderr = self.agent.run(["status"])
-        if code != 0:
-            raise HarnessError(f"the agent refuses agent.json (--agent-features {args.agent_features}), "
-                               f"exit {code}: {stderr.strip()[:300]}")
+        for account in ACCOUNTS:
+            code, _, stderr = self.agent.run(["status"], self.database_args[account])
+            if code != 0:
+                raise HarnessError(f"the agent refuses agent.json (--agent-features {args.agent_features}) with the "
+                                   f"{account} account, exit {code}: {stderr.strip()[:300]}")
+        self.check_wide_grants_refused()
 
         settings = {"both": [0, None], "0": [0], "default": [None]}[args.opcache]
         swaps = ["exchange", "symlink"] if args.swap == "both" else [args.swap]
@@ -197,6 +246,52 @@ class Harness:
         self.report()
         print(f"\ntotal harness time {time.monotonic() - started:.0f} s")
         return self.verdict
+
+    def check_wide_grants_refused(self):
+        """The WordPress account (GRANT ALL ON shop.*) without --allow-wide-grants: a release with
+        migrations must be refused (exit 4) before any change."""
+        release = self.releases.build("3.8.9", self.site.url, "good", "lazy")
+        before = self.db.schema_state()
+        code, outcome, stderr = self.agent.run(
+            ["upgrade", "--archive", release.archive, "--sha256", release.sha256, "--force"],
+            ["--wp-config", self.site.wp_config])
+        message = (outcome.get("error") or outcome.get("message") or stderr.strip() or "")[:300]
+        unchanged = self.db.schema_state() == before and self.site_tree_version() == "3.9.0"
+        self.grant_check = (code, unchanged, message)
+        print(f"WordPress account without --allow-wide-grants: exit {code}, "
+              f"{'nothing changed' if unchanged else 'SITE CHANGED'}: {message[:200]}")
+
+    def site_tree_version(self):
+        """The Version: header of the installed plugin's main file."""
+        try:
+            with open(os.path.join(self.site.plugin_dir, "molam-form.php")) as f:
+                found = re.search(r"^\s*\*\s*Version:\s*(\S+)", f.read(), re.M)
+            return found.group(1) if found else None
+        except OSError:
+            return None
+
+    @staticmethod
+    def failed_as_meant(run):
+        """A broken release fails at the step its kind is built to fail at; any other run at none."""
+        return run.failed_step == FAILS_AT.get(run.kind)
+
+    def check_rows(self, run):
+        """After a run: every payment acknowledged so far has its order row (same id), and the
+        migration ledger and the orders table's columns are those of the version the site runs."""
+        with self.client._lock:
+            acked = [p for p in self.client.payments if p.acknowledged]
+        rows = self.site.order_rows()
+        run.lost = sum(1 for p in acked if rows.get(p.reference) != p.order_id)
+        applied, columns, leftovers = self.db.schema_state()
+        level = self.schemas.get(run.expected)
+        extra = sorted(columns & {"channel", "risk_score", "risk_note"})
+        run.schema = f"ledger {','.join(map(str, applied)) or '-'} cols +{'+'.join(extra) or '-'}"
+        leftovers = [t for t in leftovers if t != "_molam_shadow_registry"]
+        if leftovers:
+            run.schema += " left " + ",".join(leftovers)
+        if level is not None:
+            run.schema_ok = (applied == [int(v) for v in MIGRATIONS[level]]
+                             and set(extra) == TABLE_COLUMNS[level])
 
     def counts(self):
         if self.args.short:
@@ -219,35 +314,47 @@ class Harness:
             # Each scenario starts from a tree of its own flavour (eager or lazy), installed by a
             # run counted apart ("setup"), so that its first swap is not from another flavour.
             flavour = "eager" if scenario == "upgrade" else "lazy"
-            setup = [("upgrade", f"3.{index}.{phase}", "good", flavour)]
+            account = "confined" if scenario in self.args.confined else "wordpress"
+            setup = [("upgrade", f"3.{index}.{phase}", "good", flavour, 2)]
             steps = [("setup",) + step for step in setup] + [(scenario,) + step for step in
                                                              plan(scenario, counts[scenario], phase)]
             before_upgrade = current
-            for scenario, command, version, kind, flavour in steps:
+            for scenario, command, version, kind, flavour, schema in steps:
                 if command == "upgrade":
                     before_upgrade = current
                     expected = version if kind == "good" else current
                     run = Run(label, scenario, command, version, kind, expected)
-                    release = self.releases.build(version, self.site.url, kind, flavour)
+                    release = self.releases.build(version, self.site.url, kind, flavour, schema)
+                    self.schemas[version] = release.schema
                     arguments = ["upgrade", "--archive", release.archive, "--sha256", release.sha256, "--force"]
                 else:
                     expected = before_upgrade  # the newest backup of another version
                     run = Run(label, scenario, command, None, kind, expected)
                     arguments = ["rollback"]
+                run.account = account
                 run.started = time.monotonic()
-                run.exit_code, outcome, stderr = self.agent.run(arguments)
+                run.exit_code, outcome, stderr = self.agent.run(arguments, self.database_args[account])
                 run.exited = time.monotonic()
                 run.reported = reported_version(run.exit_code, outcome, current)
                 run.message = (outcome.get("error") or outcome.get("message") or stderr.strip() or "")[:300]
+                run.merged, run.quarantined, run.shadowed = rollback_rows(outcome)
+                run.failed_step = next((step.get("name") for step in outcome.get("steps") or []
+                                        if step.get("status") == "failed"), None)
                 time.sleep(SHORT_TAIL_SECONDS if self.args.short else TAIL_SECONDS)
                 run.ended = time.monotonic()
                 self.runs.append(run)
                 site_version = self.site.version()
-                mark = "" if run.reported == run.expected == site_version else "  <-- differs"
-                print(f"  {scenario:8} {command:8} {version or '':9} {kind:13} exit {run.exit_code}  "
+                self.check_rows(run)
+                mark = "" if run.reported == run.expected == site_version and run.schema_ok and not run.lost \
+                    and self.failed_as_meant(run) else "  <-- differs"
+                rows = f"merged {run.merged} quarantined {run.quarantined}" if run.shadowed or run.merged \
+                    or run.quarantined else ""
+                print(f"  {scenario:8} {command:8} {version or '':9} {kind:14} {account[:4]} exit {run.exit_code}  "
                       f"{run.exited - run.started:5.2f} s  reported {run.reported}  expected {run.expected}  "
-                      f"site {site_version}{mark}")
-                if run.exit_code != 0 and kind == "good":
+                      f"site {site_version}  {run.schema}  lost {run.lost} {rows}{mark}")
+                if not self.failed_as_meant(run):
+                    print(f"           failed at {run.failed_step or '-'} (meant to fail at {FAILS_AT.get(kind, '-')})")
+                if run.exit_code != 0 and kind == "good" or not self.failed_as_meant(run):
                     print(f"           agent: {run.message}")
                 current = site_version or run.reported or current
         self.client.stop()
@@ -301,6 +408,10 @@ class Harness:
                     "exits": " ".join(f"{code}x{n}" for code, n in sorted(exits.items(), key=lambda i: str(i[0]))) or "-",
                     "rows": sum(1 for p in payments if p.reference in rows),
                     "missing": len(missing),
+                    "accounts": "+".join(sorted({r.account for r in runs if r.account})) or "-",
+                    "merged": sum(r.merged for r in runs),
+                    "quarantined": sum(r.quarantined for r in runs),
+                    "lost_after_run": max((r.lost for r in runs), default=0),
                     "seconds": sum(r.exited - r.started for r in runs),
                 })
         self.print_table(table, SHORT_TAIL_SECONDS if self.args.short else TAIL_SECONDS)
@@ -308,19 +419,38 @@ class Harness:
             print("\nfirst failure of each kind:")
             for (scenario, kind), detail in sorted(samples.items()):
                 print(f"  {scenario:8} {kind:8} {(detail or '')[:150]}")
-        odd = [r for r in self.runs if r.reported != r.expected]
+        odd = [r for r in self.runs if r.reported != r.expected or not r.schema_ok or not self.failed_as_meant(r)]
         if odd:
-            print("\nruns whose reported version is not the expected one:")
+            print("\nruns whose reported version, migration ledger, orders table or failing step is not the expected one:")
             for r in odd:
-                print(f"  {r.phase} {r.scenario} {r.command} {r.target or ''} ({r.kind}): exit {r.exit_code}, "
-                      f"reported {r.reported}, expected {r.expected}: {r.message[:160]}")
+                print(f"  {r.phase} {r.scenario} {r.command} {r.target or ''} ({r.kind}, {r.account}): exit {r.exit_code}, "
+                      f"failed at {r.failed_step or '-'}, reported {r.reported}, expected {r.expected}, {r.schema}: "
+                      f"{r.message[:200]}")
         attempted = sum(len(c.payments) for _, c in self.clients)
         acked_total = sum(1 for _, c in self.clients for p in c.payments if p.acknowledged)
-        print(f"\norders table {TABLE_PREFIX}molam_orders: {len(rows)} rows; {acked_total} acknowledged payments "
-              f"of {attempted} attempted; acknowledged without an order row: {missing_total}")
-        self.verdict = 1 if missing_total else 0
-        if missing_total:
-            print("FAILED: acknowledged payments without an order row (hard invariant)")
+        lost_runs = [r for r in self.runs if r.lost]
+        quarantine = self.site.order_rows("_molam_quarantine_" + ORDERS_TABLE)
+        migrating = [r for r in self.runs if r.shadowed]
+        print(f"\norders table {ORDERS_TABLE}: {len(rows)} rows; {acked_total} acknowledged payments "
+              f"of {attempted} attempted; acknowledged without an order row: {missing_total} at the end, "
+              f"and after {len(lost_runs)} of {len(self.runs)} runs")
+        print(f"runs that shadowed the table before migrating: {len(migrating)} "
+              f"({sum(r.shadowed for r in migrating)} rows copied); rows merged back by rollbacks: "
+              f"{sum(r.merged for r in self.runs)}; quarantined: {sum(r.quarantined for r in self.runs)} "
+              f"({len(quarantine)} rows in _molam_quarantine_{ORDERS_TABLE} now)")
+        failures = []
+        if missing_total or lost_runs:
+            failures.append("acknowledged payments without an order row (hard invariant)")
+        misfired = [r for r in self.runs if not self.failed_as_meant(r)]
+        if misfired:
+            failures.append(f"{len(misfired)} runs did not fail (or failed) at the step their release is built for")
+        code, unchanged, message = self.grant_check
+        if code != 4 or not unchanged:
+            failures.append(f"the WordPress account without --allow-wide-grants was not refused before any change "
+                            f"(exit {code}, {'unchanged' if unchanged else 'changed'}): {message[:160]}")
+        self.verdict = 1 if failures else 0
+        for failure in failures:
+            print("FAILED: " + failure)
         if self.args.json_out:
             with open(self.args.json_out, "w") as f:
                 json.dump({"table": [dict(row, kinds=dict(row["kinds"])) for row in table],
@@ -328,15 +458,16 @@ class Harness:
 
     @staticmethod
     def print_table(table, tail_seconds):
-        columns = ["scenario", "opcache", "runs", "agent s", "payments", "acked", "failed"] + list(KINDS) + [
-            "failed after exit", "stale", "stale max s", "acked by broken", "exit codes", "rows", "acked w/o row"]
+        columns = ["scenario", "opcache", "account", "runs", "agent s", "payments", "acked", "failed"] + list(KINDS) + [
+            "failed after exit", "stale", "stale max s", "acked by broken", "exit codes", "rows merged",
+            "quarantined", "rows", "acked w/o row"]
         lines = []
         for row in table:
-            lines.append([row["scenario"], row["opcache"], str(row["runs"]), f"{row['seconds']:.1f}",
+            lines.append([row["scenario"], row["opcache"], row["accounts"], str(row["runs"]), f"{row['seconds']:.1f}",
                           str(row["payments"]), str(row["acked"]), str(row["failed"])]
                          + [str(row["kinds"].get(kind, 0)) for kind in KINDS]
                          + [str(row["failed_after"]), str(row["stale"]), f"{row['stale_max']:.2f}", str(row["broken_acks"]), row["exits"],
-                            str(row["rows"]), str(row["missing"])])
+                            str(row["merged"]), str(row["quarantined"]), str(row["rows"]), str(row["missing"])])
         widths = [max(len(c), *(len(line[i]) for line in lines)) if lines else len(c) for i, c in enumerate(columns)]
         print()
         print("| " + " | ".join(c.ljust(w) for c, w in zip(columns, widths)) + " |")
@@ -346,7 +477,11 @@ class Harness:
         print("\nfailed after exit: failed payments sent after the agent exited (within the "
               f"{tail_seconds:.0f} s that follow); stale: payments sent after the agent exited and acknowledged by another version than it reported"
               " (stale max s: the latest, in seconds after exit); acked by broken: payments acknowledged by a"
-              " broken release's code; rows: order rows in MariaDB for this row's payments.")
+              " broken release's code; rows merged: rows live payments wrote during failed upgrades that the"
+              " agent's rollbacks merged back into the restored table (quarantined: kept aside, the old schema"
+              " could not take them); rows: order rows in MariaDB for this row's payments.")
+        for account in ACCOUNTS:
+            print(f"  {account:9} {ACCOUNT_HELP[account]}")
         for kind in KINDS:
             print(f"  {kind:8} {KIND_HELP[kind]}")
         for scenario, text in SCENARIO_HELP.items():
@@ -383,6 +518,12 @@ def parse_arguments():
                         help="opcache.revalidate_freq settings to run: 0, Debian's default (2), or both")
     parser.add_argument("--scenarios", default=",".join(SCENARIOS),
                         help="comma-separated subset of " + ",".join(SCENARIOS))
+    parser.add_argument("--confined", default="failing",
+                        help="comma-separated scenarios whose runs use the confined MariaDB account (the others "
+                             "use wp-config.php's WordPress account with --allow-wide-grants); '' for none")
+    parser.add_argument("--exact-grants", action="store_true",
+                        help="give the confined account exactly the grants MySQLGrants.statements writes (without "
+                             "the ledger's _molam_* tables: migrating upgrades then fail at backup)")
     parser.add_argument("--rate", type=float, default=80.0, help="target payments a second")
     parser.add_argument("--threads", type=int, default=4, help="payment client threads")
     parser.add_argument("--json-out", help="also write the table and runs as JSON here")
@@ -392,6 +533,10 @@ def parse_arguments():
     unknown = set(args.scenarios) - set(SCENARIOS)
     if unknown:
         parser.error(f"unknown scenarios: {', '.join(sorted(unknown))}")
+    args.confined = [s.strip() for s in args.confined.split(",") if s.strip()]
+    unknown = set(args.confined) - set(SCENARIOS)
+    if unknown:
+        parser.error(f"unknown scenarios in --confined: {', '.join(sorted(unknown))}")
     args.agent = os.path.abspath(args.agent)
     return args
 

@@ -19,6 +19,44 @@ DB_NAME = "shop"
 DB_USER = "shop"
 TABLE_PREFIX = "shop7_"
 PLUGIN = "molam-form"
+ORDERS_TABLE = TABLE_PREFIX + "molam_orders"
+LEDGER_TABLE = "molam_schema_migrations"  # the agent's migration ledger (no site prefix)
+AGENT_USER = "molam_agent"  # the confined account the harness creates for the agent
+
+
+def quote_identifier(name):
+    return "`" + name.replace("`", "``") + "`"
+
+
+AGENT_TABLE_KINDS = ("shadow", "changes", "retired", "restore", "quarantine")
+
+
+def agent_grant_statements(account, database, tables, ledger_companions=True):
+    """The GRANT statements `MySQLGrants.statements(account:database:tables:)` writes
+    (Sources/UpgradeKit/PluginDatabase/MySQLGrants.swift), for an account that may upgrade the plugin
+    owning `tables` and nothing else: reads in the whole database; writes on the owned tables, the
+    migration ledger, the shadow registry and the agent's `_molam_*` tables beside each owned table;
+    everything in the dry runs' scratch databases.
+
+    ledger_companions: also the agent's `_molam_*` tables beside the ledger. MySQLGrants leaves them
+    out, yet the backup of an upgrade with migrations shadows the ledger too
+    (`CREATE TABLE _molam_shadow_molam_schema_migrations LIKE molam_schema_migrations`), so an account
+    with exactly its grants fails every such upgrade at `backup` with "CREATE command denied"."""
+    db = quote_identifier(database)
+    statements = [
+        f"GRANT SELECT, LOCK TABLES, SHOW VIEW ON {db}.* TO {account};",
+        f"GRANT ALL PRIVILEGES ON `molam\\_scratch\\_%`.* TO {account};",
+    ]
+    write = "SELECT, INSERT, UPDATE, DELETE, CREATE, DROP, ALTER, INDEX, TRIGGER"
+    names = [LEDGER_TABLE, "_molam_shadow_registry"]
+    for table in tables:
+        names += [table] + [f"_molam_{kind}_{table}" for kind in AGENT_TABLE_KINDS]
+    if ledger_companions:
+        names += [f"_molam_{kind}_{LEDGER_TABLE}" for kind in AGENT_TABLE_KINDS]
+    for name in names:
+        if len(name.encode()) <= 64:
+            statements.append(f"GRANT {write} ON {db}.{quote_identifier(name)} TO {account};")
+    return statements
 
 
 class SiteError(Exception):
@@ -137,6 +175,34 @@ class MariaDB:
             raise SiteError(f"mariadb: {result.stderr.strip()}")
         return [line.split("\t") for line in result.stdout.splitlines()]
 
+    def create_agent_account(self, directory, ledger_companions=True):
+        """The confined account (AGENT_USER) with the grants the agent documents (see
+        agent_grant_statements for `ledger_companions`), and its 0600 password file in `directory`;
+        returns (dsn, password_file)."""
+        password = secrets.token_hex(12)
+        account = f"'{AGENT_USER}'@'localhost'"
+        self.sql(f"CREATE USER {account} IDENTIFIED BY '{password}';"
+                 + "".join(agent_grant_statements(account, DB_NAME, [ORDERS_TABLE], ledger_companions)))
+        path = os.path.join(directory, "molam-agent.db-password")
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w") as f:
+            f.write(password + "\n")
+        return f"mysql://{AGENT_USER}@localhost/{DB_NAME}?socket={self.socket}", path
+
+    def schema_state(self):
+        """(applied migration versions, the orders table's columns, the agent's leftover tables)."""
+        rows = self.sql(
+            f"SELECT 'column', column_name FROM information_schema.columns WHERE table_schema = '{DB_NAME}' "
+            f"AND table_name = '{ORDERS_TABLE}' UNION ALL SELECT 'table', table_name FROM information_schema.tables "
+            f"WHERE table_schema = '{DB_NAME}' AND table_name LIKE '\\_molam\\_%'", database=DB_NAME)
+        columns = {name for kind, name in rows if kind == "column"}
+        leftovers = sorted(name for kind, name in rows if kind == "table")
+        applied = []
+        if self.sql(f"SHOW TABLES LIKE '{LEDGER_TABLE}'", database=DB_NAME):
+            applied = [int(v) for (v,) in self.sql(f"SELECT version FROM {LEDGER_TABLE} ORDER BY version",
+                                                   database=DB_NAME)]
+        return applied, columns, leftovers
+
     def stop(self):
         return stop_process(self.process, "mariadbd", timeout=60)
 
@@ -150,6 +216,7 @@ class WordPressSite:
         self.repo = repo
         self.wpdir = os.path.join(root, "wordpress")
         self.plugin_dir = os.path.join(self.wpdir, "wp-content", "plugins", PLUGIN)
+        self.wp_config = os.path.join(self.wpdir, "wp-config.php")
         self.port = None
         self.server = None
         self.server_log = None
@@ -246,9 +313,11 @@ class WordPressSite:
         self.server = None
         return elapsed
 
-    def order_rows(self):
-        """{reference: id} of every row of the plugin's orders table."""
-        rows = self.db.sql(f"SELECT reference, id FROM {TABLE_PREFIX}molam_orders", database=DB_NAME)
+    def order_rows(self, table=ORDERS_TABLE):
+        """{reference: id} of every row of the plugin's orders table (or `table`, if it exists)."""
+        if table != ORDERS_TABLE and not self.db.sql(f"SHOW TABLES LIKE '{table}'", database=DB_NAME):
+            return {}
+        rows = self.db.sql(f"SELECT reference, id FROM {quote_identifier(table)}", database=DB_NAME)
         return {reference: int(order_id) for reference, order_id in rows}
 
 

@@ -1,0 +1,1 @@
+ALTER TABLE `{prefix}molam_orders` DROP COLUMN channel;
