@@ -54,7 +54,8 @@ final class MySQLSite {
         try admin.execute("USE \(MySQLConnection.quoteIdentifier(database))")
         try admin.executeScript(Self.migration1.replacing("{prefix}", with: Self.prefix))
         try admin.executeScript("""
-            CREATE TABLE shop9_users (ID BIGINT UNSIGNED PRIMARY KEY, user_login VARCHAR(60), user_pass VARCHAR(255)) ENGINE=InnoDB;
+            CREATE TABLE shop9_users (
+                ID BIGINT UNSIGNED PRIMARY KEY, user_login VARCHAR(60), user_pass VARCHAR(255)) ENGINE=InnoDB;
             INSERT INTO shop9_users VALUES (1, 'admin', '$P$Bsecret');
             CREATE TABLE shop9_options (option_name VARCHAR(191) PRIMARY KEY, option_value LONGTEXT) ENGINE=InnoDB;
             INSERT INTO shop9_options VALUES ('siteurl', 'https://shop9.example'), ('woocommerce_currency', 'XOF');
@@ -179,7 +180,8 @@ final class MySQLSite {
 
     /// Databases left by dry runs (`molam_scratch_<pid>_<n>`).
     func scratchDatabases() throws -> [String] {
-        try admin.query("SELECT schema_name FROM information_schema.schemata WHERE schema_name LIKE 'molam\\_scratch\\_%'")
+        try admin.query(
+            "SELECT schema_name FROM information_schema.schemata WHERE schema_name LIKE 'molam\\_scratch\\_%'")
             .compactMap { $0[0].stringValue }
     }
 
@@ -202,9 +204,9 @@ final class MySQLSite {
 
     /// The orders table's AUTO_INCREMENT counter.
     func autoIncrement() throws -> Int64 {
-        try admin.query(
-            "SELECT auto_increment FROM information_schema.tables WHERE table_schema = DATABASE() AND table_name = ?",
-            [.text(Self.orders)]).first?[0].intValue ?? -1
+        try admin.query("""
+            SELECT auto_increment FROM information_schema.tables WHERE table_schema = DATABASE() AND table_name = ?
+            """, [.text(Self.orders)]).first?[0].intValue ?? -1
     }
 
     /// The schema and every row of the orders table and the ledger, plus the core tables: what must be
@@ -233,7 +235,8 @@ final class MySQLSite {
         while let relative = enumerator?.nextObject() as? String {
             let path = directory + "/" + relative
             var info = stat()
-            if lstat(path, &info) == 0, info.st_mode & S_IFMT == S_IFREG, let data = FileManager.default.contents(atPath: path) {
+            if lstat(path, &info) == 0, info.st_mode & S_IFMT == S_IFREG,
+               let data = FileManager.default.contents(atPath: path) {
                 found.append((path, data))
             }
         }
