@@ -46,7 +46,8 @@ let package = Package(
         .testTarget(
             name: "EndToEndTests",
             dependencies: [
-                "molam-upgrade", "UpgradeKit", "MolamSQLite", "MolamArchive", "MolamCrypto", "MolamHTTP", "TestSupport",
+                "molam-upgrade", "UpgradeKit", "MolamSQLite", "MolamArchive", "MolamCrypto", "MolamHTTP", "MolamMySQL",
+                "TestSupport",
             ]
         ),
     ]

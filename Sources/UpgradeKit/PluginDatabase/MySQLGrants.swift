@@ -84,8 +84,9 @@ struct MySQLGrants {
             "GRANT ALL PRIVILEGES ON `\(scratchPattern)`.* TO \(account);",
         ]
         let write = "SELECT, INSERT, UPDATE, DELETE, CREATE, DROP, ALTER, INDEX, TRIGGER"
-        var names = [TableOwnership.ledgerTable, MySQLPluginDatabase.registryTable]
-        for table in tables {
+        var names = [MySQLPluginDatabase.registryTable]
+        // The ledger is shadowed like the owned tables (`Pipeline.ownedTables`): its shadow too.
+        for table in [TableOwnership.ledgerTable] + tables {
             names += [
                 table, MySQLPluginDatabase.shadowName(table), MySQLPluginDatabase.changesName(table),
                 MySQLPluginDatabase.retiredName(table), MySQLPluginDatabase.restoreName(table),
