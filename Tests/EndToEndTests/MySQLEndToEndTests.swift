@@ -355,10 +355,8 @@ struct MySQLEndToEndTests {
         let query = "SELECT count(*) FROM {prefix}molam_orders"
         let release = try site.release("1.1.0", smoke: [["type": "sql", "query": query, "expect": "40"]])
         let result = try site.upgrade(release)
-        withKnownIssue("sql smoke queries run as written: {prefix} is resolved in tables and migrations only") {
-            #expect(result.status == 0, "\(result.stderr)")
-        }
-        #expect(try site.site.installedVersion() == (result.status == 0 ? "1.1.0" : "1.0.0"))
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(try site.site.installedVersion() == "1.1.0")
     }
 
     @Test("confinement by the server: a confined account's migration writing a core table is denied and undone")
@@ -441,11 +439,8 @@ struct MySQLEndToEndTests {
         let database = try Self.confined(site)
         let good = try site.release("1.1.0", migrations: ["0002_currency.sql": Self.addCurrency])
         let dry = try site.upgrade(good, extra: ["--dry-run"], database: database)
-        // The scratch copy judges the grants against the scratch database's name, so every grant on
-        // the site's own tables reads as a write outside them.
-        withKnownIssue("a confined account's dry run is refused for its grants in the site's database") {
-            #expect(dry.status == 0, "\(dry.stderr)")
-        }
+        // The scratch copy judges the grants against the site's database, whose copy it is.
+        #expect(dry.status == 0, "\(dry.stderr)")
         let scratch = try site.scratchDatabases()
         #expect(scratch.isEmpty, "\(scratch)")
         try Self.expectUnchanged(site, before)

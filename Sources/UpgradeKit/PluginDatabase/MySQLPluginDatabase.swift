@@ -17,6 +17,9 @@ public final class MySQLPluginDatabase: PluginDatabase {
     let connection: MySQLConnection
     /// A dry run's scratch database, dropped with this object.
     private var ownedScratchDatabase: String?
+    /// The site's database, whose grants confine migrations: a scratch copy's is the site's it was
+    /// copied from.
+    private var siteDatabase: String?
     private(set) var lockWaitSeconds = 5
 
     public var location: DatabaseLocation { .mysql(mysqlLocation) }
@@ -218,7 +221,7 @@ public final class MySQLPluginDatabase: PluginDatabase {
             try MySQLGrants.current(connection)
         }
         let allowed = Set((confinement.owned + confinement.creatable).map { $0 })
-        guard let wide = grants.firstWrite(outside: allowed, database: database) else { return nil }
+        guard let wide = grants.firstWrite(outside: allowed, database: siteDatabase ?? database) else { return nil }
         return "the database account \(endpoint.user) \(wide), so the server cannot keep the migrations inside "
             + "the tables \(confinement.plugin) owns; give the agent an account with the grants "
             + "`molam-upgrade grants` prints, or set allow_wide_grants (--allow-wide-grants)"
@@ -283,6 +286,7 @@ public final class MySQLPluginDatabase: PluginDatabase {
             endpoint.database = scratch
             let copy = try MySQLPluginDatabase(location: location, endpoint: endpoint)
             copy.ownedScratchDatabase = scratch
+            copy.siteDatabase = siteDatabase ?? database
             return copy
         } catch {
             _ = try? connection.execute("DROP DATABASE IF EXISTS \(Self.quote(scratch))")
