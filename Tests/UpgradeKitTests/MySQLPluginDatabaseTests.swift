@@ -320,6 +320,7 @@ struct MySQLPluginDatabaseTests {
         // Shadows, capture and the rename work under the confined account too.
         _ = try confined.prepareShadows([Self.orders, "shop7_molam_refunds"])
         _ = try confined.restoreShadows(alsoDrop: [], mayTouch: { _ in true })
+        try confined.dropRetiredTables()
         #expect(try !confined.hasShadows())
     }
 

@@ -204,6 +204,8 @@ extension MySQLPluginDatabase {
     /// The triggers the table was given back with: those riding on the table set aside (their names
     /// are the database's) dropped, then `statements` run.
     func replaceTriggers(of table: String, with statements: [String]) throws {
+        // Triggers left on the table set aside go with it, after the window.
+        guard !statements.isEmpty else { return }
         for row in try connection.query("""
             SELECT trigger_name FROM information_schema.triggers
             WHERE event_object_schema = DATABASE() AND event_object_table = ?

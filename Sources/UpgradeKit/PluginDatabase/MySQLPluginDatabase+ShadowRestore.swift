@@ -79,7 +79,6 @@ extension MySQLPluginDatabase {
                     }
                     summary.quarantined[entry.table, default: 0] += keys.count
                 }
-                try dropCaptureTriggers(on: Self.retiredName(entry.table))
                 try replaceTriggers(of: entry.table, with: entry.triggers)
                 summary.restored.append(entry.table)
             }
@@ -87,15 +86,11 @@ extension MySQLPluginDatabase {
                 guard try tableExists(table) else { continue }
                 let kept = try quarantineChanged(table, reason: "written to a table of the release rolled back")
                 if kept > 0 { summary.quarantined[table, default: 0] += kept }
-                try dropCaptureTriggers(on: table)
                 try connection.execute("DROP TABLE \(Self.quote(table))")
                 summary.dropped.append(table)
             }
-            try dropCaptureTriggers(on: nil)
-            for table in try baseTables() where table.hasPrefix("_molam_changes_") {
-                try connection.execute("DROP TABLE IF EXISTS \(Self.quote(table))")
-            }
-            try connection.execute("DROP TABLE IF EXISTS \(Self.quote(Self.registryTable))")
+            // The capture triggers (on the tables set aside), the change logs and the registry go after
+            // the window, with those tables (`dropRetiredTables`): every DDL statement costs a flush.
             return summary
         } catch {
             throw Self.unexpected(error, context: context)
@@ -317,6 +312,16 @@ extension MySQLPluginDatabase {
     /// Drops the tables a restore set aside (and any sentry left behind): after the window.
     public func dropRetiredTables() throws(PluginDatabaseError) {
         try sql("dropping the tables a restore set aside in \(mysqlLocation)") { () throws(MySQLError) in
+            // A restore that put every shadow in place leaves its capture, change logs and registry.
+            if try tableExists(Self.registryTable), try !baseTables().contains(where: {
+                $0.hasPrefix("_molam_shadow_") && $0 != Self.registryTable
+            }) {
+                try dropCaptureTriggers(on: nil)
+                for table in try baseTables() where table.hasPrefix("_molam_changes_") {
+                    try connection.execute("DROP TABLE IF EXISTS \(Self.quote(table))")
+                }
+                try connection.execute("DROP TABLE IF EXISTS \(Self.quote(Self.registryTable))")
+            }
             for table in try baseTables() where table.hasPrefix("_molam_retired_") {
                 try connection.execute("DROP TABLE IF EXISTS \(Self.quote(table))")
             }
