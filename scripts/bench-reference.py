@@ -247,6 +247,8 @@ def main():
     part = parser.add_mutually_exclusive_group()
     part.add_argument("--mysql-only", action="store_true", help="only the MySQL rows (100 MiB in MariaDB)")
     part.add_argument("--skip-mysql", action="store_true", help="only the SQLite rows")
+    parser.add_argument("--mysql-statement-log", action="store_true",
+                        help="log MariaDB's statements during the failing runs; print the rollback window's")
     args = parser.parse_args()
     if args.quick:
         args.runs = 1
@@ -266,10 +268,14 @@ def main():
         sqlite_part(bench, work, sizes, raw)
     if not args.skip_mysql:
         raw["mysql"] = bench_mysql.run(bench, work, files, mysql_mib, args.runs,
-                                       os.path.join(bench.runs_dir, "mariadb-%d" % os.getpid()))
+                                       os.path.join(bench.runs_dir, "mariadb-%d" % os.getpid()),
+                                       log_statements=args.mysql_statement_log)
     raw["bench_seconds"] = time.perf_counter() - started
     table = figures_table(raw, None if args.mysql_only else sizes)
     print(table)
+    if args.mysql_statement_log and "mysql" in raw:
+        import bench_table
+        print("\n" + bench_table.rollback_statements(raw["mysql"]))
     if args.json_out:
         with open(args.json_out, "w") as out:
             json.dump(raw, out, indent=1, default=str)

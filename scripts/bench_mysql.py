@@ -17,6 +17,9 @@ goes through the `mariadb` client (Debian's mariadb-server, installed by `make d
   one order every ~3 ms, each followed by `SELECT ROW_COUNT()`; an order is acknowledged when that
   answers 1. After the automatic rollback: the window (`rollbacks.duration_ms`) and the `rollback`
   step's duration from the journal, and which acknowledged orders are missing from the orders table.
+  With --mysql-statement-log, every statement is logged (slow log, long_query_time = 0, as a table)
+  during the failing runs, and those of the agent inside the rollback window are kept: where the
+  window's time goes (the logging itself adds a little to it).
 - Successful upgrade: wall time, peak RSS (the agent's own VmHWM and wait4's ru_maxrss).
 """
 import hashlib, os, shutil, socket, sqlite3, subprocess, threading, time
@@ -255,6 +258,8 @@ class LiveWriter:
         self.interval = interval
         self.writes, self.acknowledged, self.errors = [], [], []
         self.stderr = []
+        self.process.stdin.write("SELECT CONNECTION_ID();\n")
+        self.connection_id = int(self.process.stdout.readline())
         self.done = threading.Event()
         self.drain = threading.Thread(target=self._drain, daemon=True)
         self.thread = threading.Thread(target=self._run, daemon=True)
@@ -329,9 +334,28 @@ def step_details(journal_path):
         con.close()
 
 
+def statement_log(server, on):
+    """Every statement (the slow log with long_query_time = 0, as a table: microsecond start times)."""
+    if on:
+        server.sql("SET GLOBAL slow_query_log = 0; TRUNCATE mysql.slow_log; "
+                   "SET GLOBAL log_output = 'TABLE', long_query_time = 0, slow_query_log = 1;")
+    else:
+        server.sql("SET GLOBAL slow_query_log = 0; SET GLOBAL long_query_time = 10;")
+
+
+def logged_statements(server, start, end, skip_thread):
+    """The statements the log holds between `start` and `end` (epoch seconds), but `skip_thread`'s."""
+    rows = server.sql("""SELECT UNIX_TIMESTAMP(start_time), TIME_TO_SEC(query_time), thread_id,
+               REPLACE(REPLACE(LEFT(CONVERT(sql_text USING utf8mb4), 160), '\n', ' '), '\t', ' ')
+        FROM mysql.slow_log WHERE thread_id <> %d AND UNIX_TIMESTAMP(start_time) BETWEEN %f AND %f
+        ORDER BY start_time""" % (skip_thread, start - 0.01, end + 0.005))
+    return [{"start": float(r[0]), "seconds": float(r[1]), "thread": int(r[2]), "sql": r[3]} for r in rows]
+
+
 class MySQLBench:
-    def __init__(self, bench, server, releases):
+    def __init__(self, bench, server, releases, log_statements=False):
         self.bench, self.server, self.releases = bench, server, releases
+        self.log_statements = log_statements
         self.counter = 0
 
     def new_site(self):
@@ -354,6 +378,8 @@ class MySQLBench:
 
     def failing_upgrade_with_writer(self):
         site, database, owned = self.new_site()
+        if self.log_statements:
+            statement_log(self.server, True)
         writer = LiveWriter(self.server, database)
         try:
             time.sleep(0.3)   # the writer is writing before the agent starts
@@ -362,6 +388,14 @@ class MySQLBench:
             time.sleep(0.2)
         finally:
             writer.stop()
+            if self.log_statements:
+                statement_log(self.server, False)
+        if self.log_statements and result.get("rollback_started"):
+            # The window (`rollbacks.duration_ms`) only: finished_at comes after the smoke checks.
+            start = result["rollback_started"]
+            end = start + result["rollback_ms"] / 1000 if result.get("rollback_ms") is not None \
+                else result["rollback_finished"]
+            result["rollback_statements"] = logged_statements(self.server, start, end, writer.connection_id)
         result["owned_bytes"] = owned
         result["steps"] = step_details(os.path.join(site, "state", "journal.db"))
         result["client"] = writer.figures(self.server, database, result.get("rollback_started"),
@@ -379,7 +413,7 @@ class MySQLBench:
         return result
 
 
-def run(bench, work, files, mib, runs, root):
+def run(bench, work, files, mib, runs, root, log_statements=False):
     """The MySQL part: a server of its own under `root`, stopped (and moved to the trash) at the end."""
     started = time.perf_counter()
     releases = prepare_releases(work, files)
@@ -389,12 +423,12 @@ def run(bench, work, files, mib, runs, root):
         seed_started = time.perf_counter()
         seed_rows = make_seed(server, mib)
         seed_seconds = time.perf_counter() - seed_started
-        mysql = MySQLBench(bench, server, releases)
+        mysql = MySQLBench(bench, server, releases, log_statements)
         failing, good = [], []
         for _ in range(runs):
             failing.append(mysql.failing_upgrade_with_writer())
             good.append(mysql.good_upgrade())
-        return {"mib": mib, "server": server.version, "seed_rows": seed_rows, "seed_seconds": seed_seconds,
+        return {"mib": mib, "server": server.version, "statement_log": log_statements, "seed_rows": seed_rows, "seed_seconds": seed_seconds,
                 "seed_bytes": server.owned_bytes("bench_seed"), "failing": failing, "good": good,
                 "seconds": time.perf_counter() - started}
     finally:

@@ -149,3 +149,35 @@ def ms_to_s(value):
 
 def mib_bytes(value):
     return "n/a" if value is None else "%.1f MiB" % (value / 2**20)
+
+
+def rollback_statements(mysql):
+    """Where the MySQL rollback window's time goes, from --mysql-statement-log (first failing run)."""
+    lines = []
+    for number, run in enumerate(mysql["failing"], 1):
+        statements = run.get("rollback_statements")
+        if statements is None:
+            continue
+        window = run.get("rollback_ms")
+        total = sum(s["seconds"] for s in statements)
+        kinds = {}
+        for s in statements:
+            words = s["sql"].split()
+            kind = " ".join(words[:2]).upper() if words else "?"
+            count, seconds_ = kinds.get(kind, (0, 0.0))
+            kinds[kind] = (count + 1, seconds_ + s["seconds"])
+        lines.append("MySQL rollback window of failing run %d: %s ms; %d statements of the agent took %.0f ms in the "
+                     "server (the rest: client round trips, file exchange, waits between statements)."
+                     % (number, window, len(statements), total * 1000))
+        lines.append("")
+        lines.append("| statement kind | count | server time |")
+        lines.append("|---|---|---|")
+        for kind, (count, seconds_) in sorted(kinds.items(), key=lambda item: -item[1][1])[:12]:
+            lines.append("| `%s` | %d | %.1f ms |" % (kind, count, seconds_ * 1000))
+        lines.append("")
+        lines.append("| slowest statements | thread | server time |")
+        lines.append("|---|---|---|")
+        for s in sorted(statements, key=lambda s: -s["seconds"])[:10]:
+            lines.append("| `%s` | %d | %.1f ms |" % (s["sql"][:110].replace("|", "\\|"), s["thread"], s["seconds"] * 1000))
+        lines.append("")
+    return "\n".join(lines) if lines else "(no statements logged)"
