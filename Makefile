@@ -25,8 +25,10 @@ test: deps
 # Benchmarks that print figures (never timed assertions in tests): a cron run with nothing to do, then
 # DESIGN.md's reference workload (5,000 files, 10 / 100 / 400 MiB of owned tables, generated under
 # .build/bench-reference) side by side with a naive shell pipeline, as a Markdown table (medians of
-# BENCH_RUNS runs; about 10 minutes on 2 cores with the default 3). BENCH_ARGS passes options on
-# (e.g. BENCH_ARGS="--json-out bench.json").
+# BENCH_RUNS runs; about 10 minutes on 2 cores with the default 3), then its MySQL rows: 100 MiB of
+# owned tables in a private MariaDB server (mariadb-server, installed by deps) started and stopped
+# in that directory, about 2.5 minutes a run. BENCH_ARGS passes options on (e.g.
+# BENCH_ARGS="--json-out bench.json", "--skip-mysql", "--mysql-only --mysql-statement-log").
 bench: deps
 	$(SWIFT) build -c release --product molam-upgrade
 	python3 scripts/bench-cron.py .build/release/molam-upgrade 50

@@ -14,16 +14,23 @@ Instrumented runs (one each, not timed) add a process stat()ing the plugin's mai
 loop, one looking for old code on the new schema, and a site client inserting an order every few
 ms into the owned table.
 
+The MySQL rows (bench_mysql.py): the same plugin with 100 MiB of owned tables in a private
+MariaDB server started in the work directory (stopped at the end): a failing upgrade's rollback
+with a live writer (journal durations, acknowledged orders lost) and a successful upgrade (wall,
+peak RSS). --mysql-only / --skip-mysql limit a run to one part.
+
 Old outputs are moved aside into a trash folder, removed at the end (or by the next run): on this
 filesystem creating files right after a mass delete is several times slower.
 
 Usage: scripts/bench-reference.py [--binary PATH] [--runs N] [--quick] [--json-out FILE] [--work DIR]
+                                  [--mysql-only | --skip-mysql]
 """
 import argparse, json, multiprocessing, os, shutil, sqlite3, statistics, subprocess, sys, threading, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench_workload as workload   # noqa: E402
 import bench_watchers as watchers   # noqa: E402
+import bench_mysql                  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PLUGIN = "molam-form"
@@ -62,10 +69,10 @@ class Bench:
 
     # --- molam-upgrade -----------------------------------------------------------------------------
 
-    def molam(self, site, *args, expect):
+    def molam(self, site, *args, expect, db=None, extra=()):
         plugin = os.path.join(site, "plugins", PLUGIN)
-        command = [self.binary, *args, "--quiet", "--plugin-dir", plugin, "--db", "sqlite://" + site + "/site.db",
-                   "--state-dir", os.path.join(site, "state")]
+        command = [self.binary, *args, "--quiet", "--plugin-dir", plugin, "--db", db or "sqlite://" + site + "/site.db",
+                   *extra, "--state-dir", os.path.join(site, "state")]
         with open(os.path.join(site, "agent.log"), "ab") as log:
             start = time.perf_counter()
             process = subprocess.Popen(command, stdout=log, stderr=log)
@@ -237,25 +244,50 @@ def main():
     parser.add_argument("--quick", action="store_true", help="tiny sizes, 1 run: checks the harness only")
     parser.add_argument("--json-out", help="also write every figure to this JSON file")
     parser.add_argument("--work", default=os.path.join(ROOT, ".build/bench-reference"))
+    part = parser.add_mutually_exclusive_group()
+    part.add_argument("--mysql-only", action="store_true", help="only the MySQL rows (100 MiB in MariaDB)")
+    part.add_argument("--skip-mysql", action="store_true", help="only the SQLite rows")
+    parser.add_argument("--mysql-statement-log", action="store_true",
+                        help="log MariaDB's statements during the failing runs; print the rollback window's")
     args = parser.parse_args()
     if args.quick:
         args.runs = 1
-        sizes, files = [1, 2, 4], 200
+        sizes, files, mysql_mib = [1, 2, 4], 200, 2
     else:
-        sizes, files = [10, 100, 400], 5000
+        sizes, files, mysql_mib = [10, 100, 400], 5000, 100
     os.makedirs(args.work, exist_ok=True)
     # A previous run's leftovers (interrupted, or its trash) go first, before anything is timed.
     for leftover in ("trash", "runs"):
         purge(os.path.join(args.work, leftover))
     started = time.perf_counter()
-    work = workload.prepare(os.path.join(args.work, "workload"), ROOT, files, sizes, quick=args.quick)
+    work = workload.prepare(os.path.join(args.work, "workload"), ROOT, files, [] if args.mysql_only else sizes,
+                            quick=args.quick)
     bench = Bench(args, work)
-    mid, large = sizes[1], sizes[-1]
     raw = {"sizes_mib": sizes, "runs": args.runs, "workload": work.describe(), "binary": args.binary}
+    if not args.mysql_only:
+        sqlite_part(bench, work, sizes, raw)
+    if not args.skip_mysql:
+        raw["mysql"] = bench_mysql.run(bench, work, files, mysql_mib, args.runs,
+                                       os.path.join(bench.runs_dir, "mariadb-%d" % os.getpid()),
+                                       log_statements=args.mysql_statement_log)
+    raw["bench_seconds"] = time.perf_counter() - started
+    table = figures_table(raw, None if args.mysql_only else sizes)
+    print(table)
+    if args.mysql_statement_log and "mysql" in raw:
+        import bench_table
+        print("\n" + bench_table.rollback_statements(raw["mysql"]))
+    if args.json_out:
+        with open(args.json_out, "w") as out:
+            json.dump(raw, out, indent=1, default=str)
+    purge(bench.trash)
+
+
+def sqlite_part(bench, work, sizes, raw):
+    mid, large = sizes[1], sizes[-1]
     failing = {size: [] for size in sizes}
     shell = {size: [] for size in sizes}
     good, small = [], []
-    for _ in range(args.runs):
+    for _ in range(bench.args.runs):
         for size in sizes:
             failing[size].append(bench.failing_upgrade(size))
             shell[size].append(bench.shell_failing_upgrade(size))
@@ -265,13 +297,6 @@ def main():
                good=good, small=small)
     raw["watch_molam"] = bench.instrumented(large, shell=False)
     raw["watch_shell"] = bench.instrumented(large, shell=True)
-    raw["bench_seconds"] = time.perf_counter() - started
-    table = figures_table(raw, sizes)
-    print(table)
-    if args.json_out:
-        with open(args.json_out, "w") as out:
-            json.dump(raw, out, indent=1, default=str)
-    purge(bench.trash)
 
 
 def figures_table(raw, sizes):

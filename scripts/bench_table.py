@@ -24,6 +24,19 @@ def ms(value):
 
 
 def render(raw, sizes):
+    """The table: the SQLite rows (unless `sizes` is None: a --mysql-only run), then the MySQL section."""
+    rows = sqlite_rows(raw, sizes) if sizes is not None else []
+    if "mysql" in raw:
+        rows += mysql_rows(raw["mysql"])
+    work = raw["workload"]
+    lines = ["Reference workload: %d files, %.1f MB unpacked, zip %.1f MB; medians of %d runs; %.0f s in all."
+             % (work["files"], work["unpacked_bytes"] / 1e6, work["zip_bytes"] / 1e6, raw["runs"], raw["bench_seconds"]),
+             "", "| figure | molam-upgrade | naive shell | ratio / target |", "|---|---|---|---|"]
+    lines += ["| %s | %s | %s | %s |" % row for row in rows]
+    return "\n".join(lines)
+
+
+def sqlite_rows(raw, sizes):
     failing, shell, good, small = raw["failing"], raw["shell"], raw["good"], raw["small"]
     mid, large = str(sizes[1]), str(sizes[-1])
     rows = []
@@ -88,9 +101,83 @@ def render(raw, sizes):
                                                         client_shell["rows_lost"], client_shell["acknowledged"],
                                                         client_shell["errors"]),
                  "target a few ms, 0 lost"))
-    work = raw["workload"]
-    lines = ["Reference workload: %d files, %.1f MB unpacked, zip %.1f MB; medians of %d runs; %.0f s in all."
-             % (work["files"], work["unpacked_bytes"] / 1e6, work["zip_bytes"] / 1e6, raw["runs"], raw["bench_seconds"]),
-             "", "| figure | molam-upgrade | naive shell | ratio / target |", "|---|---|---|---|"]
-    lines += ["| %s | %s | %s | %s |" % row for row in rows]
-    return "\n".join(lines)
+    return rows
+
+
+def mysql_rows(mysql):
+    """The "MySQL 100 MiB" section: a failing upgrade's rollback under a live writer, a good upgrade."""
+    failing, good, size = mysql["failing"], mysql["good"], mysql["mib"]
+    owned = med([r["owned_bytes"] for r in failing + good])
+    rows = [("**MySQL %d MiB** (%s, private server; owned tables %s on disk, %d seed rows; "
+             "a live writer inserts an order every ~3 ms through one `mariadb` client)"
+             % (size, mysql["server"], mib_bytes(owned), mysql["seed_rows"]), "", "", "")]
+    window = med([r.get("rollback_ms") for r in failing])
+    step = med([r["steps_ms"].get("rollback") for r in failing])
+    window, step = (None if v is None else v / 1000 for v in (window, step))
+    rows.append(("MySQL automatic rollback, files + tables, live writer: window (`rollbacks.duration_ms`) / "
+                 "`rollback` step (`steps.duration_ms`, smoke checks included)",
+                 "%s / %s (wall of the failing run %s)" % (seconds(window), seconds(step),
+                                                         seconds(med([r["wall_s"] for r in failing]))),
+                 "", "target ≤ 0.5 s: %s" % verdict(window, 0.5)))
+    clients = [r["client"] for r in failing]
+    lost = sum(c["rows_lost"] for c in clients)
+    rows.append(("MySQL acknowledged orders lost by the rollback (summed over the runs); longest write "
+                 "upgrade / rollback (medians)",
+                 "%d of %d lost (%d errors); %s / %s"
+                 % (lost, sum(c["acknowledged"] for c in clients), sum(c["errors"] for c in clients),
+                    ms(med([c["longest_write_ms_upgrade"] for c in clients])),
+                    ms(med([c["longest_write_ms_rollback"] for c in clients]))),
+                 "", "target 0: %s" % ("met" if lost == 0 else "NOT met")))
+    rows.append(("MySQL successful upgrade, wall (backup step: shadow copy + dump %s)"
+                 % seconds(ms_to_s(med([r["steps_ms"].get("backup") for r in good]))),
+                 seconds(med([r["wall_s"] for r in good])), "", ""))
+    runs = failing + good
+    own, with_children = max(r["own_rss_kib"] for r in runs), max(r["rss_kib"] for r in runs)
+    rows.append(("MySQL peak RSS: the agent's own (VmHWM); with its children (wait4 ru_maxrss)",
+                 "own %s; with children %s" % (mib(own), mib(with_children)), "",
+                 "target < 40 MiB (own): %s" % ("met" if own < 40 * 1024 else "NOT met")))
+    return rows
+
+
+def verdict(value, target):
+    return "met" if value is not None and value <= target else "NOT met"
+
+
+def ms_to_s(value):
+    return None if value is None else value / 1000
+
+
+def mib_bytes(value):
+    return "n/a" if value is None else "%.1f MiB" % (value / 2**20)
+
+
+def rollback_statements(mysql):
+    """Where the MySQL rollback window's time goes, from --mysql-statement-log (first failing run)."""
+    lines = []
+    for number, run in enumerate(mysql["failing"], 1):
+        statements = run.get("rollback_statements")
+        if statements is None:
+            continue
+        window = run.get("rollback_ms")
+        total = sum(s["seconds"] for s in statements)
+        kinds = {}
+        for s in statements:
+            words = s["sql"].split()
+            kind = " ".join(words[:2]).upper() if words else "?"
+            count, seconds_ = kinds.get(kind, (0, 0.0))
+            kinds[kind] = (count + 1, seconds_ + s["seconds"])
+        lines.append("MySQL rollback window of failing run %d: %s ms; %d statements of the agent took %.0f ms in the "
+                     "server (the rest: client round trips, file exchange, waits between statements)."
+                     % (number, window, len(statements), total * 1000))
+        lines.append("")
+        lines.append("| statement kind | count | server time |")
+        lines.append("|---|---|---|")
+        for kind, (count, seconds_) in sorted(kinds.items(), key=lambda item: -item[1][1])[:12]:
+            lines.append("| `%s` | %d | %.1f ms |" % (kind, count, seconds_ * 1000))
+        lines.append("")
+        lines.append("| slowest statements | thread | server time |")
+        lines.append("|---|---|---|")
+        for s in sorted(statements, key=lambda s: -s["seconds"])[:10]:
+            lines.append("| `%s` | %d | %.1f ms |" % (s["sql"][:110].replace("|", "\\|"), s["thread"], s["seconds"] * 1000))
+        lines.append("")
+    return "\n".join(lines) if lines else "(no statements logged)"
