@@ -38,7 +38,7 @@ sys.path.insert(0, HERE)
 
 from payments import KINDS, KIND_HELP, PaymentClient  # noqa: E402
 from releases import BROKEN_KINDS, FAILS_AT, MIGRATIONS, TABLE_COLUMNS, ReleaseFactory  # noqa: E402
-from shop import ORDERS_TABLE, TABLE_PREFIX, MariaDB, SiteError, WordPressSite  # noqa: E402
+from shop import AGENT_USER, ORDERS_TABLE, TABLE_PREFIX, MariaDB, SiteError, WordPressSite  # noqa: E402
 
 TAIL_SECONDS = 3.0  # payments keep coming this long after the agent exits, before the next run
 SHORT_TAIL_SECONDS = 2.0  # the same in --short runs (CI)
@@ -213,17 +213,21 @@ class Harness:
 
         state_dir = os.path.join(self.root, "state")
         os.makedirs(state_dir, mode=0o700)
-        dsn, password_file = self.db.create_agent_account(self.root, ledger_companions=not args.exact_grants)
-        if not args.exact_grants:
-            print("confined account: MySQLGrants.statements' grants plus the _molam_* tables beside the ledger "
-                  "molam_schema_migrations, which the agent shadows too but MySQLGrants leaves out (--exact-grants: without)")
+        config = os.path.join(self.root, "agent.json")
+        self.config_args = (config, state_dir, self.site, args.agent_features, args.version_timeout)
+        write_agent_config(*self.config_args)
+        # The confined account gets exactly what `molam-upgrade grants` prints for it.
+        printed = subprocess.run(
+            [args.agent, "grants", "--config", config, "--account", f"'{AGENT_USER}'@'localhost'"],
+            capture_output=True, text=True, timeout=60)
+        if printed.returncode != 0:
+            raise HarnessError(f"molam-upgrade grants exited {printed.returncode}: {printed.stderr.strip()}")
+        grants = [line for line in printed.stdout.splitlines() if line.startswith("GRANT ")]
+        dsn, password_file = self.db.create_agent_account(self.root, grants)
         self.database_args = {
             "wordpress": ["--wp-config", self.site.wp_config, "--allow-wide-grants"],
             "confined": ["--db", dsn, "--db-password-file", password_file],
         }
-        config = os.path.join(self.root, "agent.json")
-        self.config_args = (config, state_dir, self.site, args.agent_features, args.version_timeout)
-        write_agent_config(*self.config_args)
         self.agent = Agent(args.agent, config)
         for account in ACCOUNTS:
             code, _, stderr = self.agent.run(["status"], self.database_args[account])
@@ -521,9 +525,6 @@ def parse_arguments():
     parser.add_argument("--confined", default="failing",
                         help="comma-separated scenarios whose runs use the confined MariaDB account (the others "
                              "use wp-config.php's WordPress account with --allow-wide-grants); '' for none")
-    parser.add_argument("--exact-grants", action="store_true",
-                        help="give the confined account exactly the grants MySQLGrants.statements writes (without "
-                             "the ledger's _molam_* tables: migrating upgrades then fail at backup)")
     parser.add_argument("--rate", type=float, default=80.0, help="target payments a second")
     parser.add_argument("--threads", type=int, default=4, help="payment client threads")
     parser.add_argument("--json-out", help="also write the table and runs as JSON here")

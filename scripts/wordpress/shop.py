@@ -28,37 +28,6 @@ def quote_identifier(name):
     return "`" + name.replace("`", "``") + "`"
 
 
-AGENT_TABLE_KINDS = ("shadow", "changes", "retired", "restore", "quarantine")
-
-
-def agent_grant_statements(account, database, tables, ledger_companions=True):
-    """The GRANT statements `MySQLGrants.statements(account:database:tables:)` writes
-    (Sources/UpgradeKit/PluginDatabase/MySQLGrants.swift), for an account that may upgrade the plugin
-    owning `tables` and nothing else: reads in the whole database; writes on the owned tables, the
-    migration ledger, the shadow registry and the agent's `_molam_*` tables beside each owned table;
-    everything in the dry runs' scratch databases.
-
-    ledger_companions: also the agent's `_molam_*` tables beside the ledger. MySQLGrants leaves them
-    out, yet the backup of an upgrade with migrations shadows the ledger too
-    (`CREATE TABLE _molam_shadow_molam_schema_migrations LIKE molam_schema_migrations`), so an account
-    with exactly its grants fails every such upgrade at `backup` with "CREATE command denied"."""
-    db = quote_identifier(database)
-    statements = [
-        f"GRANT SELECT, LOCK TABLES, SHOW VIEW ON {db}.* TO {account};",
-        f"GRANT ALL PRIVILEGES ON `molam\\_scratch\\_%`.* TO {account};",
-    ]
-    write = "SELECT, INSERT, UPDATE, DELETE, CREATE, DROP, ALTER, INDEX, TRIGGER"
-    names = [LEDGER_TABLE, "_molam_shadow_registry"]
-    for table in tables:
-        names += [table] + [f"_molam_{kind}_{table}" for kind in AGENT_TABLE_KINDS]
-    if ledger_companions:
-        names += [f"_molam_{kind}_{LEDGER_TABLE}" for kind in AGENT_TABLE_KINDS]
-    for name in names:
-        if len(name.encode()) <= 64:
-            statements.append(f"GRANT {write} ON {db}.{quote_identifier(name)} TO {account};")
-    return statements
-
-
 class SiteError(Exception):
     pass
 
@@ -175,14 +144,12 @@ class MariaDB:
             raise SiteError(f"mariadb: {result.stderr.strip()}")
         return [line.split("\t") for line in result.stdout.splitlines()]
 
-    def create_agent_account(self, directory, ledger_companions=True):
-        """The confined account (AGENT_USER) with the grants the agent documents (see
-        agent_grant_statements for `ledger_companions`), and its 0600 password file in `directory`;
-        returns (dsn, password_file)."""
+    def create_agent_account(self, directory, grants):
+        """The confined account (AGENT_USER) with `grants` (what `molam-upgrade grants` prints, as an
+        administrator would run it), and its 0600 password file in `directory`; returns (dsn,
+        password_file)."""
         password = secrets.token_hex(12)
-        account = f"'{AGENT_USER}'@'localhost'"
-        self.sql(f"CREATE USER {account} IDENTIFIED BY '{password}';"
-                 + "".join(agent_grant_statements(account, DB_NAME, [ORDERS_TABLE], ledger_companions)))
+        self.sql(f"CREATE USER '{AGENT_USER}'@'localhost' IDENTIFIED BY '{password}';" + "".join(grants))
         path = os.path.join(directory, "molam-agent.db-password")
         descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(descriptor, "w") as f:
