@@ -250,19 +250,13 @@ public final class MySQLConnection {
         }
     }
 
-    /// The error funnel for the connection handle: number, SQLSTATE and message as libmariadb
-    /// reports them, with the statement (never the password: neither the server nor the library
-    /// puts it in a message).
+    /// The error funnel for the connection handle.
     static func error(
         _ mysql: UnsafeMutablePointer<MYSQL>, statement: String?, index: Int? = nil
     ) -> MySQLError {
-        let number = mysql_errno(mysql)
-        let message = mysql_error(mysql).map { String(cString: $0) } ?? ""
-        return MySQLError(
-            number: number == 0 ? MySQLError.unknownNumber : number,
-            sqlState: mysql_sqlstate(mysql).map { String(cString: $0) } ?? "HY000",
-            message: message.isEmpty ? "unknown MySQL client error" : message,
-            statement: statement, statementIndex: index)
+        MySQLError.reported(
+            number: mysql_errno(mysql), sqlState: mysql_sqlstate(mysql), message: mysql_error(mysql),
+            statement: statement, index: index)
     }
 
     /// mysql_init, options, mysql_real_connect; the handle is closed on any failure.

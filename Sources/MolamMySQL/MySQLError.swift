@@ -43,6 +43,21 @@ public struct MySQLError: Error, Sendable, CustomStringConvertible, Equatable {
         return String(oneLine.prefix(limit)) + "…"
     }
 
+    /// The one funnel for what libmariadb reports, from a connection or a statement handle: its
+    /// number, SQLSTATE and message, with the statement (never the password: neither the server nor
+    /// the library puts it in a message).
+    static func reported(
+        number: UInt32, sqlState: UnsafePointer<CChar>?, message: UnsafePointer<CChar>?, statement: String?,
+        index: Int? = nil
+    ) -> MySQLError {
+        let text = message.map { String(cString: $0) } ?? ""
+        return MySQLError(
+            number: number == 0 ? unknownNumber : number,
+            sqlState: sqlState.map { String(cString: $0) } ?? "HY000",
+            message: text.isEmpty ? "unknown MySQL client error" : text,
+            statement: statement, statementIndex: index)
+    }
+
     /// Errors raised by this wrapper itself, numbered like the client library's own (errmsg.h).
     static func client(_ number: UInt32, _ message: String, statement: String? = nil) -> MySQLError {
         MySQLError(number: number, sqlState: "HY000", message: message, statement: statement)

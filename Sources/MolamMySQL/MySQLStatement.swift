@@ -84,13 +84,9 @@ final class MySQLStatement {
 
     /// The error funnel for statements: mysql_stmt_errno, mysql_stmt_sqlstate, mysql_stmt_error.
     func error() -> MySQLError {
-        let number = mysql_stmt_errno(handle)
-        let message = mysql_stmt_error(handle).map { String(cString: $0) } ?? ""
-        return MySQLError(
-            number: number == 0 ? MySQLError.unknownNumber : number,
-            sqlState: mysql_stmt_sqlstate(handle).map { String(cString: $0) } ?? "HY000",
-            message: message.isEmpty ? "unknown MySQL client error" : message,
-            statement: sql)
+        MySQLError.reported(
+            number: mysql_stmt_errno(handle), sqlState: mysql_stmt_sqlstate(handle),
+            message: mysql_stmt_error(handle), statement: sql)
     }
 }
 
