@@ -118,7 +118,7 @@ public struct TreeManifest: Codable, Sendable, Equatable {
         return lines
     }
 
-    private static func differences(_ actual: Entry, _ entry: Entry, comparingOwners: Bool) -> [String] {
+    static func differences(_ actual: Entry, _ entry: Entry, comparingOwners: Bool) -> [String] {
         let name = entry.path.isEmpty ? "the top directory" : "'\(entry.path)'"
         var lines: [String] = []
         if actual.kind != entry.kind {
