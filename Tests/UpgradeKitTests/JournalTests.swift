@@ -80,4 +80,20 @@ struct JournalTests {
         #expect(stats.failedRollbacksLast7Days == 1)
         #expect(stats.averageRollbackMilliseconds == 40)
     }
+    @Test("UTC timestamps read as RFC 3339 and the basic format, milliseconds truncated, and parse back")
+    func utcTimestamps() throws {
+        // 2024-02-29T23:59:59.9996Z
+        let date = Date(timeIntervalSince1970: 1_709_251_199.9996)
+        #expect(UTCTimestamp.string(date, milliseconds: true) == "2024-02-29T23:59:59.999Z")
+        #expect(UTCTimestamp.string(date, milliseconds: false) == "2024-02-29T23:59:59Z")
+        #expect(UTCTimestamp.compact(date) == "20240229T235959Z")
+        #expect(Journal.timestamp(Date(timeIntervalSince1970: 0)) == "1970-01-01T00:00:00.000Z")
+        let parsed = try #require(Journal.date("2024-02-29T23:59:59.250Z"))
+        #expect(parsed.timeIntervalSince1970 == 1_709_251_199.25)
+        #expect(Journal.date(Journal.timestamp(date)).map { Journal.timestamp($0) } == Journal.timestamp(date))
+        for bad in ["", "2024-02-30T00:00:00.000Z", "2024-02-29T23:59:59Z", "2024-02-29 23:59:59.000Z",
+                    "2024-13-01T00:00:00.000Z", "2024-02-29T23:59:59.000+01:00", "2024-02-29T23:5a:59.000Z"] {
+            #expect(Journal.date(bad) == nil, "\(bad)")
+        }
+    }
 }

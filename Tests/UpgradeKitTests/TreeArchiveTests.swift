@@ -353,4 +353,50 @@ import Glibc
         }
         try writer.close()
     }
+
+    @Test("a streamed manifest reads back as JSONEncoder's did, odd names, owners, root and skipped included")
+    func manifestJSONStreamed() throws {
+        let temp = try TemporaryDirectory()
+        let names = ["plain.php", "quote\"d", "back\\slash", "new\nline", "tab\tcr\r", "bell\u{07}",
+                     "caf\u{E9}/\u{1F600}.txt", "a/b/c"]
+        var manifest = TreeManifest(
+            entries: names.enumerated().map { position, name in
+                .init(path: name, kind: position % 2 == 0 ? "file" : "symlink", mode: 0o4755, size: Int64(position),
+                      sha256: position % 2 == 0 ? String(repeating: "ab", count: 32) : nil,
+                      target: position % 2 == 0 ? nil : "../" + name, uid: position == 3 ? nil : 33, gid: 0)
+            },
+            root: .init(path: "", kind: "directory", mode: 0o755, size: 0, uid: 1, gid: 2))
+        manifest.skipped = ["fifo (FIFO)"]
+        try manifest.write(to: temp.sub("streamed.json"))
+        // `read` keeps entries and root (what a restore uses); the decoder sees everything.
+        let reread = try TreeManifest.read(from: temp.sub("streamed.json"))
+        #expect(reread.entries == manifest.entries && reread.root == manifest.root)
+        let decoded = try JSONDecoder().decode(
+            TreeManifest.self, from: Data(contentsOf: URL(fileURLWithPath: temp.sub("streamed.json"))))
+        #expect(decoded == manifest)
+        // The same text JSONEncoder wrote, but for its escaped slashes.
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]
+        let plain = TreeManifest(entries: [.init(path: "lib/a.php", kind: "file", mode: 0o644, size: 3,
+                                                 sha256: "00", uid: 0, gid: 0)])
+        try plain.write(to: temp.sub("plain.json"))
+        #expect(try String(contentsOfFile: temp.sub("plain.json"), encoding: .utf8)
+            == String(decoding: try encoder.encode(plain), as: UTF8.self))
+        let empty = TreeManifest(entries: [])
+        try empty.write(to: temp.sub("empty.json"))
+        #expect(try TreeManifest.read(from: temp.sub("empty.json")) == empty)
+    }
+
+    @Test("verify finds entries whose manifest records sort apart from their archive order")
+    func verifyUnsortedManifest() throws {
+        let temp = try TemporaryDirectory()
+        let live = try makeTree(in: temp)
+        var manifest = try backUp(live, in: temp)
+        manifest.entries.reverse()
+        try TreeArchive.verify(archivePath: temp.sub("b.tar.zst"), expecting: manifest)
+        manifest.entries.removeFirst()
+        #expect(throws: TreeArchiveError.self) {
+            try TreeArchive.verify(archivePath: temp.sub("b.tar.zst"), expecting: manifest)
+        }
+    }
 }

@@ -144,9 +144,29 @@ public enum TreeArchive {
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: TreeManifest.chunkSize, alignment: 16)
         defer { buffer.deallocate() }
         var top: (name: String, entry: TreeManifest.Entry)?
-        var entries: [TreeManifest.Entry] = []
-        var seen = Set<String>()
+        // Each entry is compared as it is read, against the manifest's entry found by binary search:
+        // no second manifest, path index or set of names for 5,000 files is built while this runs
+        // (on its own thread, alongside the tables backup, so its peak adds to theirs).
+        let index = ManifestIndex(manifest)
+        var matched = [Bool](repeating: false, count: manifest.entries.count)
+        var unexpected = Set<String>()
         var differences: [String] = []
+        func check(_ actual: TreeManifest.Entry) {
+            let found = index.positions(of: actual.path)
+            guard let first = found.first else {
+                differences.append(unexpected.insert(actual.path).inserted
+                    ? "'\(actual.path)' is unexpected" : "'\(actual.path)' is in the archive more than once")
+                return
+            }
+            guard !matched[first] else {
+                differences.append("'\(actual.path)' is in the archive more than once")
+                return
+            }
+            for position in found {
+                matched[position] = true
+                differences += TreeManifest.differences(actual, manifest.entries[position], comparingOwners: false)
+            }
+        }
         while true {
             let next: ArchiveEntryInfo?
             do { next = try reader.nextEntry() } catch { throw .archive(error) }
@@ -158,10 +178,6 @@ public enum TreeArchive {
             }
             precondition(components[0] == topName)
             let path = components.dropFirst().joined(separator: "/")
-            guard seen.insert(path).inserted else {
-                differences.append("'\(path)' is in the archive more than once")
-                continue
-            }
             switch info.kind {
             case .file:
                 let hasher: SHA256
@@ -174,28 +190,29 @@ public enum TreeArchive {
                     hasher.update(UnsafeRawBufferPointer(rebasing: buffer[..<count]))
                     total += Int64(count)
                 }
-                entries.append(.init(path: path, kind: "file", mode: info.mode, size: total,
-                                     sha256: hasher.finalizeHex()))
+                check(.init(path: path, kind: "file", mode: info.mode, size: total, sha256: hasher.finalizeHex()))
             case .directory:
-                entries.append(.init(path: path, kind: "directory", mode: info.mode, size: 0))
+                check(.init(path: path, kind: "directory", mode: info.mode, size: 0))
             case .symlink:
                 let target = String(decoding: info.symlinkTarget ?? [], as: UTF8.self)
-                entries.append(.init(path: path, kind: "symlink", mode: info.mode,
-                                     size: Int64(target.utf8.count), target: target))
+                check(.init(path: path, kind: "symlink", mode: info.mode, size: Int64(target.utf8.count),
+                            target: target))
             default:
                 // Whatever the manifest says this path is, it is not this.
-                entries.append(.init(path: path, kind: info.kind.rawValue, mode: info.mode, size: 0))
+                check(.init(path: path, kind: info.kind.rawValue, mode: info.mode, size: 0))
             }
         }
         guard let top else {
             throw .unsafeEntry(archive: archivePath, entry: "", reason: "is missing: the archive is empty")
         }
-        var listed = Set<String>()
-        for entry in manifest.entries where !listed.insert(entry.path).inserted {
-            differences.append("'\(entry.path)' is in the manifest more than once")
+        var problems = manifest.root.map {
+            TreeManifest.differences(top.entry, $0, comparingOwners: false)
+        } ?? []
+        problems += index.duplicates.map { "'\($0)' is in the manifest more than once" }
+        for (position, entry) in manifest.entries.enumerated() where !matched[position] {
+            problems.append("'\(entry.path)' is missing")
         }
-        differences += TreeManifest(entries: entries, root: top.entry)
-            .differences(from: manifest, comparingOwners: false)
+        differences = problems + differences
         if !differences.isEmpty { throw .mismatch(archive: archivePath, differences: differences) }
     }
 
@@ -382,5 +399,51 @@ public enum TreeArchive {
         // fchmod, not the open mode: the umask must not change what we restore.
         try systemCall("fchmod", path: path) { fchmod(fd, mode_t(mode)) }
         try FileSystem.fsync(fd, path: path)
+    }
+}
+
+/// The positions of a manifest's entries in bytewise path order, for binary search: `verify` finds
+/// each archive entry's record without a dictionary of every path. The manifest's own order is not
+/// trusted (an edited manifest may be out of order), hence the permutation; 4 bytes an entry.
+private struct ManifestIndex {
+    private let manifest: TreeManifest
+    private let order: [Int32]
+    /// Paths the manifest lists more than once, each named once.
+    let duplicates: [String]
+
+    init(_ manifest: TreeManifest) {
+        self.manifest = manifest
+        let entries = manifest.entries
+        order = (0..<Int32(entries.count)).sorted {
+            entries[Int($0)].path.utf8.lexicographicallyPrecedes(entries[Int($1)].path.utf8)
+        }
+        var duplicates: [String] = []
+        for (previous, next) in zip(order, order.dropFirst())
+        where entries[Int(previous)].path.utf8.elementsEqual(entries[Int(next)].path.utf8)
+            && duplicates.last != entries[Int(next)].path {
+            duplicates.append(entries[Int(next)].path)
+        }
+        self.duplicates = duplicates
+    }
+
+    /// Every position holding `path` (more than one only in a manifest with duplicates); empty when none.
+    func positions(of path: String) -> [Int] {
+        let entries = manifest.entries
+        var low = 0
+        var high = order.count
+        while low < high {
+            let middle = (low + high) / 2
+            if entries[Int(order[middle])].path.utf8.lexicographicallyPrecedes(path.utf8) {
+                low = middle + 1
+            } else {
+                high = middle
+            }
+        }
+        var found: [Int] = []
+        while low < order.count, entries[Int(order[low])].path.utf8.elementsEqual(path.utf8) {
+            found.append(Int(order[low]))
+            low += 1
+        }
+        return found
     }
 }

@@ -50,11 +50,7 @@ public struct BackupStore: Sendable, Equatable {
 
     /// `20240131T235959Z`: UTC, sortable, no characters a path or a shell would mind.
     static func stamp(_ date: Date) -> String {
-        let formatter = DateFormatter()
-        formatter.locale = Locale(identifier: "en_US_POSIX")
-        formatter.timeZone = TimeZone(identifier: "UTC")
-        formatter.dateFormat = "yyyyMMdd'T'HHmmss'Z'"
-        return formatter.string(from: date)
+        UTCTimestamp.compact(date)
     }
 }
 

@@ -36,16 +36,11 @@ public final class Journal {
 
     /// UTC with milliseconds, fixed width, so text order is time order.
     public static func timestamp(_ date: Date) -> String {
-        let formatter = ISO8601DateFormatter()
-        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-        formatter.timeZone = TimeZone(identifier: "UTC")
-        return formatter.string(from: date)
+        UTCTimestamp.string(date, milliseconds: true)
     }
 
     public static func date(_ timestamp: String) -> Date? {
-        let formatter = ISO8601DateFormatter()
-        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-        return formatter.date(from: timestamp)
+        UTCTimestamp.date(timestamp)
     }
 
     // MARK: Plumbing

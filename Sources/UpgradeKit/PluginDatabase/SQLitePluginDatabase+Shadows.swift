@@ -20,6 +20,8 @@ extension SQLitePluginDatabase {
     static let changesTable = "_molam_changes"
     /// Rows copied per transaction: live writers wait for one chunk at most.
     static let chunkRows = 2_000
+    /// The page cache of a schema a copy reads once, sequentially (`PRAGMA cache_size`, KiB).
+    static let readOnceCacheKiB = 256
 
     static func shadowName(_ table: String) -> String { "_molam_shadow_" + table }
     static func stringLiteral(_ text: String) -> String { "'" + text.replacing("'", with: "''") + "'" }
@@ -62,6 +64,10 @@ extension SQLitePluginDatabase {
             }
             var rows = 0
             for table in shadowed { rows += try copyInChunks(table) }
+            // The copy filled this connection's page cache (2 MiB by default), which would otherwise
+            // stay allocated for the rest of the run, the backup's own copies included; the pages are
+            // in the OS cache anyway (sqlite3_db_release_memory).
+            try connection.execute("PRAGMA shrink_memory")
             return ShadowSummary(tables: shadowed.map(\.name), rows: rows)
         } catch let error as PluginDatabaseError {
             try? discardShadows()

@@ -49,6 +49,10 @@ extension SQLitePluginDatabase {
             backup = try SQLiteConnection(path: backupPath, mode: .readWrite)
             try backup.execute("PRAGMA journal_mode = DELETE; PRAGMA synchronous = FULL;")
             try backup.attach(path: path, as: "site")
+            // The site is only read here, each page once, in rowid order: a page cache of its own
+            // (2 MiB by default, filled by a 100 MiB copy and held until the connection closes) buys
+            // nothing. The backup file keeps the default: a chunk's new pages stay there until commit.
+            try backup.execute("PRAGMA site.cache_size = -\(Self.readOnceCacheKiB)")
         } catch {
             throw .sqlite(error, context: context)
         }

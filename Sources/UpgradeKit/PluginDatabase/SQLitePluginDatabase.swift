@@ -188,10 +188,7 @@ public final class SQLitePluginDatabase: PluginDatabase {
     }
 
     static func timestamp(_ date: Date) -> String {
-        let formatter = ISO8601DateFormatter()
-        formatter.timeZone = TimeZone(identifier: "UTC")
-        formatter.formatOptions = [.withInternetDateTime]
-        return formatter.string(from: date)
+        UTCTimestamp.string(date, milliseconds: false)
     }
 
     // MARK: Smoke checks

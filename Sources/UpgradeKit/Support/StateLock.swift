@@ -72,7 +72,7 @@ public final class StateLock {
             throw .system(SystemError(call: "flock", path: path, errno: code))
         }
         self.fd = fd
-        let holder = "pid \(getpid()), \(command)\(detail), since \(ISO8601DateFormatter().string(from: Date()))\n"
+        let holder = "pid \(getpid()), \(command)\(detail), since \(UTCTimestamp.string(Date(), milliseconds: false))\n"
         _ = ftruncate(fd, 0)
         _ = holder.withCString { pwrite(fd, $0, strlen($0), 0) }
     }
