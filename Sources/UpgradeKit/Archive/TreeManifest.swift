@@ -80,35 +80,38 @@ public struct TreeManifest: Codable, Sendable, Equatable {
 
     /// Writes the manifest as JSON to a new or replaced file with mode 0600, fsynced.
     ///
-    /// Streamed, an entry at a time through a 64 KiB buffer, in the layout `JSONEncoder` gives with
-    /// `.sortedKeys` and `.prettyPrinted` (which `read` decodes): the encoder built the whole text and
-    /// its intermediate tree in memory first, about 7 MiB for 5,000 files, the agent's peak.
+    /// Streamed: each entry is encoded by `JSONEncoder` on its own and written through a 64 KiB
+    /// buffer, inside the object's frame: encoding the whole manifest at once built its text and
+    /// intermediate tree in memory first, about 7 MiB for 5,000 files, the agent's peak. `read`
+    /// decodes the result like any JSON.
     public func write(to path: String) throws {
         let fd = try systemCall("open", path: path) {
             open(path, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0o600)
         }
         defer { close(fd) }
         try systemCall("fchmod", path: path) { fchmod(fd, 0o600) }
-        var out = ManifestJSONWriter(fd: fd, path: path)
-        try out.append("{\n  \"entries\" : [")
-        for (position, entry) in entries.enumerated() {
-            try out.append(position == 0 ? "\n    " : ",\n    ")
-            try out.object(entry, indent: "    ")
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        var out = BufferedWriter(fd: fd, path: path)
+        func list<T: Encodable>(_ items: [T]) throws {
+            try out.append("[")
+            for (position, item) in items.enumerated() {
+                try out.append(position == 0 ? "\n" : ",\n")
+                try out.append(try encoder.encode(item))
+            }
+            try out.append("\n]")
         }
-        try out.append(entries.isEmpty ? "\n\n  ]" : "\n  ]")
+        try out.append("{\"entries\": ")
+        try list(entries)
         if let root {
-            try out.append(",\n  \"root\" : ")
-            try out.object(root, indent: "  ")
+            try out.append(",\n\"root\": ")
+            try out.append(try encoder.encode(root))
         }
         if let skipped {
-            try out.append(",\n  \"skipped\" : [")
-            for (position, line) in skipped.enumerated() {
-                try out.append(position == 0 ? "\n    " : ",\n    ")
-                try out.string(line)
-            }
-            try out.append(skipped.isEmpty ? "\n\n  ]" : "\n  ]")
+            try out.append(",\n\"skipped\": ")
+            try list(skipped)
         }
-        try out.append("\n}")
+        try out.append("}\n")
         try out.flush()
         try FileSystem.fsync(fd, path: path)
     }
@@ -279,8 +282,8 @@ enum TreeWalk {
     }
 }
 
-/// The JSON text of a `TreeManifest`, written through a fixed buffer (`TreeManifest.write`).
-private struct ManifestJSONWriter {
+/// Bytes written to a descriptor through a fixed buffer (`TreeManifest.write`).
+private struct BufferedWriter {
     private static let capacity = 64 * 1024
     let fd: Int32
     let path: String
@@ -293,7 +296,11 @@ private struct ManifestJSONWriter {
     }
 
     mutating func append(_ text: String) throws(SystemError) {
-        buffer.append(contentsOf: text.utf8)
+        try append(Data(text.utf8))
+    }
+
+    mutating func append(_ bytes: Data) throws(SystemError) {
+        buffer.append(contentsOf: bytes)
         if buffer.count >= Self.capacity - 4096 { try flush() }
     }
 
@@ -303,48 +310,5 @@ private struct ManifestJSONWriter {
         }
         if let failure { throw failure }
         buffer.removeAll(keepingCapacity: true)
-    }
-
-    /// One entry, keys in sorted order, absent optionals left out (as the synthesized `Codable` does).
-    mutating func object(_ entry: TreeManifest.Entry, indent: String) throws(SystemError) {
-        let inner = indent + "  "
-        try append("{")
-        var first = true
-        func key(_ name: String) throws(SystemError) {
-            try append((first ? "\n" : ",\n") + inner + "\"" + name + "\" : ")
-            first = false
-        }
-        if let gid = entry.gid { try key("gid"); try append(String(gid)) }
-        try key("kind"); try string(entry.kind)
-        try key("mode"); try append(String(entry.mode))
-        try key("path"); try string(entry.path)
-        if let sha256 = entry.sha256 { try key("sha256"); try string(sha256) }
-        try key("size"); try append(String(entry.size))
-        if let target = entry.target { try key("target"); try string(target) }
-        if let uid = entry.uid { try key("uid"); try append(String(uid)) }
-        try append("\n" + indent + "}")
-    }
-
-    /// A JSON string literal (RFC 8259 section 7): quote, backslash and control characters escaped,
-    /// everything else as its UTF-8 bytes.
-    mutating func string(_ text: String) throws(SystemError) {
-        buffer.append(UInt8(ascii: "\""))
-        for byte in text.utf8 {
-            switch byte {
-            case UInt8(ascii: "\""): buffer.append(contentsOf: "\\\"".utf8)
-            case UInt8(ascii: "\\"): buffer.append(contentsOf: "\\\\".utf8)
-            case UInt8(ascii: "\n"): buffer.append(contentsOf: "\\n".utf8)
-            case UInt8(ascii: "\t"): buffer.append(contentsOf: "\\t".utf8)
-            case UInt8(ascii: "\r"): buffer.append(contentsOf: "\\r".utf8)
-            case 0..<0x20:
-                let hex = Array("0123456789abcdef".utf8)
-                buffer.append(contentsOf: "\\u00".utf8)
-                buffer.append(hex[Int(byte >> 4)])
-                buffer.append(hex[Int(byte & 0xF)])
-            default: buffer.append(byte)
-            }
-        }
-        buffer.append(UInt8(ascii: "\""))
-        if buffer.count >= Self.capacity - 4096 { try flush() }
     }
 }
