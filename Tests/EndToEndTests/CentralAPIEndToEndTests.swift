@@ -116,7 +116,7 @@ struct CentralAPIEndToEndTests {
             let config = try String(contentsOfFile: host.configPath, encoding: .utf8)
                 .replacingOccurrences(of: host.merchantID, with: merchant)
             unlink(host.configPath)
-            FileManager.default.createFile(
+            _ = FileManager.default.createFile(
                 atPath: host.configPath, contents: Data(config.utf8), attributes: [.posixPermissions: 0o600])
             let result = try host.run(["check", "--json"])
             let json = try #require(try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any])

@@ -146,7 +146,7 @@ struct MySQLEndToEndTests {
         // Orders written under the new schema, between the migration and the rollback.
         #expect(writer.waitForMore(30))
         #expect(try site.columns(MySQLSite.orders).contains("currency"))
-        FileManager.default.createFile(atPath: site.site.root + "/smoke.go", contents: nil)
+        _ = FileManager.default.createFile(atPath: site.site.root + "/smoke.go", contents: nil)
         let result = try tool.wait()
         #expect(writer.waitForMore(20), "the shop could not write after the rollback")
         let (acknowledged, failures) = writer.stop()

@@ -303,7 +303,7 @@ struct MySQLPluginDatabaseTests {
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let passwordFile = directory + "/password"
-        FileManager.default.createFile(atPath: passwordFile, contents: Data("pw-\(account)\n".utf8), attributes: [.posixPermissions: 0o600])
+        _ = FileManager.default.createFile(atPath: passwordFile, contents: Data("pw-\(account)\n".utf8), attributes: [.posixPermissions: 0o600])
         var location = site.location
         location.user = account
         location.credentials = .passwordFile(passwordFile)

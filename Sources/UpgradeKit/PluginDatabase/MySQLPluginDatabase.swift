@@ -298,6 +298,7 @@ public final class MySQLPluginDatabase: PluginDatabase {
 
     static func quote(_ identifier: String) -> String { MySQLConnection.quoteIdentifier(identifier) }
 
+    @discardableResult
     func sql<T>(_ context: @autoclosure () -> String, _ body: () throws(MySQLError) -> T) throws(PluginDatabaseError) -> T {
         do { return try body() } catch { throw .mysql(error, context: context()) }
     }

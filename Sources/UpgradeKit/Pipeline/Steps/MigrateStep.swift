@@ -70,7 +70,7 @@ enum MigrateStep {
     /// been live, keeping the rows written since (`TableRestore`). Returns whether it did.
     static func undo(_ run: PipelineRun) throws -> Bool {
         guard let backupDirectory = run.state.backupDirectory else { return false }
-        var database = try run.context.services.openDatabase(run.context.site.database)
+        let database = try run.context.services.openDatabase(run.context.site.database)
         database.busyTimeoutSeconds = run.rollbackBusyTimeout
         let prefix = run.context.site.tablePrefix
         // Whatever the run recorded, a restore never writes or drops a table no plugin may own.
