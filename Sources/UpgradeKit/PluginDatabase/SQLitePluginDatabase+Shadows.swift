@@ -29,14 +29,17 @@ extension SQLitePluginDatabase {
     static func shadowName(_ table: String) -> String { "_molam_shadow_" + table }
     static func stringLiteral(_ text: String) -> String { "'" + text.replacing("'", with: "''") + "'" }
 
-    /// Runs `chunk` (one short transaction) until it says it is done, leaving the database to live
-    /// writers after each chunk for `pause(after:)`: SQLite's busy handler polls, and a loop that takes
-    /// the lock again at once would starve them for the whole copy.
+    /// Runs `chunk` (one short transaction of a fixed number of rows) until it says it is done, leaving
+    /// the database to live writers after each chunk for `pause(after:)` or as long as the chunk took,
+    /// whichever is longer: SQLite's busy handler polls, and a loop that takes the lock again at once
+    /// would starve them. Fixed chunks (emptying set-aside tables, during a rollback's tidy-up) can take
+    /// far longer than `chunkTarget`; they keep the older, longer pause.
     static func inChunks(_ chunk: () throws -> Bool) rethrows {
         while true {
             let started = ContinuousClock.now
             guard try chunk() else { return }
-            Thread.sleep(forTimeInterval: pause(after: ContinuousClock.now - started) / .seconds(1))
+            let took = ContinuousClock.now - started
+            Thread.sleep(forTimeInterval: max(took, pause(after: took)) / .seconds(1))
         }
     }
 
