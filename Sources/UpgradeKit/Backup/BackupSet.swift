@@ -36,33 +36,38 @@ public struct BackupSet: Sendable, Equatable {
     /// Backs up the live plugin tree and the given tables. `tree` is where the files are read from
     /// when it is not `pluginDirectory` itself (the release a `swap: symlink` link names); the
     /// archive and the record still name the plugin directory.
+    ///
+    /// The files and the tables are backed up side by side: the files archive (written, then read
+    /// back against its manifest) on a thread of its own, while `prepareTables` (the shadow copies)
+    /// and the tables backup run on the calling thread, which alone uses `database`. The tables' copies
+    /// leave the site database to live writers after each chunk, so the calling thread sleeps for
+    /// much of the copy: the files archive fills those pauses instead of following them.
     static func create(
         pluginDirectory: String, tree: String? = nil, manifest: PluginManifest, tables: [String],
-        database: any PluginDatabase, paths: StatePaths, runID: String?, now: Date
+        database: any PluginDatabase, paths: StatePaths, runID: String?, now: Date,
+        prepareTables: () throws -> Void = {}
     ) throws -> BackupSet {
         let place = try BackupStore(paths: paths).reserve(
             plugin: manifest.name, version: manifest.version.description, now: now)
         let partial = place.partial
         do {
             let topName = (pluginDirectory as NSString).lastPathComponent
-            let fileManifest = try TreeArchive.create(
-                from: tree ?? pluginDirectory, topName: topName, archivePath: partial.filesArchive)
-            try fileManifest.write(to: partial.filesManifest)
-            // Checked before it is relied on: a backup that cannot be read back is no backup. The archive
-            // is read back on its own thread while the tables are copied, so the check costs no time
-            // when the tables are the bigger half.
-            let archiveCheck = ArchiveCheck(archive: partial.filesArchive, manifest: fileManifest)
+            let filesBackup = FilesBackup(
+                tree: tree ?? pluginDirectory, topName: topName, archive: partial.filesArchive,
+                manifest: partial.filesManifest)
             let summary: TableBackupSummary
             do {
+                try prepareTables()
                 try FaultInjection.hit("mid-backup")
                 summary = try database.backupTables(tables, to: partial.tables)
                 _ = try database.verifyTableBackup(at: partial.tables)
             } catch {
-                // The check still reads the partial directory: let it finish before that is removed.
-                try? archiveCheck.wait()
+                // The files thread still writes in the partial directory: let it finish before that is
+                // removed.
+                _ = try? filesBackup.wait()
                 throw error
             }
-            try archiveCheck.wait()
+            let fileManifest = try filesBackup.wait()
 
             let record = BackupRecord(
                 id: "\(manifest.name)/\(place.name)", plugin: manifest.name,
@@ -115,18 +120,23 @@ public struct BackupSet: Sendable, Equatable {
     }
 }
 
-/// `TreeArchive.verify` of a fresh backup archive, run on a thread of its own so that it overlaps the
-/// tables backup. `wait()` is called once, by the thread that made the check; the semaphore orders the
-/// worker's write of `outcome` before that read.
-private final class ArchiveCheck: @unchecked Sendable {
+/// The files half of a backup, on a thread of its own: the tree written to a tar.zst with its
+/// per-file manifest, then the archive read back and checked against that manifest (a backup that
+/// cannot be read back is no backup). `wait()` is called once, by the thread that started it; the
+/// semaphore orders the worker's write of `outcome` before that read. The worker touches files in
+/// the backup's partial directory only, never the database.
+private final class FilesBackup: @unchecked Sendable {
     private let finished = DispatchSemaphore(value: 0)
-    private var outcome: Result<Void, TreeArchiveError> = .success(())
+    private var outcome: Result<TreeManifest, any Error> = .failure(CancellationError())
     private var waited = false
 
-    init(archive: String, manifest: TreeManifest) {
+    init(tree: String, topName: String, archive: String, manifest manifestPath: String) {
         Thread.detachNewThread { [self] in
-            do throws(TreeArchiveError) {
+            do {
+                let manifest = try TreeArchive.create(from: tree, topName: topName, archivePath: archive)
+                try manifest.write(to: manifestPath)
                 try TreeArchive.verify(archivePath: archive, expecting: manifest)
+                outcome = .success(manifest)
             } catch {
                 outcome = .failure(error)
             }
@@ -134,11 +144,11 @@ private final class ArchiveCheck: @unchecked Sendable {
         }
     }
 
-    func wait() throws(TreeArchiveError) {
-        precondition(!waited, "ArchiveCheck.wait called twice")
+    func wait() throws -> TreeManifest {
+        precondition(!waited, "FilesBackup.wait called twice")
         waited = true
         finished.wait()
-        try outcome.get()
+        return try outcome.get()
     }
 }
 

@@ -142,11 +142,14 @@ struct PHPSyntaxCheck {
 
     /// `php -n` with opcache loaded for the CLI: compiles (never runs) each file named on stdin and
     /// prints `FAIL\tfile\tline\tmessage` for those it cannot compile (twenty at most), then
-    /// `DONE\tcount`. `NOOPCACHE` when opcache could not be loaded.
+    /// `DONE\tcount`. `NOOPCACHE` when opcache could not be loaded. `optimization_level=0`: a syntax
+    /// check needs PHP's compiler, not opcache's optimizer passes, which raise no error of their own and
+    /// took 45 % of the check's time (1.7 s → 0.95 s for the reference workload's 3,492 files).
     static let compileAllArguments = [
         "-n", "-d", "zend_extension=opcache", "-d", "opcache.enable_cli=1", "-d", "opcache.memory_consumption=1024",
         "-d", "opcache.interned_strings_buffer=64", "-d", "opcache.max_accelerated_files=1000000",
-        "-d", "opcache.file_cache=", "-d", "display_errors=0", "-d", "log_errors=0", "-d", "memory_limit=1024M",
+        "-d", "opcache.file_cache=", "-d", "opcache.optimization_level=0",
+        "-d", "display_errors=0", "-d", "log_errors=0", "-d", "memory_limit=1024M",
         "-r", """
         if (!function_exists('opcache_compile_file')) { echo "NOOPCACHE\\n"; exit(3); }
         $n = 0; $bad = 0;

@@ -57,10 +57,16 @@ enum DatabaseFileIO {
     /// Creates an empty file readable by its owner only, failing with EEXIST if it is there:
     /// a backup must never overwrite another.
     static func createExclusive(_ path: String) throws(SystemError) {
-        let fd = try systemCall("open", path: path) {
+        close(try openExclusive(path))
+    }
+
+    /// `createExclusive`, the new file's descriptor kept open (the caller closes it): an fsync through
+    /// it after another writer (a SQLite connection that never syncs) is done covers that writer's
+    /// pages, and a writeback error in between is reported to it, since it was open all along (fsync(2)).
+    static func openExclusive(_ path: String) throws(SystemError) -> Int32 {
+        try systemCall("open", path: path) {
             open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode_t(0o600))
         }
-        close(fd)
     }
 
     /// Makes a new directory entry durable: fsync on a file does not cover its name (fsync(2)).

@@ -268,18 +268,25 @@ extension SQLitePluginDatabase {
                 WHERE type = 'table' AND name LIKE '\\_molam\\_retired\\_%' ESCAPE '\\'
                 """).compactMap { $0[0].stringValue }
             for table in retired {
-                let quoted = "main." + SQLiteConnection.quoteIdentifier(table)
-                try Self.inChunks {
-                    try connection.transaction(.immediate) { () throws -> Bool in
-                        try connection.run(
-                            "DELETE FROM \(quoted) WHERE rowid IN (SELECT rowid FROM \(quoted) LIMIT \(Self.chunkRows))")
-                        return connection.changes > 0
-                    }
-                }
-                try connection.execute("DROP TABLE \(quoted)")
+                try emptyInChunks(table)
+                try connection.execute("DROP TABLE main.\(SQLiteConnection.quoteIdentifier(table))")
             }
         } catch {
             throw Self.unexpected(error, context: "dropping the tables a restore set aside in \(path)")
+        }
+    }
+}
+
+extension SQLitePluginDatabase {
+    /// Deletes a table's rows a chunk per transaction, sized and paced as the copies are, so that the
+    /// DROP that follows frees next to nothing under the write lock.
+    func emptyInChunks(_ table: String) throws {
+        let quoted = "main." + SQLiteConnection.quoteIdentifier(table)
+        try Self.inSizedChunks(startingAt: Self.chunkRows) { rows in
+            try connection.transaction(.immediate) { () throws -> Bool in
+                try connection.run("DELETE FROM \(quoted) WHERE rowid IN (SELECT rowid FROM \(quoted) LIMIT \(rows))")
+                return connection.changes > 0
+            }
         }
     }
 }

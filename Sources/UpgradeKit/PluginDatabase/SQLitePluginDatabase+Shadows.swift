@@ -18,23 +18,76 @@ import MolamSQLite
 extension SQLitePluginDatabase {
     static let registryTable = "_molam_shadow_registry"
     static let changesTable = "_molam_changes"
-    /// Rows copied per transaction: live writers wait for one chunk at most.
+    /// Rows per transaction where a chunk's size is fixed (emptying set-aside tables): live writers
+    /// wait for one chunk at most.
     static let chunkRows = 2_000
     /// The page cache of a schema a copy reads once, sequentially (`PRAGMA cache_size`, KiB).
     static let readOnceCacheKiB = 256
+    /// What a copy's chunk should take: `inSizedChunks` sizes its chunks to it. A live writer that
+    /// arrives as a chunk starts waits for it, then for its busy handler's next poll, which comes 33 ms
+    /// after its first try (then 53 ms): chunks that mostly end before that keep its wait near 33 ms.
+    static let chunkTarget: Duration = .milliseconds(25)
 
     static func shadowName(_ table: String) -> String { "_molam_shadow_" + table }
     static func stringLiteral(_ text: String) -> String { "'" + text.replacing("'", with: "''") + "'" }
 
-    /// Runs `chunk` (one short transaction) until it says it is done, leaving the database to live
-    /// writers between chunks for as long as the chunk took (5 ms at least): SQLite's busy handler
-    /// polls, and a loop that takes the lock again at once would starve them for the whole copy.
+    /// Runs `chunk` (one short transaction of a fixed number of rows) until it says it is done, leaving
+    /// the database to live writers after each chunk for `pause(after:)` or as long as the chunk took,
+    /// whichever is longer: SQLite's busy handler polls, and a loop that takes the lock again at once
+    /// would starve them. Fixed chunks (emptying set-aside tables, during a rollback's tidy-up) can take
+    /// far longer than `chunkTarget`; they keep the older, longer pause.
     static func inChunks(_ chunk: () throws -> Bool) rethrows {
         while true {
             let started = ContinuousClock.now
             guard try chunk() else { return }
             let took = ContinuousClock.now - started
-            Thread.sleep(forTimeInterval: max(0.005, took / .seconds(1)))
+            Thread.sleep(forTimeInterval: max(took, pause(after: took)) / .seconds(1))
+        }
+    }
+
+    /// The sleeps, in ms, of SQLite's default busy handler (`sqliteDefaultBusyCallback` in main.c),
+    /// which `sqlite3_busy_timeout` installs (PHP's PDO, Python and our own connections use it); it
+    /// sleeps 100 ms after these.
+    static let busyHandlerSleeps = [1, 2, 5, 10, 15, 20, 25, 25, 25, 50, 50, 100]
+
+    /// How long the site is left alone after a chunk that held its lock for `took`: long enough that
+    /// every writer that began waiting during the chunk polls inside the pause. Such a writer is at
+    /// most in the busy handler's sleep that can span the chunk's end, the longest of those that start
+    /// within `took` of its first try (10 ms for a chunk of 8–18 ms, 15 ms up to 33 ms, 20 ms up to
+    /// 53 ms…), plus 3 ms for late wake-ups. The older rule, a pause as long as the chunk, left
+    /// writers waiting one more chunk after chunks of 8–10 ms, and idled longer than needed above.
+    static func pause(after took: Duration) -> Duration {
+        var slept: Duration = .zero
+        var spanning: Duration = .milliseconds(100)
+        for sleep in busyHandlerSleeps.map({ Duration.milliseconds($0) }) {
+            guard slept < took else { break }
+            spanning = sleep
+            slept += sleep
+        }
+        if slept < took { spanning = .milliseconds(100) }
+        return max(.milliseconds(5), spanning + .milliseconds(3))
+    }
+
+    /// Runs `chunk(rows)` (one short transaction copying at most `rows` rows; true while rows remain)
+    /// with `inChunks`' pauses, resizing the chunks towards `chunkTarget`: a commit's fsyncs cost the
+    /// same for 100 rows as for 10,000, and the rows a chunk can copy in that time vary with the row
+    /// size, the machine and its load.
+    /// `between` runs after each chunk, outside its transaction, and its time counts towards the pause.
+    static func inSizedChunks(
+        startingAt initial: Int, between: () throws -> Void = {}, _ chunk: (Int) throws -> Bool
+    ) rethrows {
+        var rows = initial
+        while true {
+            let started = ContinuousClock.now
+            guard try chunk(rows) else { return }
+            let ended = ContinuousClock.now
+            let took = ended - started
+            // At most halved or doubled at a time: one slow or fast commit is no trend.
+            let scale = min(2, max(0.5, chunkTarget / max(took, .microseconds(100))))
+            rows = min(100_000, max(100, Int(Double(rows) * scale)))
+            try between()
+            let left = pause(after: took) - (ContinuousClock.now - ended)
+            if left > .zero { Thread.sleep(forTimeInterval: left / .seconds(1)) }
         }
     }
     static func quarantineName(_ table: String) -> String { PluginDatabases.quarantineTable(for: table) }
@@ -91,6 +144,14 @@ extension SQLitePluginDatabase {
         try dropRetiredTables()
         let context = "removing the shadow tables of \(path)"
         do {
+            // Recording stops first; then the shadows' rows go a chunk at a time: one DROP of a large
+            // table frees every page under the write lock (2 s at 400 MiB, the shop's writes waiting).
+            try connection.transaction(.immediate) { () throws in try dropCaptureTriggers() }
+            let shadows = try connection.query("""
+                SELECT name FROM main.sqlite_schema WHERE type = 'table'
+                  AND name LIKE '\\_molam\\_shadow\\_%' ESCAPE '\\' AND name NOT LIKE '\(Self.registryTable)%'
+                """).compactMap { $0[0].stringValue }
+            for shadow in shadows { try emptyInChunks(shadow) }
             try connection.transaction(.immediate) { () throws in
                 for row in try connection.query("""
                     SELECT type, name FROM main.sqlite_schema
@@ -167,8 +228,9 @@ extension SQLitePluginDatabase {
         }
     }
 
-    /// Copies a table into its shadow a chunk of rows per transaction, rowids kept, so that a live
-    /// writer waits for one chunk at most. What changes meanwhile is in the change log already.
+    /// Copies a table into its shadow a chunk of rows per transaction (sized to `chunkTarget`), rowids
+    /// kept, so that a live writer waits for one chunk at most. What changes meanwhile is in the change
+    /// log already.
     private func copyInChunks(_ table: ShadowedTable) throws -> Int {
         let columns = try TableColumns.insertable(connection, schema: "main", table: table.name)
         guard let list = TableColumns.selectList(columns: columns, hasRowID: true) else {
@@ -179,17 +241,17 @@ extension SQLitePluginDatabase {
         let target = "main." + SQLiteConnection.quoteIdentifier(table.shadow)
         var last: Int64 = .min
         var copied = 0
-        try Self.inChunks {
+        try Self.inSizedChunks(startingAt: Self.chunkRows) { rows in
             let (count, highest) = try connection.transaction(.immediate) { () throws -> (Int, Int64?) in
                 try connection.run("""
                     INSERT INTO \(target)(\(list)) SELECT \(list) FROM \(source)
-                    WHERE \(rowid) > ? ORDER BY \(rowid) LIMIT \(Self.chunkRows)
+                    WHERE \(rowid) > ? ORDER BY \(rowid) LIMIT \(rows)
                     """, [.integer(last)])
                 let count = connection.changes
                 return (count, try connection.scalar("SELECT max(\(rowid)) FROM \(target)")?.intValue)
             }
             copied += count
-            guard count == Self.chunkRows, let highest else { return false }
+            guard count == rows, let highest else { return false }
             last = highest
             return true
         }

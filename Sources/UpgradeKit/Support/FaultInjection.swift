@@ -19,7 +19,7 @@ public enum FaultInjection {
     public static let innerPoints: [String: String] = [
         "mid-download": "after the first chunk of the release archive is written",
         "mid-extract": "after each file extracted into staging (@N picks the Nth file)",
-        "mid-backup": "after the files archive of the backup is written, before the tables",
+        "mid-backup": "after the shadow tables are copied (the files archive written alongside), before the tables file",
         "between-migrations": "after each migration is committed, before the next (@N: after the Nth)",
         "mid-rollback": "after the tables are put back, before the files",
         "mid-restore": "after each owned table is restored, before the next (@N: after the Nth)",

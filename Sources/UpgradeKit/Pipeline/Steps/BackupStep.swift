@@ -14,12 +14,18 @@ enum BackupStep {
         let context = run.context
         try run.step(.backup, "backing up \(installed.name) \(installed.version)") {
             // The shadows first: the backup file's rows are then copied from them, in short
-            // transactions, instead of in one long read of the live tables.
+            // transactions, instead of in one long read of the live tables. The files archive is
+            // written meanwhile, on a thread of its own (`BackupSet.create`).
             var shadows = ""
             var tableRestore = tableRestore
-            if tableRestore == .shadow {
+            let tables = Pipeline.ownedTables(installed, target)
+            let backup = try BackupSet.create(
+                pluginDirectory: context.site.pluginDirectory, tree: context.site.treeDirectory, manifest: installed,
+                tables: tables, database: database, paths: context.paths, runID: run.id, now: context.clock()
+            ) {
+                guard tableRestore == .shadow else { return }
                 do {
-                    let summary = try database.prepareShadows(Pipeline.ownedTables(installed, target))
+                    let summary = try database.prepareShadows(tables)
                     shadows = "; shadow copies of \(summary.tables.count) tables (\(summary.rows) rows), "
                         + "live writes recorded"
                 } catch let error as PluginDatabaseError {
@@ -31,10 +37,6 @@ enum BackupStep {
                     context.progress.note("backup: \(error); a rollback restores the tables from the backup file")
                 }
             }
-            let backup = try BackupSet.create(
-                pluginDirectory: context.site.pluginDirectory, tree: context.site.treeDirectory, manifest: installed,
-                tables: Pipeline.ownedTables(installed, target), database: database, paths: context.paths,
-                runID: run.id, now: context.clock())
             try run.journal.addBackup(backup.record)
             run.reportBackup(backup.record)
             run.state.backupDirectory = backup.directory
