@@ -411,6 +411,22 @@ struct MySQLEndToEndTests {
         #expect(try site.columns(MySQLSite.orders).contains("currency"))
     }
 
+    @Test("grants prints the account's statements, and refuses a core table or a SQLite database in one line")
+    func grantsCommand() throws {
+        let site = try MySQLSite(hint: "grants_cli")
+        let printed = try site.run(["grants", "--account", "'agent'@'localhost'", "--tables", "{prefix}molam_refunds", "--json"])
+        #expect(printed.status == 0, "\(printed.stderr)")
+        let object = try JSONSerialization.jsonObject(with: Data(printed.stdout.utf8)) as? [String: Any]
+        let statements = object?["statements"] as? [String] ?? []
+        #expect(statements.contains { $0.contains("`shop9_molam_refunds` TO 'agent'@'localhost'") })
+        #expect(statements.contains { $0.contains("`_molam_shadow_molam_schema_migrations`") })
+        #expect(!statements.contains { $0.contains("shop9_users") })
+        let core = try site.run(["grants", "--tables", "{prefix}users"])
+        #expect(core.status == 2 && core.stderrLines.count == 1 && core.stderr.contains("shop9_users"), "\(core.stderr)")
+        let sqlite = try site.run(["grants"], database: ["--db", "sqlite:///tmp/none.db"])
+        #expect(sqlite.status == 2 && sqlite.stderrLines.count == 1, "\(sqlite.stderr)")
+    }
+
     @Test("a dry run with migrations changes nothing and leaves no scratch database behind")
     func dryRun() throws {
         let site = try MySQLSite(hint: "dry")

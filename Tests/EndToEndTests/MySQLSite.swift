@@ -12,6 +12,11 @@ import Glibc
 /// (`shop9_users`, `shop9_options`), the plugin's `shop9_molam_orders` with `rows` orders, the
 /// migration ledger holding the 1.0.0 migration, and molam-form 1.0.0 installed in a `TestSite`'s
 /// plugin directory (whose state directory and release folder it uses too).
+struct MySQLSiteError: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}
+
 final class MySQLSite {
     static let prefix = "shop9_"
     static let orders = "shop9_molam_orders"
@@ -112,9 +117,13 @@ final class MySQLSite {
         let account = "'\(name)'@'localhost'"
         try admin.execute("CREATE USER \(account) IDENTIFIED BY \(admin.quote(password))")
         accounts.append(account)
-        for statement in MySQLGrants.statements(account: account, database: database, tables: tables) {
-            try admin.execute(String(statement.dropLast()))
-        }
+        // As an administrator would: what `molam-upgrade grants` prints, run as root.
+        let extra = tables.filter { $0 != Self.orders }
+        let printed = try run(["grants", "--account", account] + (extra.isEmpty ? [] : ["--tables", extra.joined(separator: ",")]))
+        guard printed.status == 0 else { throw MySQLSiteError("grants exited \(printed.status): \(printed.stderr)") }
+        let statements = printed.stdout.split(separator: "\n").filter { $0.hasPrefix("GRANT ") }
+        guard statements.count > 3 else { throw MySQLSiteError("grants printed: \(printed.stdout)") }
+        for statement in statements { try admin.execute(String(statement.dropLast())) }
         return name
     }
 
