@@ -30,7 +30,8 @@ final class PHPSite {
         try "<?php opcache_reset(); echo 'reset';".write(toFile: docroot + "/reset.php", atomically: false, encoding: .utf8)
         var started: (StartedProcess, String)?
         for _ in 0..<20 where started == nil {
-            let port = Int.random(in: 20000...60000)
+            // Below the kernel's ephemeral range (32768-60999): no outgoing connection of another test holds it.
+            let port = Int.random(in: 20000...32000)
             let candidate = try StartedProcess(
                 [php, "-d", "opcache.revalidate_freq=\(revalidateFrequency)", "-S", "127.0.0.1:\(port)", "-t", docroot],
                 logPrefix: site.root + "/php-\(port)")
