@@ -22,7 +22,10 @@ goes through the `mariadb` client (Debian's mariadb-server, installed by `make d
   window's time goes (the logging itself adds a little to it).
 - Successful upgrade: wall time, peak RSS (the agent's own VmHWM and wait4's ru_maxrss).
 """
-import hashlib, os, shutil, socket, sqlite3, subprocess, threading, time
+import hashlib, os, shutil, sqlite3, subprocess, sys, threading, time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "wordpress"))
+import shop  # noqa: E402  (its private mariadbd)
 
 PLUGIN = "molam-form"
 OWNED = ("wp_molam_orders", "wp_molam_settings")
@@ -85,47 +88,17 @@ class HarnessError(Exception):
 
 # --- the server ------------------------------------------------------------------------------------
 
-class MariaDB:
-    """A private mariadbd on a unix socket, no TCP, root without a password."""
+class MariaDB(shop.MariaDB):
+    """The live-payment test's private mariadbd (scripts/wordpress/shop.py), with root logging in
+    without a password from any OS user and a buffer pool that holds the 100 MiB workload."""
 
     def __init__(self, root):
-        self.root = root
-        self.datadir = os.path.join(root, "data")
-        self.socket = os.path.join(root, "mysqld.sock")
-        self.pidfile = os.path.join(root, "mysqld.pid")
-        self.log = os.path.join(root, "mysqld.log")
-        self.process = None
+        super().__init__(root, root_auth="normal", server_options=("--innodb-buffer-pool-size=256M",))
         self.user = "root"
 
     def start(self):
-        os.makedirs(self.datadir, mode=0o700)
-        with open(self.log, "ab") as log:
-            subprocess.run(["mariadb-install-db", "--no-defaults", "--datadir=" + self.datadir, "--skip-test-db",
-                            "--auth-root-authentication-method=normal"], stdout=log, stderr=log, check=True)
-            command = ["mariadbd", "--no-defaults", "--datadir=" + self.datadir, "--socket=" + self.socket,
-                       "--skip-networking", "--pid-file=" + self.pidfile, "--log-error=" + self.log,
-                       "--innodb-buffer-pool-size=256M"]
-            if os.getuid() == 0:
-                command.append("--user=root")
-            self.process = subprocess.Popen(command, stdout=log, stderr=log, start_new_session=True)
-        deadline = time.monotonic() + 60
-        while not self._accepts():
-            if time.monotonic() > deadline:
-                raise HarnessError("mariadbd did not open %s within 60 s; see %s" % (self.socket, self.log))
-            time.sleep(0.1)
+        self.start_server()
         self.version = self.sql("SELECT VERSION()")[0][0]
-
-    def _accepts(self):
-        if self.process.poll() is not None:
-            raise HarnessError("mariadbd exited with %d; see %s" % (self.process.returncode, self.log))
-        if not os.path.exists(self.socket):
-            return False
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
-            try:
-                probe.connect(self.socket)
-                return True
-            except OSError:
-                return False
 
     def client(self, database=None, *options):
         command = ["mariadb", "--no-defaults", "--socket=" + self.socket, "-u", self.user, "-N", "-B", *options]

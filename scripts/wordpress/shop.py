@@ -94,7 +94,10 @@ def stop_process(process, name, timeout=30.0):
 class MariaDB:
     """A private mariadbd on a unix socket, no TCP."""
 
-    def __init__(self, root):
+    def __init__(self, root, root_auth="socket", server_options=("--innodb-buffer-pool-size=64M",
+                                                                   "--innodb-flush-log-at-trx-commit=2")):
+        """root_auth: how root logs in (`socket`: the OS user root; `normal`: no password, any OS
+        user). server_options: mariadbd's tuning (make bench gives it a larger buffer pool)."""
         self.root = root
         self.datadir = os.path.join(root, "mysql")
         self.socket = os.path.join(root, "mysqld.sock")
@@ -102,21 +105,28 @@ class MariaDB:
         self.log = os.path.join(root, "mysqld.log")
         self.password = secrets.token_hex(12)
         self.process = None
+        self.root_auth = root_auth
+        self.server_options = list(server_options)
 
-    def start(self):
+    def start_server(self):
+        """mariadb-install-db, then mariadbd on the socket; returns once it accepts connections."""
         os.makedirs(self.datadir, mode=0o700)
         with open(self.log, "ab") as log:
             subprocess.run(
                 ["mariadb-install-db", "--no-defaults", f"--datadir={self.datadir}",
-                 "--skip-test-db", "--auth-root-authentication-method=socket"],
+                 "--skip-test-db", f"--auth-root-authentication-method={self.root_auth}"],
                 stdout=log, stderr=log, check=True)
             command = ["mariadbd", "--no-defaults", f"--datadir={self.datadir}", f"--socket={self.socket}",
                        "--skip-networking", f"--pid-file={self.pidfile}", f"--log-error={self.log}",
-                       "--innodb-buffer-pool-size=64M", "--innodb-flush-log-at-trx-commit=2"]
+                       *self.server_options]
             if os.getuid() == 0:
                 command.append("--user=root")
             self.process = subprocess.Popen(command, stdout=log, stderr=log, start_new_session=True)
         wait_until("mariadbd socket", self._accepts, timeout=60)
+
+    def start(self):
+        """The server and the shop's database and account."""
+        self.start_server()
         self.sql(f"CREATE DATABASE {DB_NAME} CHARACTER SET utf8mb4;"
                  f"CREATE USER '{DB_USER}'@'localhost' IDENTIFIED BY '{self.password}';"
                  f"GRANT ALL ON {DB_NAME}.* TO '{DB_USER}'@'localhost';")
