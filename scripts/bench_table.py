@@ -91,15 +91,16 @@ def sqlite_rows(raw, sizes):
                                                   ms(main_shell["longest_missing_ms"])),
                  "target 0"))
     client, client_shell = watch["client"], watch_shell["client"]
-    rows.append(("site client writing an order every ~3 ms, %s MiB: longest blocked write upgrade / rollback, "
-                 "rows lost" % large,
-                 "%s / %s, %s of %d lost (%d errors)" % (ms(client["longest_write_ms_upgrade"]),
-                                                        ms(client["longest_write_ms_rollback"]), client["rows_lost"],
-                                                        client["acknowledged"], client["errors"]),
-                 "%s / %s, %s of %d lost (%d errors)" % (ms(client_shell["longest_write_ms_upgrade"]),
-                                                        ms(client_shell["longest_write_ms_rollback"]),
-                                                        client_shell["rows_lost"], client_shell["acknowledged"],
-                                                        client_shell["errors"]),
+    rows.append(("site client writing an order every ~3 ms, %s MiB: longest write upgrade / rollback (of which "
+                 "waiting for another connection's lock), rows lost" % large,
+                 "%s / %s (%s / %s), %s of %d lost (%d errors)" % (
+                     ms(client["longest_write_ms_upgrade"]), ms(client["longest_write_ms_rollback"]),
+                     ms(client.get("longest_wait_ms_upgrade")), ms(client.get("longest_wait_ms_rollback")),
+                     client["rows_lost"], client["acknowledged"], client["errors"]),
+                 "%s / %s (%s / %s), %s of %d lost (%d errors)" % (
+                     ms(client_shell["longest_write_ms_upgrade"]), ms(client_shell["longest_write_ms_rollback"]),
+                     ms(client_shell.get("longest_wait_ms_upgrade")), ms(client_shell.get("longest_wait_ms_rollback")),
+                     client_shell["rows_lost"], client_shell["acknowledged"], client_shell["errors"]),
                  "target a few ms, 0 lost"))
     return rows
 

@@ -6,8 +6,9 @@ shared with the harness or with each other):
 - schema: reads the main file's Version header between two looks at the orders table's columns,
   and counts samples where the old version's code sat on the new schema (the `currency` column of
   migration 0004) on both looks;
-- site client: inserts an order every few ms (its own connection, autocommit, busy timeout 60 s),
-  recording each insert's wall start and latency; afterwards, which acknowledged orders are gone.
+- site client: inserts an order every few ms (its own connection; SQLite's default busy handler,
+  emulated so that the time spent waiting for another connection's lock is known), recording each
+  insert's wall start, latency and lock wait; afterwards, which acknowledged orders are gone.
 """
 import multiprocessing, os, re, sqlite3, time
 from contextlib import contextmanager
@@ -65,22 +66,55 @@ def schema_watcher(main, db, old, stop, out):
     out.send({"samples": samples, "old_code_on_new_schema": old_on_new, "errors": errors})
 
 
+# SQLite's default busy handler (sqliteDefaultBusyCallback): these sleeps, then 100 ms each, up to the timeout.
+BUSY_SLEEPS_MS = [1, 2, 5, 10, 15, 20, 25, 25, 25, 50, 50, 100]
+
+
+def with_busy_retries(con, statement, timeout=60.0):
+    """Runs `statement` as SQLite's default busy handler would (busy timeout 0 on the connection, the
+    same sleeps done here), and returns the seconds spent waiting for another connection's lock."""
+    waited, attempt = 0.0, 0
+    while True:
+        try:
+            con.execute(statement)
+            return waited
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or waited >= timeout:
+                raise
+        delay = BUSY_SLEEPS_MS[min(attempt, len(BUSY_SLEEPS_MS) - 1)] / 1000
+        attempt += 1
+        start = time.perf_counter()
+        time.sleep(delay)
+        waited += time.perf_counter() - start
+
+
 def site_client(db, stop, out, interval=0.003):
-    con = sqlite3.connect(db, timeout=60, isolation_level=None)
+    """Inserts an order every `interval` s, as a site would (BEGIN IMMEDIATE, INSERT, COMMIT), and
+    records each write's wall start, latency and the part of it spent waiting for another
+    connection's lock (taking the write lock, or committing while a reader holds the file)."""
+    con = sqlite3.connect(db, timeout=0, isolation_level=None)
     writes, errors, acknowledged = [], [], []
     index = 0
     while not stop.is_set():
         ref = "LIVE-%d-%d" % (os.getpid(), index)
         index += 1
         wall, start = time.time(), time.perf_counter()
+        waited = 0.0
         try:
-            con.execute("INSERT INTO wp_molam_orders (order_ref, amount_minor, status) VALUES (?, ?, 'paid')",
-                        (ref, 1000 + index))
+            waited += with_busy_retries(con, "BEGIN IMMEDIATE")
+            try:
+                con.execute("INSERT INTO wp_molam_orders (order_ref, amount_minor, status) VALUES (?, ?, 'paid')",
+                            (ref, 1000 + index))
+                waited += with_busy_retries(con, "COMMIT")
+            except sqlite3.Error:
+                if con.in_transaction:
+                    con.execute("ROLLBACK")
+                raise
         except sqlite3.Error as error:
             errors.append(str(error))
         else:
             acknowledged.append(ref)
-        writes.append((wall, time.perf_counter() - start))
+        writes.append((wall, time.perf_counter() - start, waited))
         time.sleep(interval)
     con.close()
     out.send({"writes": writes, "errors": errors, "acknowledged": acknowledged})
@@ -95,10 +129,10 @@ class Watch:
         client = self.results["client"]
         rollback_start, rollback_end = marks.get("rollback"), marks.get("end")
 
-        def longest(inside):
-            values = [latency for wall, latency in client["writes"]
+        def longest(inside, part=1):
+            values = [write[part] for write in client["writes"]
                       if rollback_start is not None
-                      and (rollback_start <= wall + latency and wall <= rollback_end) == inside]
+                      and (rollback_start <= write[0] + write[1] and write[0] <= rollback_end) == inside]
             return max(values) * 1000 if values else None
         con = sqlite3.connect(db, timeout=60)
         try:
@@ -114,6 +148,7 @@ class Watch:
                 "client": {"writes": len(client["writes"]), "acknowledged": len(client["acknowledged"]),
                            "errors": len(client["errors"]), "first_errors": client["errors"][:3],
                            "longest_write_ms_upgrade": longest(False), "longest_write_ms_rollback": longest(True),
+                           "longest_wait_ms_upgrade": longest(False, 2), "longest_wait_ms_rollback": longest(True, 2),
                            "rows_lost": lost}}
 
 
