@@ -324,6 +324,58 @@ struct MySQLPluginDatabaseTests {
         #expect(try !confined.hasShadows())
     }
 
+    @Test("roles it may take, column grants and routines running as another account make an account too wide")
+    func grantsBeyondTheAccount() throws {
+        let site = try Site(rows: 1, hint: "widen")
+        defer { site.drop() }
+        let confinement = MigrationConfinement(plugin: "molam-form", owned: [Self.orders], creatable: [])
+        let account = "molam_\(UInt32.random(in: 0...UInt32.max))"
+        let grantee = "'\(account)'@'localhost'"
+        try site.admin.execute("CREATE USER \(grantee) IDENTIFIED BY 'pw-\(account)'")
+        defer { _ = try? site.admin.execute("DROP USER \(grantee)") }
+        for statement in MySQLGrants.statements(account: grantee, database: site.name, tables: [Self.orders]) {
+            try site.admin.execute(String(statement.dropLast()))
+        }
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("molam-widen-\(UUID())").path
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let passwordFile = directory + "/password"
+        _ = FileManager.default.createFile(atPath: passwordFile, contents: Data("pw-\(account)\n".utf8), attributes: [.posixPermissions: 0o600])
+        var location = site.location
+        location.user = account
+        location.credentials = .passwordFile(passwordFile)
+        // Each connection reads the grants as they are when it asks.
+        let problem = { () throws -> String? in try MySQLPluginDatabase(location: location).confinementProblem(confinement) }
+        #expect(try problem() == nil)
+
+        // A role, even one holding nothing itself: a role granted to it may hold anything.
+        let outer = "\(account)_outer", wide = "\(account)_wide"
+        try site.admin.execute("CREATE ROLE \(wide)")
+        defer { _ = try? site.admin.execute("DROP ROLE \(wide)") }
+        try site.admin.execute("GRANT ALL ON \(MySQLPluginDatabase.quote(site.name)).* TO \(wide)")
+        try site.admin.execute("CREATE ROLE \(outer)")
+        defer { _ = try? site.admin.execute("DROP ROLE \(outer)") }
+        try site.admin.execute("GRANT \(wide) TO \(outer)")
+        try site.admin.execute("GRANT \(outer) TO \(grantee)")
+        #expect(try problem()?.contains("may take the role") == true)
+        try site.admin.execute("REVOKE \(outer) FROM \(grantee)")
+        #expect(try problem() == nil)
+
+        // A column of a core table.
+        try site.admin.execute("GRANT UPDATE (user_login) ON \(MySQLPluginDatabase.quote(site.name)).shop7_users TO \(grantee)")
+        #expect(try problem()?.contains("on the column user_login of \(site.name).shop7_users") == true)
+        try site.admin.execute("REVOKE UPDATE (user_login) ON \(MySQLPluginDatabase.quote(site.name)).shop7_users FROM \(grantee)")
+        #expect(try problem() == nil)
+
+        // A procedure that runs as its definer (the administrator here) and writes a core table.
+        let procedure = "\(MySQLPluginDatabase.quote(site.name)).molam_touch_users"
+        try site.admin.execute("CREATE PROCEDURE \(procedure)() SQL SECURITY DEFINER UPDATE shop7_users SET user_login = user_login")
+        try site.admin.execute("GRANT EXECUTE ON PROCEDURE \(procedure) TO \(grantee)")
+        #expect(try problem()?.contains("may run \(site.name).molam_touch_users, which runs with the rights of") == true)
+        try site.admin.execute("ALTER PROCEDURE \(procedure) SQL SECURITY INVOKER")
+        #expect(try problem() == nil)
+    }
+
     @Test("smoke queries are read-only, answer rows, and stop in time")
     func smoke() throws {
         let site = try Site(rows: 4, hint: "smoke")

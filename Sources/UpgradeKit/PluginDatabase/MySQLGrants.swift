@@ -6,6 +6,11 @@ import MolamMySQL
 /// This reads what the account may do (information_schema's privilege views, never SHOW GRANTS
 /// text) to refuse a wider account before a migration runs, and writes the GRANT statements an
 /// administrator runs once (`molam-upgrade grants`).
+///
+/// What the account could reach beyond its own grants counts too, since a release's migration may
+/// `SET ROLE` or `CALL` as it likes: roles it may take (their privileges are not in the views it can
+/// read, so any role is too wide), and routines it may run that execute with another account's
+/// rights (`SQL SECURITY DEFINER`).
 struct MySQLGrants {
     struct Grant {
         enum Level: Equatable {
@@ -13,11 +18,16 @@ struct MySQLGrants {
             /// A database name pattern (`_` and `%` are wildcards, `\` escapes them).
             case schema(String)
             case table(schema: String, table: String)
+            case column(schema: String, table: String, column: String)
         }
         var level: Level
         var privilege: String
     }
     var grants: [Grant]
+    /// Roles the account may take (`information_schema.applicable_roles`, nested ones included).
+    var roles: [String] = []
+    /// Routines it may run that run as another account: `schema.name` and that account.
+    var definerRoutines: [(routine: String, definer: String)] = []
 
     /// Privileges that change data, schema or server state.
     static let writing: Set<String> = [
@@ -52,12 +62,40 @@ struct MySQLGrants {
                 level: .table(schema: row[0].stringValue ?? "", table: row[1].stringValue ?? ""),
                 privilege: row[2].stringValue ?? ""))
         }
-        return MySQLGrants(grants: grants)
+        for row in try connection.query("""
+            SELECT table_schema, table_name, column_name, privilege_type FROM information_schema.column_privileges
+            WHERE grantee = \(grantee)
+            """) {
+            grants.append(Grant(
+                level: .column(
+                    schema: row[0].stringValue ?? "", table: row[1].stringValue ?? "", column: row[2].stringValue ?? ""),
+                privilege: row[3].stringValue ?? ""))
+        }
+        var roles: [String] = []
+        do {
+            roles = try connection.query("SELECT DISTINCT role_name FROM information_schema.applicable_roles ORDER BY 1")
+                .map { $0[0].stringValue ?? "" }
+        } catch where error.number == 1109 {
+            // MySQL before 8.0.19 has no such view, and MySQL 5.7 no roles.
+        }
+        // The view lists the routines this account may run (or alter); definers are `user@host`, as
+        // CURRENT_USER() reads.
+        let routines = try connection.query("""
+            SELECT routine_schema, routine_name, definer FROM information_schema.routines
+            WHERE security_type = 'DEFINER' AND definer <> CURRENT_USER() ORDER BY 1, 2
+            """).map { (routine: "\($0[0].stringValue ?? "").\($0[1].stringValue ?? "")", definer: $0[2].stringValue ?? "") }
+        return MySQLGrants(grants: grants, roles: roles, definerRoutines: routines)
     }
 
     /// How the account can write outside `allowed` (and the agent's own `_molam_` tables, the ledger
     /// and scratch databases), as the end of a sentence; nil when it cannot.
     func firstWrite(outside allowed: Set<String>, database: String) -> String? {
+        if let role = roles.first {
+            return "may take the role \(role), whose privileges an account cannot read (a confined account holds no role)"
+        }
+        if let routine = definerRoutines.first {
+            return "may run \(routine.routine), which runs with the rights of \(routine.definer)"
+        }
         for grant in grants where Self.writing.contains(grant.privilege.uppercased()) {
             switch grant.level {
             case .global:
@@ -69,6 +107,10 @@ struct MySQLGrants {
                 if schema == database, allowed.contains(table) || table.hasPrefix("_molam_")
                     || table == TableOwnership.ledgerTable { continue }
                 return "holds \(grant.privilege) on \(schema).\(table)"
+            case .column(let schema, let table, let column):
+                if schema == database, allowed.contains(table) || table.hasPrefix("_molam_")
+                    || table == TableOwnership.ledgerTable { continue }
+                return "holds \(grant.privilege) on the column \(column) of \(schema).\(table)"
             }
         }
         return nil
