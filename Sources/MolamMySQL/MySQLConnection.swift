@@ -112,6 +112,12 @@ public final class MySQLConnection {
         try MySQLStatement(try open(sql), sql: sql).resultColumnCount
     }
 
+    /// Has the server prepare `sql`, then drops it unrun. MariaDB and MySQL check a statement's
+    /// privileges when they prepare it, so this asks the server whether the account may run it.
+    public func prepareOnly(_ sql: String) throws(MySQLError) {
+        _ = try MySQLStatement(try open(sql), sql: sql)
+    }
+
     /// Streams the statement's rows one at a time (`mysql_use_result`): memory stays bounded
     /// whatever the number of rows. The body must not use this connection. Rethrows the body's
     /// error (the rest of the rows are then read and dropped); throws `MySQLError` otherwise.

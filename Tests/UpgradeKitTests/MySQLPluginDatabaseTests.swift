@@ -374,6 +374,18 @@ struct MySQLPluginDatabaseTests {
         #expect(try problem()?.contains("may run \(site.name).molam_touch_users, which runs with the rights of") == true)
         try site.admin.execute("ALTER PROCEDURE \(procedure) SQL SECURITY INVOKER")
         #expect(try problem() == nil)
+
+        // Grants to PUBLIC (every account) are not in the views the account can read: the server,
+        // asked to prepare a write, says it would take it.
+        let db = MySQLPluginDatabase.quote(site.name)
+        try site.admin.execute("GRANT DELETE ON \(db).shop7_users TO PUBLIC")
+        #expect(try problem()?.contains("may write \(site.name).shop7_users") == true)
+        try site.admin.execute("REVOKE DELETE ON \(db).shop7_users FROM PUBLIC")
+        try site.admin.execute("GRANT CREATE ON \(db).* TO PUBLIC")
+        #expect(try problem()?.contains("may create any table in \(site.name)") == true)
+        try site.admin.execute("REVOKE CREATE ON \(db).* FROM PUBLIC")
+        #expect(try problem() == nil)
+        #expect(try site.count("SELECT count(*) FROM shop7_users") == 1)
     }
 
     @Test("smoke queries are read-only, answer rows, and stop in time")

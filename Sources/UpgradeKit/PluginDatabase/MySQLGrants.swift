@@ -87,6 +87,38 @@ struct MySQLGrants {
         return MySQLGrants(grants: grants, roles: roles, definerRoutines: routines)
     }
 
+    /// Whether the agent may write `table` of the site's database: the plugin's tables (`allowed`),
+    /// the agent's own beside them and the ledger.
+    static func mayWrite(_ table: String, allowed: Set<String>) -> Bool {
+        allowed.contains(table) || table.hasPrefix("_molam_") || table == TableOwnership.ledgerTable
+    }
+
+    /// The first way the server itself would let this account write `database` outside `allowed`,
+    /// asked by preparing (never running) a DELETE and an INSERT on each of its other tables and a
+    /// CREATE TABLE of a name no plugin owns: grants to PUBLIC (MariaDB 10.11) and roles in use do not
+    /// show in the privilege views, and the server is the judge of what it allows.
+    static func serverAllowedWrite(
+        _ connection: MySQLConnection, database: String, allowed: Set<String>
+    ) throws(MySQLError) -> String? {
+        let db = MySQLPluginDatabase.quote(database)
+        let tables = try connection.query(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = ? ORDER BY 1", [.text(database)]
+        ).compactMap { $0[0].stringValue }
+        for table in tables where !mayWrite(table, allowed: allowed) {
+            let name = "\(db).\(MySQLPluginDatabase.quote(table))"
+            for statement in ["DELETE FROM \(name)", "INSERT INTO \(name) () VALUES ()"] {
+                if (try? connection.prepareOnly(statement)) != nil {
+                    return "may write \(database).\(table) (the server accepts `\(statement)`)"
+                }
+            }
+        }
+        let probe = "\(db).`molam_confinement_probe`"
+        if (try? connection.prepareOnly("CREATE TABLE \(probe) (i INT)")) != nil {
+            return "may create any table in \(database)"
+        }
+        return nil
+    }
+
     /// How the account can write outside `allowed` (and the agent's own `_molam_` tables, the ledger
     /// and scratch databases), as the end of a sentence; nil when it cannot.
     func firstWrite(outside allowed: Set<String>, database: String) -> String? {
@@ -104,12 +136,10 @@ struct MySQLGrants {
                 if pattern == Self.scratchPattern { continue }
                 return "holds \(grant.privilege) on every table of the database \(pattern)"
             case .table(let schema, let table):
-                if schema == database, allowed.contains(table) || table.hasPrefix("_molam_")
-                    || table == TableOwnership.ledgerTable { continue }
+                if schema == database, Self.mayWrite(table, allowed: allowed) { continue }
                 return "holds \(grant.privilege) on \(schema).\(table)"
             case .column(let schema, let table, let column):
-                if schema == database, allowed.contains(table) || table.hasPrefix("_molam_")
-                    || table == TableOwnership.ledgerTable { continue }
+                if schema == database, Self.mayWrite(table, allowed: allowed) { continue }
                 return "holds \(grant.privilege) on the column \(column) of \(schema).\(table)"
             }
         }

@@ -217,11 +217,15 @@ public final class MySQLPluginDatabase: PluginDatabase {
 
     public func confinementProblem(_ confinement: MigrationConfinement) throws(PluginDatabaseError) -> String? {
         guard !confinement.allowWideGrants else { return nil }
-        let grants = try sql("reading the grants of \(endpoint.user) on \(mysqlLocation)") { () throws(MySQLError) in
-            try MySQLGrants.current(connection)
-        }
         let allowed = Set((confinement.owned + confinement.creatable).map { $0 })
-        guard let wide = grants.firstWrite(outside: allowed, database: siteDatabase ?? database) else { return nil }
+        let site = siteDatabase ?? database
+        let wide = try sql("reading the grants of \(endpoint.user) on \(mysqlLocation)") { () throws(MySQLError) -> String? in
+            if let wide = try MySQLGrants.current(connection).firstWrite(outside: allowed, database: site) {
+                return wide
+            }
+            return try MySQLGrants.serverAllowedWrite(connection, database: site, allowed: allowed)
+        }
+        guard let wide else { return nil }
         return "the database account \(endpoint.user) \(wide), so the server cannot keep the migrations inside "
             + "the tables \(confinement.plugin) owns; give the agent an account with the grants "
             + "`molam-upgrade grants` prints, or set allow_wide_grants (--allow-wide-grants)"
