@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import UpgradeKit
+import MolamSQLite
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -37,6 +38,42 @@ struct PreSwapCheckTests {
         #expect(result.status == 4)
         #expect(result.stderr.contains("includes/x.php line 3"))
         #expect(try site.installedVersion() == "3.9.0")
+    }
+
+    @Test("A large release is compiled by several PHP processes: errors in each part are all found, a good one passes",
+          .enabled(if: php != nil))
+    func largeReleaseCheckedInParts() throws {
+        let site = try TestSite.molamForm()
+        // 1,000 files: PHPSyntaxCheck.filesPerProcess twice, so a 2-core machine runs two
+        // processes, and neighbours in the sorted list (every other file to each) go to different ones.
+        func addFiles(_ tree: String) throws {
+            try FileManager.default.createDirectory(atPath: tree + "/gen", withIntermediateDirectories: true)
+            for number in 0..<1_000 {
+                try "<?php\nfunction molam_gen_\(number)() { return \(number); }\n"
+                    .write(toFile: tree + String(format: "/gen/f%04d.php", number), atomically: false, encoding: .utf8)
+            }
+        }
+        let broken = try release(site) { tree in
+            try addFiles(tree)
+            try "<?php\nfunction molam_gen_500() { return 1 }\n"
+                .write(toFile: tree + "/gen/f0500.php", atomically: false, encoding: .utf8)
+            try "<?php\n\nfunction molam_gen_501( { }\n"
+                .write(toFile: tree + "/gen/f0501.php", atomically: false, encoding: .utf8)
+        }
+        let refused = try site.upgrade(broken)
+        #expect(refused.status == 4)
+        #expect(refused.stderr.contains("gen/f0500.php line 2"))
+        // Both found (the message names the first and counts the rest).
+        #expect(refused.stderr.contains("(and 1 more file(s))"))
+        #expect(try site.installedVersion() == "3.9.0")
+
+        let good = try release(site) { tree in try addFiles(tree) }
+        let result = try site.upgrade(good)
+        #expect(result.status == 0)
+        #expect(try site.installedVersion() != "3.9.0")
+        let journal = try SQLiteConnection(path: site.stateDirectory + "/journal.db", mode: .readOnly)
+        let detail = try journal.scalar("SELECT detail FROM steps WHERE name = 'stage' ORDER BY id DESC LIMIT 1")
+        #expect(detail?.stringValue?.contains("PHP syntax of") == true)
     }
 
     @Test("php_lint_skip leaves a dependency's broken test fixture out of the syntax check", .enabled(if: php != nil))

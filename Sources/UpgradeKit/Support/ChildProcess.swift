@@ -181,6 +181,10 @@ public enum ChildProcess {
     /// exits or the deadline passes, then kills its process group and, in an agent that adopts
     /// orphans, every descendant that escaped the group (`DescendantReaper`). The outcome is the
     /// program's own; the clean-up does not change it.
+    /// The programs `collect` is running, on any thread: another's end leaves them be when it kills
+    /// what is left of its own (`DescendantReaper.killAdoptedChildren`).
+    static let running = LockedState(Set<pid_t>())
+
     private static func collect(
         timeoutSeconds: Double, start: (Int32) throws(SystemError) -> pid_t
     ) throws(SystemError) -> Outcome {
@@ -190,7 +194,11 @@ public enum ChildProcess {
         let readEnd = pipeFDs[0], writeEnd = pipeFDs[1]
         let pid: pid_t
         do {
-            pid = try start(writeEnd)
+            pid = try running.withLock { (pids) throws(SystemError) -> pid_t in
+                let pid = try start(writeEnd)
+                pids.insert(pid)
+                return pid
+            }
         } catch {
             close(readEnd)
             close(writeEnd)
@@ -254,7 +262,8 @@ public enum ChildProcess {
             reaped = waitpid(pid, &status, 0) == pid
             if !reaped && errno != EINTR { break }
         }
-        DescendantReaper.killAdoptedChildren(deadline: Date().addingTimeInterval(10))
+        running.withLock { _ = $0.remove(pid) }
+        DescendantReaper.killAdoptedChildren(deadline: Date().addingTimeInterval(10), sparing: running)
 
         let termSignal = status & 0x7f
         let exitedNormally = termSignal == 0

@@ -23,13 +23,16 @@ public enum DescendantReaper {
 
     /// Kills and reaps every child of this process until none is left or `deadline` passes; returns
     /// how many were killed. Each round kills what it finds; what those had started is re-parented to
-    /// us and found by the next round.
+    /// us and found by the next round. The programs in `sparing` (those another thread is running
+    /// and waiting for) are left alone; the set is read under its lock, which a spawn holds until
+    /// the new program is in it.
     @discardableResult
-    static func killAdoptedChildren(deadline: Date) -> Int {
+    static func killAdoptedChildren(deadline: Date, sparing: LockedState<Set<pid_t>>? = nil) -> Int {
         guard adoptsOrphans else { return 0 }
         var killed = Set<pid_t>()
         while true {
-            let children = childrenOfThisProcess()
+            let children = sparing?.withLock { running in childrenOfThisProcess().filter { !running.contains($0) } }
+                ?? childrenOfThisProcess()
             if children.isEmpty { return killed.count }
             for child in children {
                 kill(child, SIGKILL)
