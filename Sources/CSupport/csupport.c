@@ -6,6 +6,7 @@
 #include <sys/syscall.h>
 #include <linux/fs.h>
 #include <spawn.h>
+#include <malloc.h>
 #include "csupport.h"
 
 // Called through syscall(2) so the build does not depend on the glibc version exporting the
@@ -171,4 +172,10 @@ pid_t csys_spawn_fd(int exec_fd, char *const argv[], char *const envp[], int dir
         return -(code ? code : ECHILD);
     }
     return pid;
+}
+
+int csys_limit_malloc_retention(void) {
+    int arenas = mallopt(M_ARENA_MAX, 1);
+    int threshold = mallopt(M_MMAP_THRESHOLD, 128 * 1024);
+    return arenas == 1 && threshold == 1 ? 0 : -1;
 }

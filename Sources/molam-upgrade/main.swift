@@ -4,6 +4,9 @@ import UpgradeKit
 import Glibc
 #endif
 
+// Before any thread starts: freed memory goes back to the OS or to the next allocation, whichever
+// thread makes it (MallocRetention).
+MallocRetention.limit()
 // libcurl runs with CURLOPT_NOSIGNAL, so it no longer ignores SIGPIPE for us: a peer that hangs up
 // must not kill the agent in the middle of a rollback.
 signal(SIGPIPE, SIG_IGN)

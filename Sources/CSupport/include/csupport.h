@@ -87,4 +87,9 @@ int csys_signals_first(void);
 /// How many of them were received.
 int csys_signals_count(void);
 
+/// mallopt(3) (its M_* parameters are macros in <malloc.h>, which Swift's Glibc module leaves out):
+/// one malloc arena for the whole process, and large blocks (>= 128 KiB) always mmap'd, so freeing
+/// them gives the pages back. Call before any thread starts. Returns 0, or -1 if glibc refused one.
+int csys_limit_malloc_retention(void);
+
 #endif
