@@ -50,6 +50,31 @@ struct MySQLPluginDatabaseTests {
 
         func open() throws -> MySQLPluginDatabase { try MySQLPluginDatabase(location: location) }
 
+        /// A new account given exactly what `molam-upgrade grants` prints for `tables`, and the location
+        /// that connects as it (its password in a 0600 file); `dropAccount` removes both.
+        func confinedAccount(tables: [String]) throws -> (name: String, location: MySQLLocation) {
+            let account = "molam_\(UInt32.random(in: 0...UInt32.max))"
+            try admin.execute("CREATE USER '\(account)'@'localhost' IDENTIFIED BY 'pw-\(account)'")
+            for statement in MySQLGrants.statements(account: "'\(account)'@'localhost'", database: name, tables: tables) {
+                try admin.execute(String(statement.dropLast()))
+            }
+            let directory = FileManager.default.temporaryDirectory.appendingPathComponent("molam-\(account)").path
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+            let passwordFile = directory + "/password"
+            _ = FileManager.default.createFile(
+                atPath: passwordFile, contents: Data("pw-\(account)\n".utf8), attributes: [.posixPermissions: 0o600])
+            var confined = location
+            confined.user = account
+            confined.credentials = .passwordFile(passwordFile)
+            return (account, confined)
+        }
+
+        func dropAccount(_ account: String) {
+            _ = try? admin.execute("DROP USER '\(account)'@'localhost'")
+            try? FileManager.default.removeItem(
+                atPath: FileManager.default.temporaryDirectory.appendingPathComponent("molam-\(account)").path)
+        }
+
         func count(_ sql: String) throws -> Int64 { try admin.query(sql).first?[0].intValue ?? -1 }
 
         func tables() throws -> [String] {
@@ -293,20 +318,8 @@ struct MySQLPluginDatabaseTests {
         allowed.allowWideGrants = true
         #expect(try root.confinementProblem(allowed) == nil)
 
-        let account = "molam_\(UInt32.random(in: 0...UInt32.max))"
-        try site.admin.execute("CREATE USER '\(account)'@'localhost' IDENTIFIED BY 'pw-\(account)'")
-        defer { _ = try? site.admin.execute("DROP USER '\(account)'@'localhost'") }
-        for statement in MySQLGrants.statements(account: "'\(account)'@'localhost'", database: site.name, tables: [Self.orders, "shop7_molam_refunds"]) {
-            try site.admin.execute(String(statement.dropLast()))
-        }
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("molam-grants-\(UUID())").path
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(atPath: directory) }
-        let passwordFile = directory + "/password"
-        _ = FileManager.default.createFile(atPath: passwordFile, contents: Data("pw-\(account)\n".utf8), attributes: [.posixPermissions: 0o600])
-        var location = site.location
-        location.user = account
-        location.credentials = .passwordFile(passwordFile)
+        let (account, location) = try site.confinedAccount(tables: [Self.orders, "shop7_molam_refunds"])
+        defer { site.dropAccount(account) }
         let confined = try MySQLPluginDatabase(location: location)
         #expect(try confined.confinementProblem(confinement) == nil)
         try confined.applyMigrations([Self.migration(1, "ok", "CREATE TABLE shop7_molam_refunds(id INT PRIMARY KEY); ALTER TABLE \(Self.orders) ADD COLUMN c INT")],
@@ -329,21 +342,9 @@ struct MySQLPluginDatabaseTests {
         let site = try Site(rows: 1, hint: "widen")
         defer { site.drop() }
         let confinement = MigrationConfinement(plugin: "molam-form", owned: [Self.orders], creatable: [])
-        let account = "molam_\(UInt32.random(in: 0...UInt32.max))"
+        let (account, location) = try site.confinedAccount(tables: [Self.orders])
+        defer { site.dropAccount(account) }
         let grantee = "'\(account)'@'localhost'"
-        try site.admin.execute("CREATE USER \(grantee) IDENTIFIED BY 'pw-\(account)'")
-        defer { _ = try? site.admin.execute("DROP USER \(grantee)") }
-        for statement in MySQLGrants.statements(account: grantee, database: site.name, tables: [Self.orders]) {
-            try site.admin.execute(String(statement.dropLast()))
-        }
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("molam-widen-\(UUID())").path
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(atPath: directory) }
-        let passwordFile = directory + "/password"
-        _ = FileManager.default.createFile(atPath: passwordFile, contents: Data("pw-\(account)\n".utf8), attributes: [.posixPermissions: 0o600])
-        var location = site.location
-        location.user = account
-        location.credentials = .passwordFile(passwordFile)
         // Each connection reads the grants as they are when it asks.
         let problem = { () throws -> String? in try MySQLPluginDatabase(location: location).confinementProblem(confinement) }
         #expect(try problem() == nil)
