@@ -107,16 +107,28 @@ struct MySQLGrants {
         for table in tables where !mayWrite(table, allowed: allowed) {
             let name = "\(db).\(MySQLPluginDatabase.quote(table))"
             for statement in ["DELETE FROM \(name)", "INSERT INTO \(name) () VALUES ()"] {
-                if (try? connection.prepareOnly(statement)) != nil {
+                if try accepts(connection, statement) {
                     return "may write \(database).\(table) (the server accepts `\(statement)`)"
                 }
             }
         }
-        let probe = "\(db).`molam_confinement_probe`"
-        if (try? connection.prepareOnly("CREATE TABLE \(probe) (i INT)")) != nil {
+        if try accepts(connection, "CREATE TABLE \(db).`molam_confinement_probe` (i INT)") {
             return "may create any table in \(database)"
         }
         return nil
+    }
+
+    /// Whether the server prepares `statement` for this account. Its refusal (no privilege, a view it
+    /// cannot update) is an answer; losing the connection (the client library's errors, 2000–2999) is not.
+    private static func accepts(_ connection: MySQLConnection, _ statement: String) throws(MySQLError) -> Bool {
+        do {
+            try connection.prepareOnly(statement)
+            return true
+        } catch where (2000..<3000).contains(error.number) {
+            throw error
+        } catch {
+            return false
+        }
     }
 
     /// How the account can write outside `allowed` (and the agent's own `_molam_` tables, the ledger
