@@ -46,10 +46,14 @@ struct PreSwapCheckTests {
         let site = try TestSite.molamForm()
         // 1,000 files: PHPSyntaxCheck.filesPerProcess twice, so a 2-core machine runs two
         // processes, and neighbours in the sorted list (every other file to each) go to different ones.
+        // Even-numbered files are long, so one process ends well before the other: its end must not
+        // take the other's php with it.
+        let long = (0..<400).map { "    $x\($0) = strlen('molam') + \($0);" }.joined(separator: "\n")
         func addFiles(_ tree: String) throws {
             try FileManager.default.createDirectory(atPath: tree + "/gen", withIntermediateDirectories: true)
             for number in 0..<1_000 {
-                try "<?php\nfunction molam_gen_\(number)() { return \(number); }\n"
+                let body = number % 2 == 0 ? long + "\n    return $x0;" : "    return \(number);"
+                try "<?php\nfunction molam_gen_\(number)() {\n\(body)\n}\n"
                     .write(toFile: tree + String(format: "/gen/f%04d.php", number), atomically: false, encoding: .utf8)
             }
         }
@@ -74,6 +78,9 @@ struct PreSwapCheckTests {
         let journal = try SQLiteConnection(path: site.stateDirectory + "/journal.db", mode: .readOnly)
         let detail = try journal.scalar("SELECT detail FROM steps WHERE name = 'stage' ORDER BY id DESC LIMIT 1")
         #expect(detail?.stringValue?.contains("PHP syntax of") == true)
+        // Every part concluded: none of its files fell back to `php -l` (as when one part's end
+        // killed the other's php).
+        #expect(detail?.stringValue?.contains("one by one") == false)
     }
 
     @Test("php_lint_skip leaves a dependency's broken test fixture out of the syntax check", .enabled(if: php != nil))

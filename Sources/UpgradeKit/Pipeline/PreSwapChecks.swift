@@ -29,7 +29,9 @@ extension Pipeline {
                 context.progress.note(skipped)
                 details.append(skipped)
             } else {
-                details.append("PHP syntax of \(result.filesChecked) file\(result.filesChecked == 1 ? "" : "s") checked")
+                let oneByOne = result.checkedOneByOne == 0 ? ""
+                    : " (\(result.checkedOneByOne) of them with php -l one by one: opcache did not compile them)"
+                details.append("PHP syntax of \(result.filesChecked) file\(result.filesChecked == 1 ? "" : "s") checked" + oneByOne)
             }
         }
         if !manifest.beforeSwap.isEmpty {
